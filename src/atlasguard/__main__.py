@@ -1,0 +1,5 @@
+"""``python -m atlasguard`` runs the command line."""
+
+from atlasguard._cli.main import main
+
+main()

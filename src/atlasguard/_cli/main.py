@@ -1,0 +1,89 @@
+"""Entry point of the ``atlasguard`` command.
+
+Exit codes are decided here and nowhere else: 0 clean, 1 findings or a failed
+check, 2 usage or configuration error. Library errors carry their code
+(:attr:`atlasguard.errors.AtlasguardError.exit_code`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+
+from atlasguard import __version__
+from atlasguard._cli.console import err_console
+from atlasguard.errors import AtlasguardError
+
+__all__ = ["app", "main"]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+# Each module here exposes ``register(app)``, which adds its commands.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "atlasguard._cli.catalog",
+    "atlasguard._cli.policy",
+    "atlasguard._cli.coverage",
+)
+
+app = typer.Typer(
+    name="atlasguard",
+    help="The MITRE ATLAS mitigations as working, tested, measured software.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"atlasguard {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """The MITRE ATLAS mitigations as working, tested, measured software.
+
+    Exit codes: 0 clean, 1 findings or a failed check, 2 usage or configuration error.
+    """
+
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` and return the exit code."""
+    try:
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False,
+                     prog_name="atlasguard")
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return EXIT_USAGE
+    except AtlasguardError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())
