@@ -11,8 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
+from rich.markup import escape
 
 from atlasguard import __version__
 from atlasguard._cli.console import err_console
@@ -64,24 +64,24 @@ for _name in _COMMAND_MODULES:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run the command line on ``argv`` and return the exit code."""
+    """Run the command line on ``argv`` and return the exit code.
+
+    Typer reports usage errors itself (exit 2); atlasguard's own errors are
+    translated here, by their ``exit_code``, without a traceback.
+    """
     try:
-        result = app(args=list(argv) if argv is not None else None, standalone_mode=False,
-                     prog_name="atlasguard")
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        return EXIT_USAGE
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        return EXIT_USAGE
+        app(args=list(argv) if argv is not None else None, prog_name="atlasguard")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return EXIT_OK
+        return code if isinstance(code, int) else EXIT_USAGE
     except AtlasguardError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    return result if isinstance(result, int) else EXIT_OK
+    return EXIT_OK
 
 
 def main() -> None:

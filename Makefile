@@ -1,0 +1,58 @@
+# atlasguard working loop. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ANCHORS := .anchors-venv
+export ATLASGUARD_ANCHORS_VENV := $(abspath $(ANCHORS))
+
+.PHONY: run test lint format bench services anchors clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Stamps re-run the install whenever pyproject.toml changes.
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[all,dev]'
+	touch $@ $(VENV)/.stamp-run
+
+# The anchors (picklescan, modelscan, fickling, model-signing...) live in their own
+# virtual environment: benchmarks and interoperability tests call them, atlasguard never imports them.
+$(ANCHORS)/.stamp: bench/anchors.txt
+	$(PYTHON) -m venv $(ANCHORS)
+	$(ANCHORS)/bin/pip install -q --upgrade pip
+	$(ANCHORS)/bin/pip install -q -r bench/anchors.txt
+	touch $@
+
+anchors: $(ANCHORS)/.stamp
+
+## run: set up and run the main job on embedded defaults.
+run: $(VENV)/.stamp-run
+	$(BIN)/atlasguard coverage
+
+services:
+	scripts/services.sh
+
+## test: set up (dev + all extras, anchors), check PostgreSQL and Redis, run the tests.
+test: $(VENV)/.stamp-dev anchors services
+	$(BIN)/pytest
+
+lint: $(VENV)/.stamp-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: $(VENV)/.stamp-dev
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+## bench: the side-by-side benchmarks under bench/ (slow).
+bench: $(VENV)/.stamp-dev anchors services
+	$(BIN)/pytest -m bench -p no:randomly -s bench
+
+clean:
+	rm -rf $(VENV) $(ANCHORS) .pytest_cache .mypy_cache .ruff_cache build dist
