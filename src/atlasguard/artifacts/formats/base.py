@@ -48,7 +48,7 @@ class Limits:
     spool_bytes: int = 16 * 1024**2  # members larger than this are spooled to disk
 
 
-class LimitExceeded(Exception):  # noqa: N818 - internal signal, caught by the dispatcher
+class LimitExceeded(Exception):
     """A limit of :class:`Limits` was hit; the dispatcher turns it into a finding."""
 
     def __init__(self, what: str, location: Location | None = None) -> None:
