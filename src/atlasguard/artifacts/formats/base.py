@@ -109,8 +109,9 @@ class ScanContext:
         """The context for member ``name`` of this stream."""
         member = f"{self.member}!{name}" if self.member else name
         if self.depth + 1 > self.limits.max_depth:
-            raise LimitExceeded(f"containers nested deeper than {self.limits.max_depth}",
-                                Location(member=member))
+            raise LimitExceeded(
+                f"containers nested deeper than {self.limits.max_depth}", Location(member=member)
+            )
         return ScanContext(
             limits=self.limits,
             allow=self.allow,
@@ -152,13 +153,18 @@ class FormatScanner(Protocol):
         ...
 
 
-def unreadable_finding(message: str, location: Location, *, severity: Severity = Severity.HIGH
-                       ) -> Finding:
+def unreadable_finding(
+    message: str, location: Location, *, severity: Severity = Severity.HIGH
+) -> Finding:
     """A file or member the scanner could not read in full: it may still load elsewhere."""
     return Finding(rule="unreadable", severity=severity, message=message, location=location)
 
 
 def limit_finding(exc: LimitExceeded) -> Finding:
     """A limit hit while scanning: reported, never a silent pass."""
-    return Finding(rule="limit-exceeded", severity=Severity.HIGH,
-                   message=f"scan stopped: {exc.what}", location=exc.location)
+    return Finding(
+        rule="limit-exceeded",
+        severity=Severity.HIGH,
+        message=f"scan stopped: {exc.what}",
+        location=exc.location,
+    )
