@@ -29,6 +29,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.catalog",
     "atlasguard._cli.policy",
     "atlasguard._cli.coverage",
+    "atlasguard._cli.audit",
 )
 
 app = typer.Typer(

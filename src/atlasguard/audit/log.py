@@ -1,0 +1,366 @@
+"""The audit log: records as leaves of an append-only Merkle tree, with signed checkpoints.
+
+Every append runs in its own transaction under a lock (``BEGIN IMMEDIATE`` on
+SQLite, an advisory lock on PostgreSQL), so leaf indexes are dense and in
+commit order whatever the number of workers. :meth:`AuditLog.append` raises
+:class:`AuditWriteError` when the record cannot be written: callers refuse the
+request (fail closed). A record is acknowledged only once committed, and
+SQLite runs with ``synchronous=FULL``, so a crash loses no acknowledged record.
+
+:meth:`AuditLog.verify` recomputes every leaf from the stored record and every
+checkpoint's head from the leaves: an edited, deleted, reordered or inserted
+record is found, and an external checkpoint proves the log only grew.
+
+>>> from atlasguard.audit.log import AuditLog
+>>> from atlasguard.audit.records import AuditRecord
+>>> from atlasguard.db import connect
+>>> log = AuditLog.create(connect("sqlite://"))
+>>> log.append(AuditRecord(time=0.0, principal="alice", action="infer", decision="allow"))
+0
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from atlasguard.audit.checkpoint import (
+    Checkpoint,
+    CheckpointSigner,
+    CheckpointVerifier,
+    load_signer,
+    load_verifier,
+)
+from atlasguard.audit.merkle import MerkleTree, leaf_hash, root_of, verify_consistency
+from atlasguard.audit.records import AuditRecord
+from atlasguard.db.engine import connect, database_url
+from atlasguard.db.migrate import migrate
+from atlasguard.db.schema import audit_checkpoints, audit_records
+from atlasguard.errors import AtlasguardError, ConfigurationError, IntegrityError
+from atlasguard.policy import Policy
+
+__all__ = [
+    "AuditLog",
+    "AuditWriteError",
+    "InclusionProof",
+    "UsageRow",
+    "VerifyReport",
+    "open_audit_log",
+]
+
+_PG_LOCK = 0x61746C61  # "atla": the advisory lock that serialises appends
+
+
+class AuditWriteError(AtlasguardError):
+    """A record could not be written; the action it records must not happen."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    records: int
+    checkpoints: int
+    latest_checkpoint: int
+    root: bytes
+
+    @property
+    def unchecked_tail(self) -> int:
+        """Records appended after the latest checkpoint (covered by none yet)."""
+        return self.records - self.latest_checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    index: int
+    record: AuditRecord
+    leaf_hash: bytes
+    checkpoint: Checkpoint
+    path: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    principal: str
+    requests: int
+    allowed: int
+    denied: int
+    models: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class AuditLog:
+    """The audit log stored in the deployment's metadata database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        signer: CheckpointSigner | None = None,
+        log_id: str = "atlasguard",
+        checkpoint_every: int = 1000,
+    ) -> None:
+        self._engine = engine
+        self._signer = signer
+        self.log_id = log_id
+        self.checkpoint_every = checkpoint_every
+
+    @classmethod
+    def create(cls, engine: Engine, **kwargs: object) -> AuditLog:
+        """Migrate the database to the current schema and open the log on it."""
+        migrate(engine)
+        return cls(engine, **kwargs)  # type: ignore[arg-type]
+
+    # -- writing -------------------------------------------------------------------
+
+    def _lock(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+
+    def append(self, record: AuditRecord) -> int:
+        """Write one record; return its index. Raises :class:`AuditWriteError` on failure."""
+        body = record.to_bytes()
+        try:
+            with self._engine.begin() as conn:
+                self._lock(conn)
+                index = int(
+                    conn.execute(
+                        select(func.coalesce(func.max(audit_records.c.idx) + 1, 0))
+                    ).scalar_one()
+                )
+                conn.execute(
+                    audit_records.insert().values(
+                        idx=index,
+                        created_at=time.time(),
+                        leaf_hash=leaf_hash(body),
+                        body=body.decode("utf-8"),
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise AuditWriteError(
+                f"audit record could not be written: {exc.__class__.__name__}"
+            ) from exc
+        if self._signer is not None and (index + 1) % self.checkpoint_every == 0:
+            self.checkpoint()
+        return index
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign the current head and store it; returns the checkpoint."""
+        if self._signer is None:
+            raise AuditWriteError("no signing key configured for audit checkpoints")
+        try:
+            with self._engine.begin() as conn:
+                self._lock(conn)
+                leaves = [
+                    row[0]
+                    for row in conn.execute(
+                        select(audit_records.c.leaf_hash).order_by(audit_records.c.idx)
+                    )
+                ]
+                size = len(leaves)
+                existing = conn.execute(
+                    select(audit_checkpoints).where(audit_checkpoints.c.size == size)
+                ).first()
+                if existing is not None:
+                    return _checkpoint_from_row(self.log_id, existing._mapping)
+                cp = self._signer.sign(self.log_id, size, root_of(leaves), time.time())
+                conn.execute(
+                    audit_checkpoints.insert().values(
+                        size=cp.size,
+                        root=cp.root,
+                        created_at=cp.created_at,
+                        key_id=cp.key_id,
+                        signature=cp.signature,
+                        note=cp.note.decode(),
+                    )
+                )
+                return cp
+        except SQLAlchemyError as exc:
+            raise AuditWriteError(f"audit checkpoint could not be written: {exc}") from exc
+
+    # -- reading -------------------------------------------------------------------
+
+    def size(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit_records)).scalar_one())
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.size))
+            return [_checkpoint_from_row(self.log_id, r._mapping) for r in rows]
+
+    def records(
+        self, *, principal: str | None = None, since: float | None = None
+    ) -> Iterator[tuple[int, AuditRecord]]:
+        """Stored records in order, optionally of one principal and after a time."""
+        with self._engine.connect() as conn:
+            rows = conn.execution_options(yield_per=1000).execute(
+                select(audit_records.c.idx, audit_records.c.body).order_by(audit_records.c.idx)
+            )
+            try:
+                for idx, body in rows:
+                    record = AuditRecord.from_bytes(body)
+                    if principal is not None and record.principal != principal:
+                        continue
+                    if since is not None and record.time < since:
+                        continue
+                    yield int(idx), record
+            finally:
+                rows.close()
+
+    def report(self, *, principal: str | None = None, since: float | None = None) -> list[UsageRow]:
+        """Per-principal usage: requests, allowed, denied, by model and by reason."""
+        counts: dict[str, Counter[str]] = {}
+        models: dict[str, Counter[str]] = {}
+        reasons: dict[str, Counter[str]] = {}
+        for _, r in self.records(principal=principal, since=since):
+            counts.setdefault(r.principal, Counter())[r.decision] += 1
+            if r.model:
+                models.setdefault(r.principal, Counter())[r.model] += 1
+            if r.decision != "allow" and r.reason:
+                reasons.setdefault(r.principal, Counter())[r.reason] += 1
+        return [
+            UsageRow(
+                principal=p,
+                requests=sum(c.values()),
+                allowed=c["allow"],
+                denied=c["deny"],
+                models=dict(models.get(p, {})),
+                reasons=dict(reasons.get(p, {})),
+            )
+            for p, c in sorted(counts.items())
+        ]
+
+    # -- verification --------------------------------------------------------------
+
+    def _leaves(self) -> list[bytes]:
+        """Every leaf, recomputed from the stored record and checked against the stored hash."""
+        leaves: list[bytes] = []
+        with self._engine.connect() as conn:
+            rows = conn.execution_options(yield_per=5000).execute(
+                select(
+                    audit_records.c.idx, audit_records.c.leaf_hash, audit_records.c.body
+                ).order_by(audit_records.c.idx)
+            )
+            try:
+                for idx, stored, body in rows:
+                    if idx != len(leaves):
+                        raise IntegrityError(
+                            f"audit record {len(leaves)} is missing (next stored index is {idx})"
+                        )
+                    computed = leaf_hash(body.encode("utf-8"))
+                    if bytes(stored) != computed:
+                        raise IntegrityError(f"audit record {idx} was changed after it was written")
+                    leaves.append(computed)
+            finally:
+                rows.close()
+        return leaves
+
+    def verify(
+        self, verifier: CheckpointVerifier, *, trusted: Checkpoint | None = None
+    ) -> VerifyReport:
+        """Prove the stored log consistent with its signed checkpoints (and ``trusted``).
+
+        Raises :class:`IntegrityError` naming the first problem found.
+        """
+        leaves = self._leaves()
+        stored = self.checkpoints()
+        if trusted is not None:
+            verifier.verify(trusted)
+        if not stored and trusted is None:
+            raise IntegrityError("the audit log has no checkpoint: nothing to verify against")
+        for cp in [*stored, *([trusted] if trusted else [])]:
+            verifier.verify(cp)
+            if cp.size > len(leaves):
+                raise IntegrityError(
+                    f"checkpoint covers {cp.size} records but the log holds {len(leaves)}: "
+                    "records were deleted"
+                )
+            if root_of(leaves[: cp.size]) != cp.root:
+                raise IntegrityError(
+                    f"the first {cp.size} records no longer match their signed checkpoint: "
+                    "a record was edited, deleted, inserted or reordered"
+                )
+        latest = max((c.size for c in stored), default=0)
+        return VerifyReport(
+            records=len(leaves),
+            checkpoints=len(stored),
+            latest_checkpoint=latest,
+            root=root_of(leaves),
+        )
+
+    def prove(self, index: int) -> InclusionProof:
+        """An inclusion proof of record ``index`` in the latest checkpoint that covers it."""
+        covering = [c for c in self.checkpoints() if c.size > index]
+        if index < 0 or not covering:
+            raise IntegrityError(f"no checkpoint covers audit record {index} yet")
+        cp = covering[-1]
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_records.c.leaf_hash)
+                .where(audit_records.c.idx < cp.size)
+                .order_by(audit_records.c.idx)
+            )
+            tree = MerkleTree([bytes(r[0]) for r in rows])
+            body = conn.execute(
+                select(audit_records.c.body).where(audit_records.c.idx == index)
+            ).scalar_one()
+        if tree.root() != cp.root:
+            raise IntegrityError(f"the log no longer matches its checkpoint at size {cp.size}")
+        return InclusionProof(
+            index=index,
+            record=AuditRecord.from_bytes(body),
+            leaf_hash=leaf_hash(body.encode("utf-8")),
+            checkpoint=cp,
+            path=tuple(tree.inclusion_proof(index)),
+        )
+
+    def consistency(self, old: Checkpoint) -> list[bytes]:
+        """A proof that the current log extends the checkpoint ``old``."""
+        tree = MerkleTree(self._leaves())
+        proof = tree.consistency_proof(old.size)
+        verify_consistency(old.size, len(tree), old.root, tree.root(), proof)
+        return proof
+
+
+def _checkpoint_from_row(log_id: str, row: object) -> Checkpoint:
+    m = dict(row)  # type: ignore[call-overload]
+    return Checkpoint(
+        log_id=log_id,
+        size=int(m["size"]),
+        root=bytes(m["root"]),
+        created_at=float(m["created_at"]),
+        key_id=str(m["key_id"]),
+        signature=bytes(m["signature"]),
+    )
+
+
+def open_audit_log(
+    policy: Policy, *, passphrase: bytes | None = None, need_signer: bool = False
+) -> tuple[AuditLog, CheckpointVerifier | None]:
+    """The audit log of a deployment, and the verifier for its checkpoints.
+
+    The database is the policy's ``database_url`` (SQLite in the state
+    directory by default); checkpoints are signed with ``[keys] signing_key``
+    and verified with ``[keys] public_key`` (or the signing key's public half).
+    """
+    url = database_url(policy.deployment.database_url, policy.state_dir)
+    signer = None
+    verifier = None
+    if policy.keys.signing_key:
+        signer = load_signer(policy.base_dir / policy.keys.signing_key, passphrase)
+        verifier = signer.verifier()
+    elif need_signer:
+        raise ConfigurationError(
+            f"{policy.where('keys.signing_key')}: keys.signing_key is not "
+            "set; audit checkpoints need a signing key"
+        )
+    if policy.keys.public_key:
+        verifier = load_verifier(policy.base_dir / policy.keys.public_key)
+    log = AuditLog.create(connect(url), signer=signer, log_id=policy.deployment.name)
+    return log, verifier

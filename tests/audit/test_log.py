@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Engine, text
+
+from atlasguard.audit.checkpoint import Checkpoint, CheckpointSigner
+from atlasguard.audit.log import AuditLog, AuditWriteError
+from atlasguard.audit.merkle import verify_inclusion
+from atlasguard.audit.records import AuditRecord
+from atlasguard.db import connect
+from atlasguard.errors import IntegrityError
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        eng = connect(f"sqlite:///{tmp_path / 'a.db'}")
+        yield eng
+        eng.dispose()
+        return
+    name = f"ag_test_{uuid.uuid4().hex[:12]}"
+    admin = connect(PG_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    eng = connect(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def signer() -> CheckpointSigner:
+    return CheckpointSigner(ec.generate_private_key(ec.SECP256R1()))
+
+
+def _rec(i: int, principal: str = "alice", decision: str = "allow") -> AuditRecord:
+    return AuditRecord(
+        time=1000.0 + i,
+        principal=principal,
+        action="infer",
+        decision=decision,
+        reason="" if decision == "allow" else "quota",
+        model="digits",
+        input_digest=f"sha256:{i:064x}",
+        latency_ms=1.5,
+    )
+
+
+def _filled(engine: Engine, signer: CheckpointSigner, n: int = 10, every: int = 4) -> AuditLog:
+    log = AuditLog.create(engine, signer=signer, checkpoint_every=every)
+    for i in range(n):
+        assert log.append(_rec(i, "alice" if i % 3 else "bob")) == i
+    return log
+
+
+def test_append_checkpoint_verify_prove(engine: Engine, signer: CheckpointSigner) -> None:
+    log = _filled(engine, signer)
+    assert [c.size for c in log.checkpoints()] == [4, 8]
+    log.checkpoint()
+    report = log.verify(signer.verifier())
+    assert (report.records, report.checkpoints, report.unchecked_tail) == (10, 3, 0)
+    proof = log.prove(6)
+    assert proof.record == _rec(6, "bob")
+    verify_inclusion(proof.leaf_hash, 6, proof.checkpoint.size, proof.path, proof.checkpoint.root)
+
+
+def _tamper(engine: Engine, sql: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(sql))
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        (
+            "UPDATE audit_records SET body = replace(body, 'allow', 'deny') WHERE idx = 2",
+            "record 2 was changed",
+        ),
+        ("DELETE FROM audit_records WHERE idx = 5", "record 5 is missing"),
+        ("DELETE FROM audit_records WHERE idx >= 9", "deleted"),
+    ],
+)
+def test_edits_and_deletions_are_found(
+    engine: Engine, signer: CheckpointSigner, sql: str, message: str
+) -> None:
+    log = _filled(engine, signer)
+    log.checkpoint()
+    _tamper(engine, sql)
+    with pytest.raises(IntegrityError, match=message):
+        log.verify(signer.verifier())
+
+
+def test_edit_that_also_rewrites_the_leaf_hash_is_found(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    log = _filled(engine, signer)
+    forged = _rec(1, decision="deny").to_bytes()
+    from atlasguard.audit.merkle import leaf_hash
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audit_records SET body = :b, leaf_hash = :h WHERE idx = 1"),
+            {"b": forged.decode(), "h": leaf_hash(forged)},
+        )
+    with pytest.raises(IntegrityError, match="no longer match their signed checkpoint"):
+        log.verify(signer.verifier())
+
+
+def test_reordered_records_are_found(engine: Engine, signer: CheckpointSigner) -> None:
+    log = _filled(engine, signer)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_records SET idx = 100 WHERE idx = 1"))
+        conn.execute(text("UPDATE audit_records SET idx = 1 WHERE idx = 2"))
+        conn.execute(text("UPDATE audit_records SET idx = 2 WHERE idx = 100"))
+    with pytest.raises(IntegrityError, match="no longer match"):
+        log.verify(signer.verifier())
+
+
+def test_inserted_record_is_found(engine: Engine, signer: CheckpointSigner) -> None:
+    log = _filled(engine, signer)
+    from atlasguard.audit.merkle import leaf_hash
+
+    body = _rec(99).to_bytes()
+    with engine.begin() as conn:
+        for i in range(9, 2, -1):  # shift records 3.. up by one to make room
+            conn.execute(
+                text("UPDATE audit_records SET idx = :n WHERE idx = :o"), {"n": i + 1, "o": i}
+            )
+        conn.execute(
+            text(
+                "INSERT INTO audit_records (idx, created_at, leaf_hash, body) VALUES (3, 0, :h, :b)"
+            ),
+            {"h": leaf_hash(body), "b": body.decode()},
+        )
+    with pytest.raises(IntegrityError, match="no longer match"):
+        log.verify(signer.verifier())
+
+
+def test_truncate_and_resign_is_found_by_a_trusted_checkpoint(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    log = _filled(engine, signer)
+    trusted = Checkpoint.from_json(log.checkpoint().to_json())  # exported, kept elsewhere
+    # an attacker without the key wipes checkpoints and the tail: the stored log alone
+    # has nothing to contradict it, the exported checkpoint does
+    _tamper(engine, "DELETE FROM audit_checkpoints")
+    _tamper(engine, "DELETE FROM audit_records WHERE idx >= 6")
+    with pytest.raises(IntegrityError, match="deleted"):
+        log.verify(signer.verifier(), trusted=trusted)
+
+
+def test_wrong_key_and_forged_signature(engine: Engine, signer: CheckpointSigner) -> None:
+    log = _filled(engine, signer)
+    other = CheckpointSigner(ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(IntegrityError, match="not by the configured key"):
+        log.verify(other.verifier())
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_checkpoints SET size = 3 WHERE size = 4"))
+    with pytest.raises(IntegrityError, match="invalid signature"):
+        log.verify(signer.verifier())
+
+
+def test_concurrent_appends_get_dense_indexes(engine: Engine, signer: CheckpointSigner) -> None:
+    log = AuditLog.create(engine, signer=signer, checkpoint_every=25)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(25):
+                log.append(_rec(t * 100 + i, principal=f"p{t}"))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    assert log.size() == 100
+    log.checkpoint()
+    assert log.verify(signer.verifier()).records == 100
+    usage = {row.principal: row.requests for row in log.report()}
+    assert usage == {"p0": 25, "p1": 25, "p2": 25, "p3": 25}
+
+
+def test_report_counts_decisions_and_reasons(engine: Engine, signer: CheckpointSigner) -> None:
+    log = AuditLog.create(engine, signer=signer)
+    log.append(_rec(0))
+    log.append(_rec(1, decision="deny"))
+    log.append(_rec(2, principal="bob"))
+    rows = {r.principal: r for r in log.report()}
+    assert (rows["alice"].requests, rows["alice"].allowed, rows["alice"].denied) == (2, 1, 1)
+    assert rows["alice"].reasons == {"quota": 1}
+    assert [r.principal for r in log.report(since=1001.5)] == ["bob"]
+
+
+def test_a_write_that_fails_is_an_error_not_a_silent_loss(
+    tmp_path: Path, signer: CheckpointSigner
+) -> None:
+    eng = connect(f"sqlite:///{tmp_path / 'b.db'}")
+    log = AuditLog.create(eng, signer=signer)
+    _tamper(eng, "DROP TABLE audit_records")
+    with pytest.raises(AuditWriteError):
+        log.append(_rec(0))
+    eng.dispose()
+
+
+def test_verify_without_checkpoint_fails_closed(engine: Engine, signer: CheckpointSigner) -> None:
+    log = AuditLog.create(engine, signer=signer)
+    log.append(_rec(0))
+    with pytest.raises(IntegrityError, match="no checkpoint"):
+        log.verify(signer.verifier())
