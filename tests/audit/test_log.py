@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,29 +14,13 @@ from atlasguard.audit.merkle import verify_inclusion
 from atlasguard.audit.records import AuditRecord
 from atlasguard.db import connect
 from atlasguard.errors import IntegrityError
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from tests.dbfixtures import database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = connect(f"sqlite:///{tmp_path / 'a.db'}")
+    with database(request.param, tmp_path) as eng:
         yield eng
-        eng.dispose()
-        return
-    name = f"ag_test_{uuid.uuid4().hex[:12]}"
-    admin = connect(PG_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    eng = connect(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

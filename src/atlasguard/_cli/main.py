@@ -30,6 +30,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.policy",
     "atlasguard._cli.coverage",
     "atlasguard._cli.audit",
+    "atlasguard._cli.keys",
 )
 
 app = typer.Typer(

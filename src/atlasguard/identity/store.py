@@ -1,0 +1,320 @@
+"""Principals, API keys (shown once, stored as a slow hash) and grants (deny by default).
+
+An API key reads ``agk_<key id>_<secret>``. Only ``scrypt(secret, salt)`` is
+stored; the secret is shown once, at creation. Checking a key runs scrypt once
+per process and key, then compares a SHA-256 of the presented secret with the
+remembered one in constant time, so the slow hash costs nothing per request.
+Key rows are re-read at most every ``refresh_seconds`` (revocation takes effect
+within that time, 5 s by default).
+
+A principal reaches a model only through a grant naming the model (or an
+``fnmatch`` pattern of names) and a role; with no matching grant, access is
+denied, and the denial never says whether the model exists.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+
+from atlasguard.db.migrate import migrate
+from atlasguard.db.schema import api_keys, grants, principals
+from atlasguard.errors import UsageError, VerificationError
+from atlasguard.policy import Policy
+
+__all__ = [
+    "ROLES",
+    "ApiKey",
+    "AuthenticationError",
+    "Grant",
+    "IdentityStore",
+    "IssuedKey",
+    "PrincipalRecord",
+    "open_identity_store",
+]
+
+ROLES = ("user", "reader", "editor", "manager", "admin")
+_KEY = re.compile(r"^agk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,199}$")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+class AuthenticationError(VerificationError):
+    """Missing, malformed, unknown, expired or revoked credentials (HTTP 401)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalRecord:
+    name: str
+    is_admin: bool
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    principal: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        now = time.time()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A new key: ``secret`` is the only copy of the full key; show it once."""
+
+    key_id: str
+    principal: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    principal: str
+    models: str
+    role: str
+    rate: str = ""
+    quota: str = ""
+
+    def covers(self, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, self.models)
+
+
+def _scrypt(secret: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+
+
+@dataclass(slots=True)
+class _Cached:
+    principal: PrincipalRecord | None
+    digest: bytes  # SHA-256 of the secret that passed scrypt
+    active: bool
+    fetched_at: float
+
+
+class IdentityStore:
+    """Principals, keys and grants in the deployment's metadata database."""
+
+    def __init__(self, engine: Engine, *, refresh_seconds: float = 5.0) -> None:
+        self._engine = engine
+        self._refresh = refresh_seconds
+        self._cache: dict[str, _Cached] = {}
+        self._grants: dict[str, tuple[float, list[Grant]]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, engine: Engine, *, refresh_seconds: float = 5.0) -> IdentityStore:
+        migrate(engine)
+        return cls(engine, refresh_seconds=refresh_seconds)
+
+    # -- principals ------------------------------------------------------------------
+
+    def ensure_principal(self, name: str, *, admin: bool = False) -> PrincipalRecord:
+        """Create the principal if it does not exist (``admin`` only raises, never lowers)."""
+        if not _NAME.match(name):
+            raise UsageError(f"invalid principal name {name!r}: letters, digits and _.@:- only")
+        with self._engine.begin() as conn:
+            row = conn.execute(select(principals).where(principals.c.name == name)).first()
+            if row is None:
+                conn.execute(
+                    principals.insert().values(name=name, created_at=time.time(), is_admin=admin)
+                )
+            elif admin and not row.is_admin:
+                conn.execute(
+                    update(principals).where(principals.c.name == name).values(is_admin=True)
+                )
+            row = conn.execute(select(principals).where(principals.c.name == name)).one()
+        return PrincipalRecord(
+            name=row.name, is_admin=bool(row.is_admin), created_at=row.created_at
+        )
+
+    def principal(self, name: str) -> PrincipalRecord | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(principals).where(principals.c.name == name)).first()
+        if row is None:
+            return None
+        return PrincipalRecord(
+            name=row.name, is_admin=bool(row.is_admin), created_at=row.created_at
+        )
+
+    # -- keys ------------------------------------------------------------------------
+
+    def create_key(
+        self, principal: str, *, admin: bool = False, expires_at: float | None = None
+    ) -> IssuedKey:
+        """Issue a key for ``principal`` (created if needed). The secret is returned once."""
+        self.ensure_principal(principal, admin=admin)
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        salt = secrets.token_bytes(16)
+        with self._engine.begin() as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    key_id=key_id,
+                    principal=principal,
+                    salt=salt,
+                    hash=_scrypt(secret, salt),
+                    created_at=time.time(),
+                    expires_at=expires_at,
+                    revoked_at=None,
+                )
+            )
+        return IssuedKey(key_id=key_id, principal=principal, secret=f"agk_{key_id}_{secret}")
+
+    def list_keys(self, principal: str | None = None) -> list[ApiKey]:
+        query = select(api_keys).order_by(api_keys.c.created_at)
+        if principal is not None:
+            query = query.where(api_keys.c.principal == principal)
+        with self._engine.connect() as conn:
+            return [
+                ApiKey(
+                    key_id=r.key_id,
+                    principal=r.principal,
+                    created_at=r.created_at,
+                    expires_at=r.expires_at,
+                    revoked_at=r.revoked_at,
+                )
+                for r in conn.execute(query)
+            ]
+
+    def revoke_key(self, key_id: str) -> None:
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            ).rowcount
+        if not done:
+            raise UsageError(f"no active key with id {key_id!r}")
+        with self._lock:
+            self._cache.pop(key_id, None)
+
+    def authenticate(self, credential: str | None) -> PrincipalRecord:
+        """The principal behind an API key; raises :class:`AuthenticationError` otherwise."""
+        if not credential:
+            raise AuthenticationError("no credentials")
+        match = _KEY.match(credential)
+        if match is None:
+            raise AuthenticationError("malformed API key")
+        key_id, secret = match.groups()
+        digest = hashlib.sha256(secret.encode()).digest()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is None or now - cached.fetched_at > self._refresh:
+            cached = self._load(key_id, secret, digest, cached)
+        if not hmac.compare_digest(cached.digest, digest):
+            raise AuthenticationError("invalid API key")
+        if not cached.active or cached.principal is None:
+            raise AuthenticationError("API key revoked or expired")
+        return cached.principal
+
+    def _load(self, key_id: str, secret: str, digest: bytes, old: _Cached | None) -> _Cached:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
+        if row is None:
+            # Burn comparable time so unknown key ids are not distinguishable by timing.
+            _scrypt(secret, b"\x00" * 16)
+            raise AuthenticationError("invalid API key")
+        active = row.revoked_at is None and (row.expires_at is None or row.expires_at > time.time())
+        if old is not None and hmac.compare_digest(old.digest, digest):
+            verified = old.digest
+        elif hmac.compare_digest(_scrypt(secret, bytes(row.salt)), bytes(row.hash)):
+            verified = digest
+        else:
+            raise AuthenticationError("invalid API key")
+        entry = _Cached(
+            principal=self.principal(row.principal),
+            digest=verified,
+            active=active,
+            fetched_at=time.monotonic(),
+        )
+        with self._lock:
+            self._cache[key_id] = entry
+        return entry
+
+    # -- grants ----------------------------------------------------------------------
+
+    def grant(
+        self, principal: str, models: str, role: str = "user", *, rate: str = "", quota: str = ""
+    ) -> Grant:
+        if role not in ROLES:
+            raise UsageError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+        if not models:
+            raise UsageError("a grant needs a model name or pattern")
+        self.ensure_principal(principal)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    grants.insert().values(
+                        principal=principal,
+                        models=models,
+                        role=role,
+                        rate=rate,
+                        quota=quota,
+                        created_at=time.time(),
+                    )
+                )
+        except DBIntegrityError:
+            raise UsageError(f"{principal} already holds {role} on {models}") from None
+        with self._lock:
+            self._grants.pop(principal, None)
+        return Grant(principal=principal, models=models, role=role, rate=rate, quota=quota)
+
+    def revoke_grant(self, principal: str, models: str, role: str | None = None) -> int:
+        query = delete(grants).where(grants.c.principal == principal, grants.c.models == models)
+        if role is not None:
+            query = query.where(grants.c.role == role)
+        with self._engine.begin() as conn:
+            removed = int(conn.execute(query).rowcount)
+        with self._lock:
+            self._grants.pop(principal, None)
+        return removed
+
+    def grants_of(self, principal: str) -> list[Grant]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(grants).where(grants.c.principal == principal).order_by(grants.c.id)
+            )
+            return [
+                Grant(
+                    principal=r.principal, models=r.models, role=r.role, rate=r.rate, quota=r.quota
+                )
+                for r in rows
+            ]
+
+    def authorize(self, principal: PrincipalRecord, model: str) -> list[Grant]:
+        """The grants that let ``principal`` reach ``model``; empty means deny.
+
+        Grants are re-read at most every ``refresh_seconds``.
+        """
+        now = time.monotonic()
+        with self._lock:
+            cached = self._grants.get(principal.name)
+        if cached is None or now - cached[0] > self._refresh:
+            cached = (now, self.grants_of(principal.name))
+            with self._lock:
+                self._grants[principal.name] = cached
+        return [g for g in cached[1] if g.covers(model)]
+
+
+def open_identity_store(policy: Policy) -> IdentityStore:
+    """The identity store of a deployment (its metadata database, migrated)."""
+    from atlasguard.db.engine import connect, database_url
+
+    url = database_url(policy.deployment.database_url, policy.state_dir)
+    return IdentityStore.create(connect(url))
