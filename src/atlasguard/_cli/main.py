@@ -31,6 +31,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.coverage",
     "atlasguard._cli.audit",
     "atlasguard._cli.keys",
+    "atlasguard._cli.scan",
 )
 
 app = typer.Typer(

@@ -1,0 +1,85 @@
+"""``atlasguard scan``: scan model files and directories, report, fail on a threshold."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from atlasguard._cli.console import console, err_console
+from atlasguard.artifacts.findings import FileReport, Severity
+from atlasguard.artifacts.report import ReportFormat, renderer_for
+from atlasguard.artifacts.scan import iter_files, scan_paths
+from atlasguard.errors import UsageError
+
+__all__ = ["register"]
+
+_PROGRESS_MIN_FILES = 20
+
+
+def _scan(paths: list[Path], allow: list[str], show_progress: bool) -> list[FileReport]:
+    total = sum(1 for _ in iter_files(paths)) if show_progress else 0
+    if total < _PROGRESS_MIN_FILES:
+        return scan_paths(paths, allow=allow)
+    with Progress(
+        TextColumn("scanning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("scan", total=total)
+        return scan_paths(
+            paths, allow=allow, progress=lambda done, _total: progress.update(task, completed=done)
+        )
+
+
+def scan(
+    paths: list[Path] = typer.Argument(..., help="Files, directories or archives to scan."),
+    fmt: ReportFormat = typer.Option(ReportFormat.TEXT, "--format", help="Report format."),
+    fail_on: str = typer.Option(
+        "high",
+        "--fail-on",
+        metavar="critical|high|medium|low",
+        help="Exit 1 when a finding is at or above this severity.",
+    ),
+    allow: list[str] = typer.Option(
+        [],
+        "--allow",
+        metavar="MODULE.NAME",
+        help="Add an import to the pickle allow-list (repeatable).",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the report to a file, not stdout."
+    ),
+) -> None:
+    """Scan model files by content (pickle, PyTorch, joblib, NumPy, archives and more).
+
+    Exit codes: 0 nothing at or above --fail-on, 1 findings, 2 usage error.
+    """
+    threshold = Severity.parse(fail_on)
+    if threshold < Severity.LOW:
+        raise UsageError("--fail-on must be critical, high, medium or low")
+    for p in paths:
+        if not p.exists() and not p.is_symlink():
+            raise UsageError(f"no such file or directory: {p}")
+    reports = _scan(paths, allow, show_progress=err_console.is_terminal)
+    color = output is None and console.is_terminal
+    text = renderer_for(fmt, color=color).render(reports)
+    if output is not None:
+        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        err_console.print(f"wrote {escape(str(output))}")
+    elif fmt is ReportFormat.TEXT and color:
+        sys.stdout.write(text)
+    else:
+        console.out(text.rstrip("\n"), highlight=False)
+    if any(r.fails(threshold) for r in reports):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``atlasguard scan`` to ``app``."""
+    app.command("scan")(scan)

@@ -1,0 +1,350 @@
+"""Scan model files: pick the format by content, never by extension, and report.
+
+:func:`scan_paths` walks files and directories (recursively, symlinks never
+followed out of the tree), examines every regular file by its content, and
+returns one :class:`~atlasguard.artifacts.findings.FileReport` per file. A
+file no scanner recognises is reported with format ``unknown`` and no
+finding; anything that starts like a pickle goes to the pickle scanner
+whatever its name. A scanner that fails becomes an ``unreadable`` finding, a
+limit a ``limit-exceeded`` finding: never a crash, never a silent pass.
+
+>>> import os, pickle, tempfile
+>>> from atlasguard.artifacts.scan import scan_path
+>>> d = tempfile.mkdtemp()
+>>> with open(os.path.join(d, "notes.txt"), "wb") as f:
+...     _ = f.write(b"cos\\nsystem\\n(S'echo hi'\\ntR.")
+>>> [(r.format, [x.severity.label for x in r.findings]) for r in scan_path(d)]
+[('pickle', ['critical'])]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from atlasguard.artifacts.allowlist import parse_allow_entry
+from atlasguard.artifacts.findings import FileReport, Finding, Location
+from atlasguard.artifacts.formats.base import (
+    HEAD_BYTES,
+    FormatScanner,
+    LimitExceeded,
+    Limits,
+    ScanContext,
+    limit_finding,
+    unreadable_finding,
+)
+from atlasguard.controls import Control, ControlSettings
+from atlasguard.errors import UsageError
+
+__all__ = [
+    "CONTROLS",
+    "FORMAT_MODULES",
+    "ScanSettings",
+    "dispatch",
+    "iter_files",
+    "scan_path",
+    "scan_paths",
+    "scan_stream",
+    "scanners",
+]
+
+# Most specific first: formats with a strong magic, then pickle, then formats
+# recognised by weaker structure. A module that does not exist yet is skipped.
+FORMAT_MODULES: tuple[str, ...] = tuple(
+    f"atlasguard.artifacts.formats.{name}"
+    for name in (
+        "zip",
+        "sevenzip",
+        "tar",
+        "compressed",
+        "numpy",
+        "gguf",
+        "hdf5",
+        "safetensors",
+        "pickle",
+        "keras",
+        "savedmodel",
+        "onnx",
+    )
+)
+
+
+class ScanSettings(ControlSettings):
+    """``[controls.scan]``: the threshold that fails a scan, extra allowed imports."""
+
+    fail_on: Literal["critical", "high", "medium", "low"] = "high"
+    allow: tuple[str, ...] = ()
+
+
+CONTROLS = (
+    Control(
+        key="scan",
+        title="Model-file scanning",
+        mitigates=frozenset({"AML.M0016"}),
+        summary="Scans model files of every common format by content, with an allow-list "
+        "pickle analysis, and fails on findings at or above a threshold.",
+        enable="run `atlasguard scan PATH` in CI, or set [controls.scan] enabled = true",
+        settings=ScanSettings,
+    ),
+)
+
+_loaded: tuple[FormatScanner, ...] | None = None
+
+
+def scanners() -> tuple[FormatScanner, ...]:
+    """Every available format scanner, in detection order (imported on first use)."""
+    global _loaded  # a lazy, idempotent cache of imported modules
+    if _loaded is None:
+        found: list[FormatScanner] = []
+        for name in FORMAT_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            found.extend(getattr(module, "SCANNERS", ()))
+        _loaded = tuple(found)
+    return _loaded
+
+
+def dispatch(stream: BinaryIO, ctx: ScanContext) -> list[Finding]:
+    """Scan ``stream`` with the scanner its content selects; the containers' entry point."""
+    ctx.check_time()
+    stream.seek(0)
+    head = stream.read(HEAD_BYTES)
+    stream.seek(0)
+    chosen = next((s for s in scanners() if _sniff(s, head)), None)
+    ctx.formats_seen.append(chosen.name if chosen else "unknown")
+    findings: list[Finding] = []
+    for scanner in ([chosen] if chosen else []) + _polyglot(stream, chosen):
+        stream.seek(0)
+        _run(scanner, stream, ctx, findings)
+    return findings
+
+
+def _run(scanner: FormatScanner, stream: BinaryIO, ctx: ScanContext, out: list[Finding]) -> None:
+    try:
+        for finding in scanner.scan(stream, ctx):  # keep what was found before a failure
+            out.append(finding)
+    except LimitExceeded as exc:
+        out.append(limit_finding(exc))
+    except Exception as exc:  # a scanner failure must be a finding, not a crash
+        out.append(
+            unreadable_finding(
+                f"{scanner.name} scanner could not read this {_where(ctx)}: "
+                f"{type(exc).__name__}: {exc}",
+                ctx.location(),
+            )
+        )
+
+
+def _polyglot(stream: BinaryIO, chosen: FormatScanner | None) -> list[FormatScanner]:
+    """Scanners for a second format hidden in the same bytes.
+
+    ``zipfile`` finds an archive by its end, whatever precedes it, and the HDF5
+    library finds its signature at any power of two: a file whose head sniffs as
+    a pickle or text may also load as a zip or HDF5 file, so scan it as both.
+    """
+    extra: list[FormatScanner] = []
+    name = chosen.name if chosen else ""
+    try:
+        from atlasguard.artifacts.formats import hdf5
+        from atlasguard.artifacts.formats import zip as zipfmt
+    except ImportError:  # pragma: no cover - both ship with the package
+        return extra
+    try:
+        if name != "zip" and zipfmt.has_zip_tail(stream):
+            extra.extend(zipfmt.SCANNERS)
+        offset = hdf5.find_signature(stream)
+        if name != "hdf5" and offset is not None and offset >= HEAD_BYTES:
+            extra.extend(hdf5.SCANNERS)
+    except OSError:
+        pass
+    finally:
+        stream.seek(0)
+    return extra
+
+
+def _sniff(scanner: FormatScanner, head: bytes) -> bool:
+    try:
+        return bool(scanner.sniff(head))
+    except Exception:  # a sniffer that chokes does not claim the file
+        return False
+
+
+def _where(ctx: ScanContext) -> str:
+    return "member" if ctx.member else "file"
+
+
+def scan_stream(
+    stream: BinaryIO, *, allow: Iterable[str] = (), limits: Limits | None = None
+) -> tuple[str, list[Finding]]:
+    """Scan one seekable stream; returns ``(format, findings)``."""
+    limits = limits or Limits()
+    ctx = ScanContext(
+        limits=limits,
+        allow=frozenset(parse_allow_entry(a) for a in allow),
+        dispatch=dispatch,
+        deadline=time.monotonic() + limits.max_seconds_per_file,
+    )
+    findings = dispatch(stream, ctx)
+    return (ctx.formats_seen[0] if ctx.formats_seen else "unknown"), findings
+
+
+class _HashingFile(io.RawIOBase):
+    """A file whose every byte is hashed exactly once, in order, however it is read."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._size = os.fstat(self._fd).st_size
+        self._pos = 0
+        self._hashed = 0
+        self.hash = hashlib.sha256()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def _hash_to(self, end: int) -> None:
+        while self._hashed < end:
+            chunk = os.pread(self._fd, min(1 << 20, end - self._hashed), self._hashed)
+            if not chunk:
+                break
+            self.hash.update(chunk)
+            self._hashed += len(chunk)
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if self._pos > self._hashed:
+            self._hash_to(self._pos)
+        data = os.pread(self._fd, len(buffer), self._pos)
+        n = len(data)
+        buffer[:n] = data
+        if self._pos == self._hashed:
+            self.hash.update(data)
+            self._hashed += n
+        self._pos += n
+        return n
+
+    def finish(self) -> str:
+        self._hash_to(self._size)
+        return self.hash.hexdigest()
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _scan_file(path: Path, display: str, allow: frozenset[str], limits: Limits) -> FileReport:
+    try:
+        raw = _HashingFile(path)
+    except OSError as exc:
+        return FileReport(
+            path=display,
+            format="unknown",
+            sha256="",
+            size=0,
+            findings=(unreadable_finding(f"cannot open: {exc.strerror or exc}", Location()),),
+        )
+    with raw:
+        stream = io.BufferedReader(raw, buffer_size=1 << 20)
+        ctx = ScanContext(
+            limits=limits,
+            allow=allow,
+            dispatch=dispatch,
+            deadline=time.monotonic() + limits.max_seconds_per_file,
+        )
+        try:
+            findings = dispatch(stream, ctx)
+        except LimitExceeded as exc:
+            findings = [limit_finding(exc)]
+        except OSError as exc:
+            findings = [unreadable_finding(f"read error: {exc}", Location())]
+        fmt = ctx.formats_seen[0] if ctx.formats_seen else "unknown"
+        try:
+            digest = raw.finish()
+        except OSError:
+            digest = ""
+        return FileReport(
+            path=display, format=fmt, sha256=digest, size=raw.size, findings=tuple(findings)
+        )
+
+
+def iter_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:
+    """``(path, display name)`` of every regular file under ``paths``.
+
+    Raises :class:`UsageError` for a path that does not exist. Symbolic links
+    are followed only when they stay inside the tree being walked.
+    """
+    for given in paths:
+        root = Path(given)
+        if not root.exists() and not root.is_symlink():
+            raise UsageError(f"no such file or directory: {given}")
+        if not root.is_dir():
+            if root.is_file():
+                yield root, str(given)
+            continue
+        real_root = root.resolve()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            for name in sorted(filenames):
+                p = Path(dirpath) / name
+                if p.is_symlink():
+                    target = p.resolve()
+                    if not target.is_relative_to(real_root) or not target.is_file():
+                        continue
+                elif not p.is_file():
+                    continue
+                yield p, str(p)
+
+
+def scan_paths(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    allow: Iterable[str] = (),
+    limits: Limits | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[FileReport]:
+    """Scan files and directories; one report per regular file, in walk order.
+
+    ``progress(done, total)`` is called after each file when given.
+    """
+    allowed = frozenset(parse_allow_entry(a) for a in allow)
+    files = list(iter_files(paths))
+    reports: list[FileReport] = []
+    for i, (path, display) in enumerate(files, 1):
+        reports.append(_scan_file(path, display, allowed, limits or Limits()))
+        if progress is not None:
+            progress(i, len(files))
+    return reports
+
+
+def scan_path(
+    path: str | os.PathLike[str], *, allow: Iterable[str] = (), limits: Limits | None = None
+) -> list[FileReport]:
+    """Scan one file or directory (see :func:`scan_paths`)."""
+    return scan_paths([path], allow=allow, limits=limits)
