@@ -1,0 +1,106 @@
+"""``make bench``: run the scanner benchmark and hold atlasguard to issue 3's targets.
+
+Set ``ATLASGUARD_BENCH_QUICK=1`` for the small performance inputs. While the
+``atlasguard scan`` CLI does not exist, the anchors are still measured and the test
+then skips, saying so: the harness never invents a figure for a tool it could not run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load_run() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_scan_run", HERE / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+run = _load_run()
+
+
+def _fastest(perf: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    """The fastest anchor run on ``kind`` that finished with a verdict (not an error)."""
+    done = [
+        r
+        for r in perf
+        if r["input"] == kind
+        and r["tool"] != "atlasguard"
+        and r["outcome"] in (run.FLAG, run.CLEAN)
+    ]
+    return min(done, key=lambda r: r["seconds"], default=None)
+
+
+@pytest.mark.bench
+def test_scan_benchmark(tmp_path: Path) -> None:
+    quick = os.environ.get("ATLASGUARD_BENCH_QUICK") == "1"
+    out = run.RESULTS / "scan.json"
+    assert run.main(["--quick"] * quick + ["--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+
+    samples = result["samples"]
+    assert samples, "the corpus is empty"
+    by_tool = {s["tool"]: s for s in result["summary"]}
+    for name in run.ANCHOR_PACKAGES:
+        summary = by_tool[name]
+        assert summary["unavailable"] is None, summary["unavailable"]
+        assert summary["malicious"] + summary["benign"] == len(samples)
+        assert all(row[name] in (run.FLAG, run.CLEAN, run.ERROR, run.TIMEOUT) for row in samples)
+
+    ours = by_tool["atlasguard"]
+    perf = result["perf"]
+    if ours["unavailable"]:
+        assert all(row["atlasguard"] == run.NA for row in samples)
+        assert all(r["outcome"] == run.NA for r in perf if r["tool"] == "atlasguard")
+        pytest.skip(f"anchors measured; atlasguard not run: {ours['unavailable']}")
+
+    assert ours["missed"] == [], f"malicious samples atlasguard missed: {ours['missed']}"
+    assert ours["flagged_benign"] == [], f"benign samples flagged: {ours['flagged_benign']}"
+    mine = {r["input"]: r for r in perf if r["tool"] == "atlasguard"}
+    for kind, speedup in (("ints", 3.0), ("checkpoint", 1.0), ("tree", 1.0)):
+        ref = _fastest(perf, kind)
+        assert mine[kind]["outcome"] in (run.FLAG, run.CLEAN), mine[kind]
+        if ref is not None:
+            assert mine[kind]["seconds"] * speedup <= ref["seconds"], (
+                f"{kind}: atlasguard {mine[kind]['seconds']} s, fastest anchor {ref['tool']} "
+                f"{ref['seconds']} s, target {speedup:g}x faster"
+            )
+    assert mine["ints"]["peak_rss"] < 100 * 1024**2, mine["ints"]
+
+
+def test_verdicts_follow_the_documented_rules() -> None:
+    rc = run._rc_verdict({1}, {2})
+    assert rc(run.Run(["x"], 1)) == run.FLAG
+    assert rc(run.Run(["x"], 0)) == run.CLEAN
+    assert rc(run.Run(["x"], 2)) == run.ERROR
+    assert rc(run.Run(["x"], None, timed_out=True)) == run.TIMEOUT
+    report = [
+        {"path": "a", "findings": [{"rule": "r", "severity": "medium"}]},
+        {"path": "b", "findings": [{"rule": "r", "severity": "critical"}]},
+    ]
+    assert run._atlasguard_verdict(run.Run(["x"], 1, json.dumps(report))) == run.FLAG
+    assert run._atlasguard_verdict(run.Run(["x"], 0, json.dumps(report[:1]))) == run.CLEAN
+    assert run._atlasguard_verdict(run.Run(["x"], 2, "Usage: ...")) == run.ERROR
+    assert run._atlasguard_verdict(run.Run(["x"], 1, "")) == run.FLAG
+    assert run._atlasguard_verdict(run.Run(["x"], 0, "")) == run.CLEAN
+
+
+def test_measure_reports_a_child_peak(tmp_path: Path) -> None:
+    measured = run._measured([sys.executable, "-c", "b = bytearray(60 * 1024 * 1024)"], 60)
+    assert measured.rc == 0
+    assert measured.peak_rss is not None and measured.peak_rss > 60 * 1024**2
+    timed_out = run._measured([sys.executable, "-c", "import time; time.sleep(30)"], 1)
+    assert timed_out.timed_out
