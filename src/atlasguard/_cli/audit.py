@@ -15,7 +15,6 @@ from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
 from atlasguard.errors import ConfigurationError, UsageError
-from atlasguard.policy import load_policy
 
 if TYPE_CHECKING:
     from atlasguard.audit.checkpoint import CheckpointVerifier
@@ -43,6 +42,8 @@ def _open(config: Path, *, need_signer: bool = False) -> tuple[AuditLog, Checkpo
         raise ConfigurationError(
             f"the audit log needs {exc.name}: pip install 'atlasguard[gateway]'"
         ) from None
+    from atlasguard.policy import load_policy
+
     return open_audit_log(load_policy(config), passphrase=_passphrase(), need_signer=need_signer)
 
 

@@ -12,10 +12,6 @@ from rich.table import Table
 from rich.text import Text
 
 from atlasguard._cli.console import console
-from atlasguard.catalog import load_catalog
-from atlasguard.catalog.capabilities import CAPABILITIES
-from atlasguard.catalog.export import mitigation_json
-from atlasguard.controls import implemented_controls
 
 __all__ = ["register"]
 
@@ -46,6 +42,9 @@ def list_mitigations(
     ),
 ) -> None:
     """List ATLAS mitigations (AML.M0000-AML.M0019 by default) in id order."""
+    from atlasguard.catalog import load_catalog
+    from atlasguard.catalog.export import mitigation_json
+
     cat = load_catalog()
     chosen = list(cat.mitigations.values()) if all_ else list(cat.seed_mitigations())
     rows = [mitigation_json(m, catalog=cat, relation=relation.value) for m in chosen]
@@ -69,6 +68,10 @@ def show(
     relation: RelationChoice = typer.Option(RelationChoice.atlas, "--relation"),
 ) -> None:
     """Explain one mitigation: what it does, the techniques it mitigates, how to turn it on."""
+    from atlasguard.catalog import load_catalog
+    from atlasguard.catalog.capabilities import CAPABILITIES
+    from atlasguard.controls import implemented_controls
+
     cat = load_catalog()
     m = cat.mitigation(mitigation_id)
     controls = [c for c in implemented_controls() if m.id in c.mitigates]

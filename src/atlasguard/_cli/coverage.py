@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
-from atlasguard.catalog.coverage import Coverage, compute_coverage
-from atlasguard.catalog.export import coverage_json, misp_cluster, navigator_layer
-from atlasguard.policy import Policy, load_policy
+
+if TYPE_CHECKING:
+    from atlasguard.catalog.coverage import Coverage
 
 __all__ = ["register"]
 
@@ -44,6 +44,10 @@ def coverage(
 ) -> None:
     """Show, for each of the twenty mitigations, whether atlasguard implements it and this
     policy enables it (with evidence), and how many enabled mitigations cover each technique."""
+    from atlasguard.catalog.coverage import compute_coverage
+    from atlasguard.catalog.export import coverage_json, misp_cluster, navigator_layer
+    from atlasguard.policy import Policy, load_policy
+
     policy = load_policy(policy_path) if policy_path else Policy.default()
     cov = compute_coverage(policy, relation=relation.value)
     doc: dict[str, Any] | None = None

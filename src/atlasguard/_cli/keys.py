@@ -13,7 +13,6 @@ from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
 from atlasguard.errors import ConfigurationError
-from atlasguard.policy import load_policy
 
 if TYPE_CHECKING:
     from atlasguard.identity.store import IdentityStore
@@ -35,6 +34,8 @@ def _store(config: Path) -> IdentityStore:
         raise ConfigurationError(
             f"API keys need {exc.name}: pip install 'atlasguard[gateway]'"
         ) from None
+    from atlasguard.policy import load_policy
+
     return open_identity_store(load_policy(config))
 
 

@@ -9,7 +9,6 @@ from rich.markup import escape
 
 from atlasguard._cli.console import console
 from atlasguard.errors import UsageError
-from atlasguard.policy import DEFAULT_POLICY_NAME, load_policy, render_default_policy
 
 __all__ = ["register"]
 
@@ -20,10 +19,12 @@ policy_app = typer.Typer(
 
 @policy_app.command("init")
 def init(
-    path: Path = typer.Argument(Path(DEFAULT_POLICY_NAME), help="Where to write the policy."),
+    path: Path = typer.Argument(Path("atlasguard.toml"), help="Where to write the policy."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented default policy that turns every implemented control on."""
+    from atlasguard.policy import render_default_policy
+
     if path.exists() and not force:
         raise UsageError(f"{path} already exists (use --force to overwrite)")
     if path.parent and not path.parent.exists():
@@ -35,6 +36,8 @@ def init(
 @policy_app.command("check")
 def check(path: Path = typer.Argument(..., help="The policy file to check.")) -> None:
     """Parse and validate a policy file; exit 2 with one clear line if it is wrong."""
+    from atlasguard.policy import load_policy
+
     policy = load_policy(path)
     enabled = ", ".join(policy.enabled_controls()) or "none"
     console.print(f"{escape(str(path))}: ok (controls enabled: {escape(enabled)})")
