@@ -32,6 +32,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.audit",
     "atlasguard._cli.keys",
     "atlasguard._cli.scan",
+    "atlasguard._cli.integrity",
 )
 
 app = typer.Typer(
