@@ -42,8 +42,11 @@ def coverage(
     techniques: bool = typer.Option(False, "--techniques", help="Table: list every technique."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file, not stdout."),
 ) -> None:
-    """Show, for each of the twenty mitigations, whether atlasguard implements it and this
-    policy enables it (with evidence), and how many enabled mitigations cover each technique."""
+    """Which of the twenty ATLAS mitigations a policy enables, with evidence.
+
+    For each mitigation: implemented, enabled by the policy, and the setting
+    that enables it; for each technique, how many enabled mitigations cover it.
+    """
     from atlasguard.catalog.coverage import compute_coverage
     from atlasguard.catalog.export import coverage_json, misp_cluster, navigator_layer
     from atlasguard.policy import Policy, load_policy
