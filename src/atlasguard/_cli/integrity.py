@@ -133,6 +133,11 @@ def keygen_command(
         output, curve="P-256" if curve == "P-256" else "P-384", passphrase=_env(passphrase_env)
     )
     console.print(f"wrote {escape(str(priv))} and {escape(str(pub))}")
+    if passphrase_env is None:
+        err_console.print(
+            f"[yellow]warning:[/] {escape(str(priv))} is not encrypted (mode 0600); "
+            "pass --passphrase-env VAR to encrypt it with a passphrase"
+        )
 
 
 def sign_command(
