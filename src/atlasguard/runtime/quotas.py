@@ -1,0 +1,469 @@
+"""Query quotas per principal and model (AML.M0004 Restrict Number of ML Model Queries).
+
+Each (principal, model) pair has up to three limits, all charged by the cost of a
+request (its number of rows by default, so one large batch cannot carry what many
+small requests may not):
+
+* a **rate with burst**, a GCRA token bucket: ``"10/second"`` with ``burst=20``
+  admits 20 rows at once, then one row every 0.1 s;
+* a **daily total** that resets at 00:00 UTC;
+* a **lifetime total** that never resets.
+
+Admission is all-or-nothing: a request refused by one limit consumes none of the
+others. The counters live in a :class:`QuotaStore`: in process memory by default
+(:class:`~atlasguard.runtime._quota_memory.MemoryQuotaStore`) or in Redis, shared
+by every worker and replica, checked and updated by one atomic script
+(:class:`~atlasguard.runtime._quota_redis.RedisQuotaStore`).
+
+A refused request raises :class:`~atlasguard.runtime.pipeline.Denied` with status
+429, reason ``rate`` or ``quota``, a ``Retry-After`` header and the ``RateLimit-*``
+headers of draft-ietf-httpapi-ratelimit-headers; admitted responses carry the
+``RateLimit-*`` headers too.
+
+>>> import numpy as np
+>>> from atlasguard.runtime.pipeline import Principal, Request
+>>> from atlasguard.runtime.quotas import MemoryQuotaStore, QuotaGuard, QuotaPolicy
+>>> policy = QuotaPolicy.parse(rate="10/second", burst=20, daily="1000/day")
+>>> guard = QuotaGuard(store=MemoryQuotaStore(), resolve=lambda principal, model: policy)
+>>> req = Request(model="digits", inputs={"input": np.zeros((15, 64), np.float32)},
+...               principal=Principal("alice"))
+>>> _ = guard.before(req)      # 15 rows of a burst of 20
+>>> guard.before(req)          # 15 more do not fit
+Traceback (most recent call last):
+...
+atlasguard.runtime.pipeline.Denied: rate limit exceeded for 'digits': slow down; retry after 1 s
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+import limits
+from pydantic import field_validator
+
+from atlasguard.controls import Control, ControlSettings
+from atlasguard.errors import ConfigurationError, UsageError
+from atlasguard.runtime.pipeline import Denied, Principal, Request, Response
+
+if TYPE_CHECKING:
+    from atlasguard.runtime._quota_memory import MemoryQuotaStore
+    from atlasguard.runtime._quota_redis import RedisQuotaStore
+
+__all__ = [
+    "CONTROLS",
+    "MemoryQuotaStore",
+    "QuotaBackendError",
+    "QuotaDecision",
+    "QuotaGuard",
+    "QuotaPolicy",
+    "QuotaSettings",
+    "QuotaStore",
+    "QuotaWindow",
+    "RedisQuotaStore",
+    "Resolver",
+    "decide",
+    "parse_daily",
+    "parse_rate",
+    "ratelimit_headers",
+]
+
+DAY = 86_400
+ANONYMOUS = Principal("anonymous")
+# Decisions wait here between ``before`` and ``after`` (keyed by request id); a request
+# whose predict call failed never reaches ``after``, so the map is bounded.
+_PENDING_MAX = 65_536
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """``"10/second"`` -> ``(10, 1.0)``: an amount and its period in seconds (``limits`` syntax)."""
+    try:
+        item = limits.parse(text)
+    except ValueError as exc:
+        expected = "e.g. '10/second', '100 per minute'"
+        raise UsageError(f"not a rate: {text!r} (expected {expected})") from exc
+    if item.amount <= 0:
+        raise UsageError(f"rate {text!r} must allow at least one unit")
+    return int(item.amount), float(item.get_expiry())
+
+
+def parse_daily(text: str | int) -> int:
+    """``"1000/day"`` (or ``1000``) -> ``1000``; any other period is refused."""
+    if isinstance(text, int) or text.strip().isdigit():
+        amount = int(text)
+    else:
+        amount, period = parse_rate(text)
+        if period != DAY:
+            raise UsageError(f"daily quota {text!r} must be per day, e.g. '1000/day'")
+    if amount <= 0:
+        raise UsageError(f"daily quota {text!r} must be positive")
+    return amount
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    """The limits of one (principal, model): ``None`` means no such limit.
+
+    ``rate`` is ``(amount, period_seconds)``; ``burst`` is the bucket size in cost
+    units (defaults to the rate's amount).
+    """
+
+    rate: tuple[int, float] | None = None
+    burst: int | None = None
+    daily: int | None = None
+    lifetime: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate is not None and (self.rate[0] <= 0 or self.rate[1] <= 0):
+            raise UsageError(f"invalid rate {self.rate!r}")
+        for name in ("burst", "daily", "lifetime"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"{name} must be positive, got {value}")
+
+    @classmethod
+    def parse(
+        cls, *, rate: str = "", burst: int = 0, daily: str | int = "", lifetime: int = 0
+    ) -> QuotaPolicy:
+        """Build a policy from policy-file strings; ``""`` or ``0`` means no limit."""
+        parsed = parse_rate(rate) if rate else None
+        return cls(
+            rate=parsed,
+            burst=(burst or parsed[0]) if parsed else None,
+            daily=parse_daily(daily) if daily else None,
+            lifetime=lifetime or None,
+        )
+
+    @property
+    def interval_us(self) -> float:
+        """Microseconds one cost unit takes to refill (0 without a rate)."""
+        if self.rate is None:
+            return 0.0
+        return self.rate[1] * 1e6 / self.rate[0]
+
+    @property
+    def capacity(self) -> int:
+        """The bucket size: what can ever be admitted at once by the rate limit."""
+        if self.rate is None:
+            return 0
+        return self.burst or self.rate[0]
+
+    def impossible(self, cost: int) -> str | None:
+        """Why a request of ``cost`` could never be admitted, or ``None``."""
+        if self.rate is not None and cost > self.capacity:
+            return f"a request of cost {cost} exceeds the burst of {self.capacity}"
+        if self.daily is not None and cost > self.daily:
+            return f"a request of cost {cost} exceeds the daily quota of {self.daily}"
+        if self.lifetime is not None and cost > self.lifetime:
+            return f"a request of cost {cost} exceeds the lifetime quota of {self.lifetime}"
+        return None
+
+
+Resolver = Callable[[Principal, str], QuotaPolicy | None]
+
+
+class QuotaBackendError(ConfigurationError):
+    """The quota store could not be reached or answered wrongly.
+
+    The guard refuses requests meanwhile (503): quotas fail closed.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaWindow:
+    """One limit's state after a decision, as the ``RateLimit-*`` headers report it.
+
+    ``reset`` is seconds until the limit is fully available again (``None`` for a
+    lifetime quota, which never resets); ``window`` is the policy's window in seconds.
+    """
+
+    name: Literal["rate", "daily", "lifetime"]
+    limit: int
+    remaining: int
+    reset: float | None
+    window: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDecision:
+    """The outcome of one admission: ``reason`` names the limit that refused it."""
+
+    admitted: bool
+    reason: Literal["ok", "rate", "daily", "lifetime"]
+    retry_after: float
+    windows: tuple[QuotaWindow, ...]
+
+
+@runtime_checkable
+class QuotaStore(Protocol):
+    """Where the counters live. ``acquire`` checks and charges every limit atomically.
+
+    A store that cannot answer raises :class:`QuotaBackendError`, never admits.
+    """
+
+    def acquire(self, principal: str, model: str, policy: QuotaPolicy, cost: int) -> QuotaDecision:
+        """Admit ``cost`` units against all limits of ``policy`` or none of them."""
+        ...
+
+
+def decide(
+    *,
+    now_us: float,
+    tat_us: float | None,
+    used_today: int,
+    used_total: int,
+    policy: QuotaPolicy,
+    cost: int,
+) -> tuple[QuotaDecision, float | None]:
+    """The admission rule every backend implements (the Redis script mirrors it).
+
+    Returns the decision and the new theoretical arrival time (GCRA) to store when
+    admitted. Time is in microseconds; ``used_today`` must already be zero when the
+    stored day is not today.
+    """
+    interval = policy.interval_us
+    capacity = policy.capacity
+    # A microsecond of slack absorbs float rounding of non-integral intervals (3/second).
+    eps = 1.0
+    reason: Literal["ok", "rate", "daily", "lifetime"] = "ok"
+    retry = 0.0
+    tat = max(tat_us if tat_us is not None else now_us, now_us)
+    new_tat = tat + cost * interval
+    if policy.lifetime is not None and used_total + cost > policy.lifetime:
+        reason = "lifetime"
+    elif policy.daily is not None and used_today + cost > policy.daily:
+        reason, retry = "daily", _seconds_to_midnight(now_us) * 1e6
+    elif interval and new_tat - capacity * interval > now_us + eps:
+        reason, retry = "rate", new_tat - capacity * interval - now_us
+    admitted = reason == "ok"
+    if admitted:
+        used_today += cost
+        used_total += cost
+    windows: list[QuotaWindow] = []
+    if interval:
+        held = (new_tat if admitted else tat) - now_us
+        remaining = max(0, math.floor((capacity * interval - held + eps) / interval))
+        windows.append(
+            QuotaWindow("rate", capacity, remaining, held / 1e6, capacity * interval / 1e6)
+        )
+    if policy.daily is not None:
+        windows.append(
+            QuotaWindow(
+                "daily",
+                policy.daily,
+                max(0, policy.daily - used_today),
+                _seconds_to_midnight(now_us),
+                float(DAY),
+            )
+        )
+    if policy.lifetime is not None:
+        windows.append(
+            QuotaWindow(
+                "lifetime", policy.lifetime, max(0, policy.lifetime - used_total), None, None
+            )
+        )
+    decision = QuotaDecision(admitted, reason, retry / 1e6, tuple(windows))
+    return decision, (new_tat if admitted and interval else None)
+
+
+def _seconds_to_midnight(now_us: float) -> float:
+    now_s = now_us / 1e6
+    return (math.floor(now_s / DAY) + 1) * DAY - now_s
+
+
+def ratelimit_headers(decision: QuotaDecision) -> dict[str, str]:
+    """``RateLimit-Limit/-Remaining/-Reset`` for the limit closest to exhaustion, plus
+    ``RateLimit-Policy`` listing every limit (draft-ietf-httpapi-ratelimit-headers-06)."""
+    if not decision.windows:
+        return {}
+    # The draft asks for the policy with the lowest remaining quota when several apply.
+    closest = min(decision.windows, key=lambda w: (w.remaining, w.reset or math.inf))
+    headers = {
+        "RateLimit-Limit": str(closest.limit),
+        "RateLimit-Remaining": str(closest.remaining),
+    }
+    if closest.reset is not None:
+        headers["RateLimit-Reset"] = str(max(0, math.ceil(closest.reset)))
+    headers["RateLimit-Policy"] = ", ".join(
+        f"{w.limit};w={math.ceil(w.window)}" if w.window else str(w.limit) for w in decision.windows
+    )
+    return headers
+
+
+class QuotaGuard:
+    """The pipeline guard: charges each request's cost, refuses with 429 when over.
+
+    ``resolve(principal, model)`` returns the :class:`QuotaPolicy` that applies
+    (``None`` = unlimited), so per-principal limits from API keys plug in later.
+    Requests without a principal share the ``anonymous`` principal's limits.
+    """
+
+    name = "quotas"
+    mitigates = frozenset({"AML.M0004"})
+
+    def __init__(self, *, store: QuotaStore, resolve: Resolver) -> None:
+        self.store = store
+        self.resolve = resolve
+        self._pending: OrderedDict[str, QuotaDecision] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: QuotaSettings,
+        *,
+        overrides: Resolver | None = None,
+        store: QuotaStore | None = None,
+    ) -> QuotaGuard:
+        """The guard a policy's ``[controls.quotas]`` table describes.
+
+        ``overrides`` may return a principal-specific policy (from its API key); when
+        it returns ``None`` the table's limits apply. ``store`` defaults to Redis when
+        ``redis_url`` is set, else process memory.
+        """
+        default = settings.policy()
+        if store is None:
+            if settings.redis_url:
+                from atlasguard.runtime._quota_redis import RedisQuotaStore
+
+                store = RedisQuotaStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+            else:
+                from atlasguard.runtime._quota_memory import MemoryQuotaStore
+
+                store = MemoryQuotaStore()
+
+        def resolve(principal: Principal, model: str) -> QuotaPolicy | None:
+            if overrides is not None:
+                specific = overrides(principal, model)
+                if specific is not None:
+                    return specific
+            return default
+
+        return cls(store=store, resolve=resolve)
+
+    def before(self, request: Request) -> Request:
+        principal = request.principal or ANONYMOUS
+        policy = self.resolve(principal, request.model)
+        if policy is None:
+            return request
+        cost = request.cost
+        why = policy.impossible(cost)
+        if why is not None:
+            raise Denied(
+                f"quota for {request.model!r} can never admit this request: {why}; "
+                "send fewer rows per request",
+                status=422,
+                reason="quota",
+            )
+        try:
+            decision = self.store.acquire(principal.name, request.model, policy, cost)
+        except QuotaBackendError as exc:
+            raise Denied(
+                "quota store unavailable; try again later", status=503, reason="unavailable"
+            ) from exc
+        if not decision.admitted:
+            raise _denied(request.model, decision)
+        with self._lock:
+            self._pending[request.request_id] = decision
+            while len(self._pending) > _PENDING_MAX:
+                self._pending.popitem(last=False)
+        return request
+
+    def after(self, request: Request, response: Response) -> Response:
+        with self._lock:
+            decision = self._pending.pop(request.request_id, None)
+        if decision is None:
+            return response
+        headers = {**response.headers, **ratelimit_headers(decision)}
+        return Response(outputs=response.outputs, headers=headers)
+
+
+def _denied(model: str, decision: QuotaDecision) -> Denied:
+    headers = ratelimit_headers(decision)
+    if decision.reason == "rate":
+        message = f"rate limit exceeded for {model!r}: slow down"
+        reason = "rate"
+    elif decision.reason == "daily":
+        message = f"daily quota exhausted for {model!r}: it resets at 00:00 UTC"
+        reason = "quota"
+    else:
+        message = f"lifetime quota exhausted for {model!r}: it does not reset"
+        reason = "quota"
+    if decision.reason != "lifetime":
+        # Retry-After is an integer number of seconds; round up so a client that obeys
+        # it is admitted, and never send 0 (which invites an immediate retry storm).
+        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
+        message += f"; retry after {headers['Retry-After']} s"
+    return Denied(message, status=429, reason=reason, headers=headers)
+
+
+class QuotaSettings(ControlSettings):
+    """``[controls.quotas]``: per principal and model limits; ``""`` or ``0`` = no limit."""
+
+    rate: str = "10/second"
+    burst: int = 20
+    daily: str = "10000/day"
+    lifetime: int = 0
+    redis_url: str | None = None
+    key_prefix: str = "atlasguard:quota"
+
+    @field_validator("rate")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        if value:
+            parse_rate(value)
+        return value
+
+    @field_validator("daily")
+    @classmethod
+    def _check_daily(cls, value: str) -> str:
+        if value:
+            parse_daily(value)
+        return value
+
+    @field_validator("burst", "lifetime")
+    @classmethod
+    def _check_non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    def policy(self) -> QuotaPolicy | None:
+        """The limits this table describes, or ``None`` when it sets none."""
+        policy = QuotaPolicy.parse(
+            rate=self.rate, burst=self.burst, daily=self.daily, lifetime=self.lifetime
+        )
+        if policy == QuotaPolicy():
+            return None
+        return policy
+
+
+CONTROLS = (
+    Control(
+        key="quotas",
+        title="Query quotas",
+        mitigates=frozenset({"AML.M0004"}),
+        summary="Per principal and model: a rate with burst, a daily and a lifetime quota, "
+        "weighted by rows; in memory or shared through Redis with one atomic script.",
+        enable="[controls.quotas] enabled = true",
+        settings=QuotaSettings,
+    ),
+)
+
+
+def __getattr__(name: str) -> object:
+    # The backends import this module; load them on first use to avoid a cycle and to
+    # keep ``redis`` out of processes that never use it.
+    if name == "MemoryQuotaStore":
+        from atlasguard.runtime._quota_memory import MemoryQuotaStore
+
+        return MemoryQuotaStore
+    if name == "RedisQuotaStore":
+        from atlasguard.runtime._quota_redis import RedisQuotaStore
+
+        return RedisQuotaStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
