@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,7 +35,10 @@ __all__ = [
     "MAX_POLICY_BYTES",
     "Deployment",
     "KeyFiles",
+    "ModelSpec",
     "Policy",
+    "PreprocessStep",
+    "TensorSpec",
     "load_policy",
     "load_policy_text",
     "render_default_policy",
@@ -78,7 +81,62 @@ class KeyFiles(_Table):
     keyring: str = Field(default="", description="Key-encryption keyring for encryption at rest.")
 
 
-_TOP_LEVEL = ("deployment", "keys", "controls")
+class TensorSpec(_Table):
+    """One declared model input: name, Open Inference Protocol datatype, shape, value range."""
+
+    name: str = Field(min_length=1, description='Input name, e.g. "input".')
+    datatype: Literal[
+        "BOOL",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "FP16",
+        "FP32",
+        "FP64",
+        "BYTES",
+    ] = Field(default="FP32", description="Open Inference Protocol datatype.")
+    shape: tuple[int, ...] = Field(
+        default=(-1,), description="Dimensions; -1 for any size (the first is the batch)."
+    )
+    min: float | None = Field(default=None, description="Smallest value allowed.")
+    max: float | None = Field(default=None, description="Largest value allowed.")
+
+
+class PreprocessStep(_Table):
+    """A preprocessing step run on the server before the model (never sent to clients)."""
+
+    op: Literal["scale", "clip", "standardize"] = Field(description="What the step does.")
+    factor: float = Field(default=1.0, description="scale: multiply by this.")
+    min: float | None = Field(default=None, description="clip: lower bound.")
+    max: float | None = Field(default=None, description="clip: upper bound.")
+    mean: tuple[float, ...] = Field(default=(), description="standardize: per-feature mean.")
+    std: tuple[float, ...] = Field(default=(), description="standardize: per-feature std.")
+
+
+class ModelSpec(_Table):
+    """``[models.<name>]``: one model the gateway serves and how to reach it."""
+
+    backend: Literal["onnx", "sklearn", "upstream"] = Field(
+        default="onnx", description="onnx (ONNX Runtime), sklearn (skops file) or upstream."
+    )
+    path: str = Field(default="", description="Model file or directory, relative to this file.")
+    url: str = Field(
+        default="", description="upstream: base URL of an Open Inference Protocol server."
+    )
+    upstream_model: str = Field(default="", description="upstream: the model's name there.")
+    version: str = Field(default="1", description="Version reported in metadata.")
+    inputs: tuple[TensorSpec, ...] = Field(default=(), description="Declared inputs.")
+    outputs: tuple[str, ...] = Field(default=(), description="Outputs returned (all if empty).")
+    preprocess: tuple[PreprocessStep, ...] = Field(default=(), description="Server-side steps.")
+    max_batch: int = Field(default=1024, ge=1, description="Largest batch (rows) accepted.")
+
+
+_TOP_LEVEL = ("deployment", "keys", "controls", "models")
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -89,6 +147,7 @@ class Policy:
     deployment: Deployment = field(default_factory=Deployment)
     keys: KeyFiles = field(default_factory=KeyFiles)
     controls: Mapping[str, ControlSettings] = field(default_factory=dict)
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
     path: Path | None = None
     lines: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
 
@@ -188,7 +247,18 @@ def load_policy_text(text: str, *, source: str = "<policy>", path: Path | None =
             raise fail(f"controls.{key}", _unknown_key_message(key, tuple(known), "control"))
         controls[key] = _validate(control.settings, table, f"controls.{key}", fail)
 
-    return Policy(deployment=deployment, keys=keys, controls=controls, path=path, lines=lines)
+    raw_models = data.get("models", {})
+    if not isinstance(raw_models, dict):
+        raise fail("models", "expected a table of [models.<name>] tables")
+    models: dict[str, ModelSpec] = {}
+    for name, table in raw_models.items():
+        if not _MODEL_NAME.match(name):
+            raise fail(f"models.{name}", "a model name is letters, digits and _.- (max 100)")
+        models[name] = _validate(ModelSpec, table, f"models.{name}", fail)
+
+    return Policy(
+        deployment=deployment, keys=keys, controls=controls, models=models, path=path, lines=lines
+    )
 
 
 def _validate(model: type[_M], table: object, prefix: str, fail: Any) -> _M:
@@ -252,6 +322,7 @@ def _tuples(value: Any) -> Any:
     return value
 
 
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
 _ASSIGN = re.compile(r"^\s*([A-Za-z0-9_\-\.\"' ]+?)\s*=")
 
