@@ -18,25 +18,44 @@ never reveals which models a deployment serves.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from atlasguard.identity.store import AuthenticationError, IdentityStore
+from atlasguard.identity.store import AuthenticationError, IdentityStore, PrincipalRecord
 from atlasguard.runtime.pipeline import Denied, Principal, Request, Response
+
+if TYPE_CHECKING:
+    from atlasguard.identity.tokens import JwtVerifier
 
 __all__ = ["AccessGuard"]
 
 
 class AccessGuard:
-    """Authenticate the request's credential, then require a grant for its model."""
+    """Authenticate the request's credential, then require a grant for its model.
+
+    The credential is an API key, or, when a :class:`JwtVerifier` is given, a
+    JWT bearer token from the deployment's identity provider.
+    """
 
     name = "access"
     mitigates = frozenset({"AML.M0019"})
 
-    def __init__(self, store: IdentityStore) -> None:
+    def __init__(self, store: IdentityStore, *, tokens: JwtVerifier | None = None) -> None:
         self._store = store
+        self._tokens = tokens
+
+    def authenticate(self, credential: str | None) -> PrincipalRecord:
+        """The principal behind a key or token; raises :class:`AuthenticationError`."""
+        if self._tokens is not None:
+            from atlasguard.identity.tokens import looks_like_jwt
+
+            if looks_like_jwt(credential):
+                name = self._tokens.principal(credential or "")
+                return PrincipalRecord(name=name, is_admin=False, created_at=0.0)
+        return self._store.authenticate(credential)
 
     def before(self, request: Request) -> Request:
         try:
-            record = self._store.authenticate(request.credential)
+            record = self.authenticate(request.credential)
         except AuthenticationError as exc:
             raise Denied(
                 f"authentication failed: {exc}",
