@@ -71,6 +71,9 @@ CONTROL_MODULES: tuple[str, ...] = (
     "atlasguard.artifacts.manifest",
     "atlasguard.artifacts.signing",
     "atlasguard.artifacts.encryption",
+    "atlasguard.gateway.service",
+    "atlasguard.runtime.quotas",
+    "atlasguard.runtime.obfuscation",
 )
 
 
@@ -80,8 +83,11 @@ def _declared(modules: Iterable[str]) -> tuple[Control, ...]:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:  # the module exists but a dependency of it is missing
-                raise
+            missing = exc.name or ""
+            if missing != name and missing.startswith("atlasguard."):
+                raise  # a broken package, not an absent capability
+            # Not in the package yet, or its extra (e.g. [gateway]) is not installed:
+            # this installation does not implement the control.
             continue
         found.extend(getattr(module, "CONTROLS", ()))
     keys = [c.key for c in found]

@@ -99,10 +99,8 @@ def test_key_expiry(prefix: str) -> None:
 
 
 def test_guard_on_redis_headers(prefix: str) -> None:
-    settings = QuotaSettings(
-        rate="10/second", burst=20, daily="", redis_url=REDIS_URL, key_prefix=prefix
-    )
-    guard = QuotaGuard.from_settings(settings)
+    settings = QuotaSettings(rate="10/second", burst=20, daily="", key_prefix=prefix)
+    guard = QuotaGuard.from_settings(settings, redis_url=REDIS_URL)
     assert isinstance(guard.store, RedisQuotaStore)
     req = Request(model="m", inputs={"input": np.zeros((20, 2))}, principal=Principal("p"))
     guard.before(req)

@@ -33,6 +33,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.keys",
     "atlasguard._cli.scan",
     "atlasguard._cli.integrity",
+    "atlasguard._cli.serve",
+    "atlasguard._cli.init",
 )
 
 app = typer.Typer(

@@ -65,6 +65,8 @@ class Request:
     received_at: float = field(default_factory=time.time)
     client: str | None = None
     credential: str | None = field(default=None, repr=False)
+    body: bytes | None = field(default=None, repr=False)
+    requested_outputs: tuple[str, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -133,9 +135,18 @@ class Pipeline:
     guards: tuple[Guard, ...]
     predict: Callable[[Arrays], Arrays]
 
-    def __call__(self, request: Request) -> Response:
+    def __call__(
+        self, request: Request, *, observe: Callable[[Request], None] | None = None
+    ) -> Response:
+        """Run ``request`` through the guards and the model.
+
+        ``observe`` sees the request after each guard (the auditor uses it to
+        learn the principal even when a later guard refuses).
+        """
         for guard in self.guards:
             request = guard.before(request)
+            if observe is not None:
+                observe(request)
         response = Response(outputs=self.predict(request.inputs))
         for guard in reversed(self.guards):
             response = guard.after(request, response)

@@ -318,19 +318,20 @@ class QuotaGuard:
         *,
         overrides: Resolver | None = None,
         store: QuotaStore | None = None,
+        redis_url: str = "",
     ) -> QuotaGuard:
         """The guard a policy's ``[controls.quotas]`` table describes.
 
         ``overrides`` may return a principal-specific policy (from its API key); when
         it returns ``None`` the table's limits apply. ``store`` defaults to Redis when
-        ``redis_url`` is set, else process memory.
+        ``redis_url`` (the deployment's) is set, else process memory.
         """
         default = settings.policy()
         if store is None:
-            if settings.redis_url:
+            if redis_url:
                 from atlasguard.runtime._quota_redis import RedisQuotaStore
 
-                store = RedisQuotaStore.from_url(settings.redis_url, prefix=settings.key_prefix)
+                store = RedisQuotaStore.from_url(redis_url, prefix=settings.key_prefix)
             else:
                 from atlasguard.runtime._quota_memory import MemoryQuotaStore
 
@@ -408,7 +409,7 @@ class QuotaSettings(ControlSettings):
     burst: int = 20
     daily: str = "10000/day"
     lifetime: int = 0
-    redis_url: str | None = None
+    # Redis is the deployment's: [deployment] redis_url.
     key_prefix: str = "atlasguard:quota"
 
     @field_validator("rate")

@@ -1,0 +1,95 @@
+"""``atlasguard serve``: the protected model gateway (FastAPI on Uvicorn)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+
+from atlasguard._cli.console import err_console
+from atlasguard.errors import ConfigurationError, UsageError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["app_factory", "register"]
+
+_CONFIG_ENV = "ATLASGUARD_CONFIG"
+_PASSPHRASE_ENV = "ATLASGUARD_KEY_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
+
+
+def _passphrase() -> bytes | None:
+    value = os.environ.get(_PASSPHRASE_ENV)
+    return value.encode() if value else None
+
+
+def _build(config: Path) -> FastAPI:
+    try:
+        from atlasguard.gateway.app import create_app
+        from atlasguard.gateway.service import Gateway
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"serving needs {exc.name}: pip install 'atlasguard[gateway,onnx]'"
+        ) from None
+    from atlasguard.policy import load_policy
+
+    gateway = Gateway.from_policy(load_policy(config), passphrase=_passphrase())
+    for name, reason in gateway.refused.items():
+        err_console.print(f"[red]not serving {escape(name)}:[/] {escape(reason)}", soft_wrap=True)
+    return create_app(gateway)
+
+
+def app_factory() -> FastAPI:
+    """Uvicorn's factory for ``--workers N``: each worker builds its own gateway."""
+    return _build(Path(os.environ[_CONFIG_ENV]))
+
+
+def serve(
+    config: Path = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+) -> None:
+    """Serve the policy's models over the Open Inference Protocol, behind every guard."""
+    import uvicorn
+
+    from atlasguard.gateway.logs import logging_config
+    from atlasguard.policy import load_policy
+
+    policy = load_policy(config)
+    if workers > 1 and policy.enabled("quotas") and not policy.deployment.redis_url:
+        raise UsageError(
+            "--workers > 1 with quotas needs [deployment] redis_url: in-process counts "
+            "would let each worker admit the whole quota"
+        )
+    log_config = logging_config(log_level)
+    err_console.print(
+        f"atlasguard gateway on http://{host}:{port} (models: {', '.join(policy.models) or 'none'})"
+    )
+    if workers == 1:
+        uvicorn.run(
+            _build(config),
+            host=host,
+            port=port,
+            log_config=log_config,
+            timeout_graceful_shutdown=10,
+        )
+        return
+    os.environ[_CONFIG_ENV] = str(config.resolve())
+    uvicorn.run(
+        "atlasguard._cli.serve:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=log_config,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,233 @@
+"""The HTTP layer: Open Inference Protocol routes, an admin API and metrics, over :class:`Gateway`.
+
+Routes only translate between HTTP and the library; every security decision
+is made by the guards (:mod:`atlasguard.runtime`). Refusals are
+:class:`~atlasguard.runtime.pipeline.Denied` and become their status code in
+one exception handler: 401 without valid credentials, 403 without a grant
+(never a hint of which models exist), 429 over a quota, 400/413/422 for a
+malformed request, 503 when the audit log cannot record the request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, Field
+
+from atlasguard import __version__
+from atlasguard.errors import AtlasguardError, UsageError
+from atlasguard.gateway.service import Gateway
+from atlasguard.runtime.pipeline import Denied
+
+__all__ = ["create_app"]
+
+
+class KeyRequest(BaseModel):
+    principal: str = Field(min_length=1, max_length=200)
+    models: list[str] = Field(default_factory=list, max_length=100)
+    role: str = "user"
+    rate: str = ""
+    quota: str = ""
+    admin: bool = False
+
+
+def _credential(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    return request.headers.get("x-api-key")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Denied(f"request body larger than {limit} bytes", status=413, reason="invalid-input")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Denied(
+                f"request body larger than {limit} bytes", status=413, reason="invalid-input"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    """The ASGI application serving ``gateway``."""
+    registry = CollectorRegistry()
+    requests_total = Counter(
+        "atlasguard_requests_total",
+        "Inference requests by decision",
+        ["model", "decision", "reason"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "atlasguard_request_seconds",
+        "Inference latency",
+        ["model"],
+        registry=registry,
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        gateway.close()
+
+    app = FastAPI(
+        title="atlasguard gateway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.exception_handler(Denied)
+    async def _denied(_request: Request, exc: Denied) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc), "reason": exc.reason}, status_code=exc.status, headers=exc.headers
+        )
+
+    @app.exception_handler(AtlasguardError)
+    async def _error(_request: Request, exc: AtlasguardError) -> JSONResponse:
+        status = 400 if isinstance(exc, UsageError) else 500
+        return JSONResponse({"error": str(exc), "reason": "error"}, status_code=status)
+
+    @app.get("/v2/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready() -> JSONResponse:
+        ok = bool(gateway.models)
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "atlasguard", "version": __version__, "extensions": []}
+
+    @app.get("/v2/models/{model}")
+    async def model_metadata(model: str, request: Request) -> dict[str, Any]:
+        from atlasguard.gateway.oip import model_metadata as render
+
+        await run_in_threadpool(gateway.require, model, _credential(request))
+        served = gateway.models.get(model)
+        if served is None:
+            raise Denied("model is not being served", status=404, reason="not-found")
+        return render(model, served.spec, served.backend.outputs)
+
+    @app.get("/v2/models/{model}/ready")
+    async def model_ready(model: str, request: Request) -> JSONResponse:
+        await run_in_threadpool(gateway.require, model, _credential(request))
+        ok = model in gateway.models
+        return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
+
+    @app.post("/v2/models/{model}/infer")
+    async def infer(model: str, request: Request) -> JSONResponse:
+        from atlasguard.gateway.oip import infer_response
+
+        start = time.perf_counter()
+        credential = _credential(request)
+        client = request.client.host if request.client else None
+        try:
+            body = await _read_body(request, gateway.max_body_bytes)
+            response = await run_in_threadpool(
+                gateway.infer, model, body, credential=credential, client=client
+            )
+        except Denied as exc:
+            requests_total.labels(model, "deny", exc.reason).inc()
+            raise
+        requests_total.labels(model, "allow", "").inc()
+        latency.labels(model).observe(time.perf_counter() - start)
+        served = gateway.models[model]
+        doc = infer_response(model, served.spec.version, response.outputs, request_id=None)
+        return JSONResponse(doc, headers=dict(response.headers))
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    # -- admin API: the same operations as `atlasguard keys`, for admin principals ----
+
+    def _admin(request: Request) -> str:
+        from atlasguard.identity.store import AuthenticationError
+
+        try:
+            record = gateway.identity.authenticate(_credential(request))
+        except AuthenticationError as exc:
+            raise Denied(
+                f"authentication failed: {exc}",
+                status=401,
+                reason="unauthenticated",
+                headers={"WWW-Authenticate": 'Bearer realm="atlasguard"'},
+            ) from None
+        if not record.is_admin:
+            raise Denied("forbidden: admin only", status=403, reason="forbidden")
+        return record.name
+
+    def _audit_admin(actor: str, verb: str, target: str) -> None:
+        from atlasguard.audit.records import AuditRecord
+
+        gateway.audit.append(
+            AuditRecord(
+                time=time.time(),
+                principal=actor,
+                action=f"admin.{verb}",
+                decision="allow",
+                details={"target": target},
+            )
+        )
+
+    @app.post("/v1/admin/keys", status_code=201)
+    def create_key(body: KeyRequest, request: Request) -> dict[str, Any]:
+        actor = _admin(request)
+        # Recorded before it happens: an action the log cannot hold does not happen.
+        _audit_admin(
+            actor,
+            "keys.create",
+            f"{body.principal} models={','.join(body.models)} role={body.role} admin={body.admin}",
+        )
+        for pattern in body.models:
+            gateway.identity.grant(
+                body.principal, pattern, body.role, rate=body.rate, quota=body.quota
+            )
+        issued = gateway.identity.create_key(body.principal, admin=body.admin)
+        return {"key_id": issued.key_id, "principal": issued.principal, "key": issued.secret}
+
+    @app.get("/v1/admin/keys")
+    def list_keys(request: Request) -> list[dict[str, Any]]:
+        _admin(request)
+        return [
+            {
+                "key_id": k.key_id,
+                "principal": k.principal,
+                "active": k.active,
+                "grants": [f"{g.role}:{g.models}" for g in gateway.identity.grants_of(k.principal)],
+            }
+            for k in gateway.identity.list_keys()
+        ]
+
+    @app.delete("/v1/admin/keys/{key_id}")
+    def revoke_key(key_id: str, request: Request) -> dict[str, str]:
+        actor = _admin(request)
+        _audit_admin(actor, "keys.revoke", key_id)
+        gateway.identity.revoke_key(key_id)
+        return {"revoked": key_id}
+
+    return app

@@ -1,0 +1,269 @@
+"""The gateway without HTTP: models loaded behind the load gate, guards, identity, audit.
+
+:class:`Gateway` is built from a policy (:meth:`Gateway.from_policy`). Before a
+model is served, the scanner runs on it and, when ``[controls.signing] require``
+is set, its signature is verified with ``[keys] public_key``; a model that fails
+is not served (it is listed, with the reason, in :attr:`Gateway.refused`).
+Each served model is a :class:`~atlasguard.runtime.protect.Protected`: access,
+validation, quotas and output policy, and one audit record per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from atlasguard.controls import Control, ControlSettings
+from atlasguard.errors import AtlasguardError, ConfigurationError
+from atlasguard.policy import ModelSpec, Policy
+from atlasguard.runtime.access import AccessGuard
+from atlasguard.runtime.pipeline import Arrays, Denied, Guard, Principal, Response
+from atlasguard.runtime.protect import Protected
+from atlasguard.runtime.validate import ValidateGuard
+
+if TYPE_CHECKING:
+    from atlasguard.audit.log import AuditLog
+    from atlasguard.gateway.backends.base import Backend
+    from atlasguard.identity.store import IdentityStore
+    from atlasguard.runtime.quotas import QuotaPolicy
+
+__all__ = ["CONTROLS", "Gateway", "ServedModel", "ServingSettings"]
+
+logger = logging.getLogger("atlasguard.gateway")
+
+
+class AccessSettings(ControlSettings):
+    """``[controls.access]``: API keys always; JWT bearer tokens when an issuer is set."""
+
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwks_file: str = ""
+    jwks_url: str = ""
+    jwt_principal_claim: str = "sub"
+
+
+class ServingSettings(ControlSettings):
+    """``[controls.serving]``: serve models from the server only, behind the guards."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+CONTROLS = (
+    Control(
+        key="access",
+        title="Authenticated, granted access to models",
+        mitigates=frozenset({"AML.M0019"}),
+        summary="Per-principal API keys (scrypt-hashed), deny by default: a principal reaches "
+        "a model only through a grant; every request is a record in the tamper-evident audit log.",
+        enable="[controls.access] enabled = true; atlasguard keys create --principal P --models M",
+        settings=AccessSettings,
+    ),
+    Control(
+        key="serving",
+        title="Server-side model serving",
+        mitigates=frozenset({"AML.M0017"}),
+        summary="Models and their preprocessing stay on the server; clients only ever see "
+        "declared inputs and outputs (Open Inference Protocol).",
+        enable="[controls.serving] enabled = true; atlasguard serve --config atlasguard.toml",
+        settings=ServingSettings,
+    ),
+)
+
+
+@dataclass
+class ServedModel:
+    name: str
+    spec: ModelSpec
+    backend: Backend
+    protected: Protected
+
+
+@dataclass
+class Gateway:
+    """Everything a gateway process serves, built once per worker."""
+
+    policy: Policy
+    identity: IdentityStore
+    audit: AuditLog
+    models: dict[str, ServedModel]
+    access: AccessGuard
+    refused: dict[str, str] = field(default_factory=dict)
+    max_body_bytes: int = 8 * 1024 * 1024
+
+    @classmethod
+    def from_policy(cls, policy: Policy, *, passphrase: bytes | None = None) -> Gateway:
+        """Open the deployment's stores and load every declared model through the load gate."""
+        from atlasguard.audit.log import open_audit_log
+        from atlasguard.identity.store import open_identity_store
+
+        if not policy.enabled("access"):
+            raise ConfigurationError(
+                f"{policy.where('controls.access')}: the gateway never serves without access "
+                "control; set [controls.access] enabled = true"
+            )
+        identity = open_identity_store(policy)
+        audit, _ = open_audit_log(policy, passphrase=passphrase)
+        serving = policy.settings("serving")
+        max_body = getattr(serving, "max_body_bytes", 8 * 1024 * 1024)
+        guards = _guards(policy, identity, max_body)
+        models: dict[str, ServedModel] = {}
+        refused: dict[str, str] = {}
+        for name, spec in policy.models.items():
+            try:
+                backend, predict = _load_model(policy, name, spec)
+            except AtlasguardError as exc:
+                logger.error("model %s is not served: %s", name, exc)
+                refused[name] = str(exc)
+                continue
+            models[name] = ServedModel(
+                name=name,
+                spec=spec,
+                backend=backend,
+                protected=Protected(name=name, predict=predict, guards=guards, audit=audit),
+            )
+        access = next(g for g in guards if isinstance(g, AccessGuard))
+        return cls(
+            policy=policy,
+            identity=identity,
+            audit=audit,
+            models=models,
+            access=access,
+            refused=refused,
+            max_body_bytes=max_body,
+        )
+
+    def infer(
+        self,
+        model: str,
+        body: bytes,
+        *,
+        credential: str | None,
+        client: str | None = None,
+        request_id: str | None = None,
+    ) -> Response:
+        """Serve one Open Inference Protocol request; raises :class:`Denied` on refusal."""
+        served = self.models.get(model)
+        if served is None:
+            # Same answers as for a model that exists: authenticate, then "no grant".
+            self.require(model, credential)
+            raise Denied("model is not being served", status=404, reason="not-found")
+        return served.protected(
+            body=body, credential=credential, client=client, request_id=request_id
+        )
+
+    def require(self, model: str, credential: str | None) -> Principal:
+        """Authenticate and authorize without running a model (metadata, readiness)."""
+        from atlasguard.runtime.pipeline import Request
+
+        guard = self.access
+        request = guard.before(Request(model=model, inputs={}, credential=credential))
+        if request.principal is None:  # the guard sets it or raises; never serve anonymously
+            raise Denied("authentication failed", status=401, reason="unauthenticated")
+        return request.principal
+
+    def close(self) -> None:
+        for served in self.models.values():
+            served.backend.close()
+
+
+def _guards(policy: Policy, identity: IdentityStore, max_body: int) -> tuple[Guard, ...]:
+    guards: list[Guard] = [
+        AccessGuard(identity),
+        ValidateGuard(policy.models, max_body_bytes=max_body),
+    ]
+    if policy.enabled("quotas"):
+        from atlasguard.runtime.quotas import QuotaGuard, QuotaSettings
+
+        settings = policy.settings("quotas")
+        if not isinstance(settings, QuotaSettings):
+            raise ConfigurationError("controls.quotas: unexpected settings type")
+        guards.append(
+            QuotaGuard.from_settings(
+                settings,
+                overrides=_grant_quotas(identity, settings),
+                redis_url=policy.deployment.redis_url,
+            )
+        )
+    if policy.enabled("output"):
+        from atlasguard.runtime.obfuscation import OutputGuard, OutputSettings
+
+        out = policy.settings("output")
+        if not isinstance(out, OutputSettings):
+            raise ConfigurationError("controls.output: unexpected settings type")
+        guards.append(OutputGuard.from_settings(out))
+    return tuple(guards)
+
+
+def _grant_quotas(
+    identity: IdentityStore, settings: Any
+) -> Callable[[Principal, str], QuotaPolicy | None]:
+    """Per-grant limits (``keys create --rate --quota``) override the policy's table."""
+    from atlasguard.identity.store import PrincipalRecord
+    from atlasguard.runtime.quotas import QuotaPolicy
+
+    def resolve(principal: Principal, model: str) -> QuotaPolicy | None:
+        record = PrincipalRecord(name=principal.name, is_admin=False, created_at=0.0)
+        for grant in identity.authorize(record, model):
+            if grant.rate or grant.quota:
+                # A grant's own rate means what it says: its burst is the rate's amount.
+                return QuotaPolicy.parse(
+                    rate=grant.rate or settings.rate,
+                    burst=0 if grant.rate else settings.burst,
+                    daily=grant.quota or settings.daily,
+                    lifetime=settings.lifetime,
+                )
+        return None
+
+    return resolve
+
+
+def _load_model(
+    policy: Policy, name: str, spec: ModelSpec
+) -> tuple[Backend, Callable[[Arrays], Arrays]]:
+    from atlasguard.gateway.backends import load_backend
+    from atlasguard.gateway.preprocess import Preprocessor
+
+    if spec.backend != "upstream":
+        _load_gate(policy, name, spec)
+    scan = policy.settings("scan")
+    backend = load_backend(name, spec, policy.base_dir, allow=tuple(getattr(scan, "allow", ())))
+    preprocess = Preprocessor.from_spec(spec.preprocess)
+
+    def predict(inputs: Arrays) -> Arrays:
+        return backend.predict(preprocess(inputs))
+
+    return backend, predict
+
+
+def _load_gate(policy: Policy, name: str, spec: ModelSpec) -> None:
+    """Scan the model and, when the policy requires it, verify its signature."""
+    from atlasguard.artifacts.findings import Severity
+    from atlasguard.artifacts.scan import scan_path
+
+    if not spec.path:
+        raise ConfigurationError(f"models.{name}.path is not set")
+    path = policy.base_dir / spec.path
+    if not path.exists():
+        raise ConfigurationError(f"models.{name}: {path} does not exist")
+    scan = policy.settings("scan")
+    threshold = Severity.parse(str(getattr(scan, "fail_on", "high")))
+    allow = tuple(getattr(scan, "allow", ()))
+    for report in scan_path(path, allow=allow):
+        bad = [f for f in report.findings if f.severity >= threshold]
+        if bad:
+            raise ConfigurationError(
+                f"models.{name}: {report.path} failed the scan: {bad[0].rule}: {bad[0].message}"
+            )
+    signing = policy.settings("signing")
+    if getattr(signing, "enabled", False) and getattr(signing, "require", False):
+        from atlasguard.artifacts.keys import load_public_key
+        from atlasguard.artifacts.signing import verify_model
+
+        if not policy.keys.public_key:
+            raise ConfigurationError("[controls.signing] require = true needs [keys] public_key")
+        key = load_public_key(policy.base_dir / policy.keys.public_key)
+        model_dir = path if path.is_dir() else path.parent
+        name_of_signature = str(getattr(signing, "signature_name", "model.sig"))
+        verify_model(model_dir, key, signature=model_dir / name_of_signature)

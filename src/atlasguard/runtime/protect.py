@@ -1,0 +1,157 @@
+"""``protect``: the guard pipeline around a predict function, with one audit record a call.
+
+The gateway's routes are a thin layer over :class:`Protected`; in-process
+callers use it directly. Every call — allowed or refused — leaves exactly one
+audit record before it returns, and a call whose record cannot be written is
+refused (fail closed): the caller gets ``Denied(status=503)`` and no output.
+
+>>> import numpy as np
+>>> from atlasguard.runtime.protect import Protected
+>>> p = Protected(name="double", predict=lambda x: {"y": x["x"] * 2}, guards=())
+>>> p({"x": np.ones((1, 2))}).outputs["y"].tolist()
+[[2.0, 2.0]]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from atlasguard.runtime.pipeline import Arrays, Denied, Guard, Pipeline, Request, Response
+
+if TYPE_CHECKING:
+    from atlasguard.audit.log import AuditLog
+
+__all__ = ["Protected", "input_digest", "output_summary"]
+
+logger = logging.getLogger("atlasguard.gateway")
+
+
+def input_digest(request: Request) -> str:
+    """SHA-256 of what the client sent (the body, or the arrays' bytes); inputs are not kept."""
+    h = hashlib.sha256()
+    if request.body is not None:
+        h.update(request.body)
+    else:
+        for name in sorted(request.inputs):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(request.inputs[name]).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def output_summary(outputs: Arrays) -> str:
+    """A short description of what left: names, shapes, and a label output's first values."""
+    parts = []
+    for name in sorted(outputs):
+        value = outputs[name]
+        text = f"{name}{list(value.shape)}"
+        if value.dtype.kind in "iu" and value.size:
+            text += "=" + ",".join(str(int(v)) for v in value.ravel()[:8])
+            text += "…" if value.size > 8 else ""
+        parts.append(text)
+    return " ".join(parts)
+
+
+class Protected:
+    """A model behind guards, auditing every call.
+
+    ``audit`` may be ``None`` only for tests and in-process experiments: then
+    nothing is recorded (logged once as a warning).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        predict: Callable[[Arrays], Arrays],
+        guards: Sequence[Guard],
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.name = name
+        self.pipeline = Pipeline(guards=tuple(guards), predict=predict)
+        self._audit = audit
+        if audit is None:
+            logger.warning("model %s is protected without an audit log", name)
+
+    @property
+    def mitigates(self) -> frozenset[str]:
+        return self.pipeline.mitigates
+
+    def __call__(
+        self,
+        inputs: Mapping[str, object] | None = None,
+        *,
+        body: bytes | None = None,
+        credential: str | None = None,
+        client: str | None = None,
+        request_id: str | None = None,
+    ) -> Response:
+        """Run one request; raises :class:`Denied` when a guard refuses it."""
+        fields: dict[str, object] = {"request_id": request_id} if request_id else {}
+        request = Request(
+            model=self.name,
+            inputs={k: np.asarray(v) for k, v in (inputs or {}).items()},
+            credential=credential,
+            client=client,
+            body=body,
+            **fields,  # type: ignore[arg-type]
+        )
+        start = time.perf_counter()
+        digest = input_digest(request)
+        seen: list[str] = []
+
+        def observe(current: Request) -> None:
+            if current.principal is not None and not seen:
+                seen.append(current.principal.name)
+
+        try:
+            response = self.pipeline(request, observe=observe)
+        except Denied as denied:
+            self._record(request, seen, "deny", denied.reason, digest, None, start)
+            raise
+        self._record(request, seen, "allow", "", digest, response.outputs, start)
+        return response
+
+    def _record(
+        self,
+        request: Request,
+        seen: list[str],
+        decision: str,
+        reason: str,
+        digest: str,
+        outputs: Arrays | None,
+        start: float,
+    ) -> None:
+        latency = (time.perf_counter() - start) * 1000.0
+        if self._audit is None:
+            return
+        from atlasguard.audit.log import AuditWriteError
+        from atlasguard.audit.records import AuditRecord
+
+        record = AuditRecord(
+            time=request.received_at,
+            principal=seen[0] if seen else "-",
+            action="infer",
+            decision=decision,
+            reason=reason,
+            model=self.name,
+            input_digest=digest,
+            output_summary=output_summary(outputs) if outputs is not None else None,
+            latency_ms=round(latency, 3),
+            request_id=request.request_id,
+            details={"client": request.client} if request.client else {},
+        )
+        try:
+            self._audit.append(record)
+        except AuditWriteError as exc:
+            logger.error("audit write failed, refusing request %s: %s", request.request_id, exc)
+            raise Denied(
+                "the audit log is unavailable; request refused",
+                status=503,
+                reason="audit-unavailable",
+            ) from exc
