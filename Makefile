@@ -30,9 +30,11 @@ $(ANCHORS)/.stamp: bench/anchors.txt
 
 anchors: $(ANCHORS)/.stamp
 
-## run: set up and run the main job on embedded defaults.
+## run: set up, create the demo deployment once (digits model, keys), serve it behind every guard.
 run: $(VENV)/.stamp-run
-	$(BIN)/atlasguard coverage
+	@test -f demo/atlasguard.toml || $(BIN)/atlasguard init demo --demo
+	$(BIN)/atlasguard coverage --policy demo/atlasguard.toml
+	$(BIN)/atlasguard serve --config demo/atlasguard.toml
 
 services:
 	scripts/services.sh
