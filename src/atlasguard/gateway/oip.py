@@ -496,6 +496,10 @@ def encode_tensor(name: str, array: npt.ArrayLike) -> dict[str, Any]:
         data = [
             x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in flat.tolist()
         ]
+    elif arr.dtype.kind == "f" and arr.dtype.itemsize < 8:
+        # numpy's shortest repr of a float32 (0.11), not its float64 expansion
+        # (0.10999999940395355): what the client reads is what the model computed.
+        data = [float(str(x)) if math.isfinite(x) else None for x in flat]
     elif arr.dtype.kind == "f" and not np.isfinite(flat).all():
         data = [x if math.isfinite(x) else None for x in flat.tolist()]
     else:
