@@ -132,3 +132,17 @@ def test_bad_arguments() -> None:
         verify_inclusion(leaf_hash(b"a"), 5, 2, [], tree.root())
     with pytest.raises(IntegrityError):
         verify_consistency(3, 2, b"", b"", [])
+
+
+def test_frontier_root_matches_the_tree_at_every_size() -> None:
+    from atlasguard.audit.merkle import Frontier
+
+    frontier = Frontier()
+    leaves: list[bytes] = []
+    assert frontier.root() == EMPTY_ROOT
+    for i in range(70):
+        leaf = leaf_hash(i.to_bytes(2, "big"))
+        frontier.push(leaf)
+        leaves.append(leaf)
+        assert frontier.size == len(leaves)
+        assert frontier.root() == root_of(leaves)

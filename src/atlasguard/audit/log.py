@@ -21,6 +21,9 @@ record is found, and an external checkpoint proves the log only grew.
 
 from __future__ import annotations
 
+import logging
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,7 +39,7 @@ from atlasguard.audit.checkpoint import (
     load_signer,
     load_verifier,
 )
-from atlasguard.audit.merkle import MerkleTree, leaf_hash, root_of, verify_consistency
+from atlasguard.audit.merkle import Frontier, MerkleTree, leaf_hash, root_of, verify_consistency
 from atlasguard.audit.records import AuditRecord
 from atlasguard.db.engine import connect, database_url
 from atlasguard.db.migrate import migrate
@@ -52,6 +55,8 @@ __all__ = [
     "VerifyReport",
     "open_audit_log",
 ]
+
+logger = logging.getLogger("atlasguard.audit")
 
 _PG_LOCK = 0x61746C61  # "atla": the advisory lock that serialises appends
 
@@ -94,8 +99,26 @@ class UsageRow:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Pending:
+    body: bytes
+    leaf: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    index: int = -1
+    error: BaseException | None = None
+
+
+_STOP = object()
+
+
 class AuditLog:
-    """The audit log stored in the deployment's metadata database."""
+    """The audit log stored in the deployment's metadata database.
+
+    Appends from many threads are committed together (group commit): a writer
+    thread takes every record waiting, writes them in one transaction and only
+    then acknowledges each; so one disk sync serves many requests and no
+    record is acknowledged before it is durable.
+    """
 
     def __init__(
         self,
@@ -104,11 +127,20 @@ class AuditLog:
         signer: CheckpointSigner | None = None,
         log_id: str = "atlasguard",
         checkpoint_every: int = 1000,
+        max_batch: int = 512,
+        write_timeout: float = 30.0,
     ) -> None:
         self._engine = engine
         self._signer = signer
         self.log_id = log_id
         self.checkpoint_every = checkpoint_every
+        self._max_batch = max_batch
+        self._timeout = write_timeout
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._frontier = Frontier()
+        self._frontier_lock = threading.Lock()
 
     @classmethod
     def create(cls, engine: Engine, **kwargs: object) -> AuditLog:
@@ -123,52 +155,119 @@ class AuditLog:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
 
     def append(self, record: AuditRecord) -> int:
-        """Write one record; return its index. Raises :class:`AuditWriteError` on failure."""
+        """Write one record; return its index once it is durable.
+
+        Raises :class:`AuditWriteError` when it cannot be written (the action it
+        records must then not happen).
+        """
         body = record.to_bytes()
+        pending = _Pending(body=body, leaf=leaf_hash(body))
+        self._ensure_writer()
+        self._queue.put(pending)
+        if not pending.done.wait(self._timeout):
+            raise AuditWriteError(f"audit record not written within {self._timeout:g} s")
+        if pending.error is not None:
+            raise AuditWriteError(
+                f"audit record could not be written: {pending.error.__class__.__name__}"
+            ) from pending.error
+        return pending.index
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None and self._writer.is_alive():
+            return
+        with self._writer_lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="atlasguard-audit", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Pending] = [first]  # type: ignore[list-item]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._queue.put(_STOP)  # finish this batch, then stop
+                    break
+                batch.append(item)  # type: ignore[arg-type]
+            self._write_batch(batch)
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
         try:
             with self._engine.begin() as conn:
                 self._lock(conn)
-                index = int(
+                first = int(
                     conn.execute(
                         select(func.coalesce(func.max(audit_records.c.idx) + 1, 0))
                     ).scalar_one()
                 )
+                now = time.time()
                 conn.execute(
-                    audit_records.insert().values(
-                        idx=index,
-                        created_at=time.time(),
-                        leaf_hash=leaf_hash(body),
-                        body=body.decode("utf-8"),
-                    )
+                    audit_records.insert(),
+                    [
+                        {
+                            "idx": first + i,
+                            "created_at": now,
+                            "leaf_hash": p.leaf,
+                            "body": p.body.decode("utf-8"),
+                        }
+                        for i, p in enumerate(batch)
+                    ],
                 )
-        except SQLAlchemyError as exc:
-            raise AuditWriteError(
-                f"audit record could not be written: {exc.__class__.__name__}"
-            ) from exc
-        if self._signer is not None and (index + 1) % self.checkpoint_every == 0:
-            self.checkpoint()
-        return index
+        except BaseException as exc:  # every waiting request must learn it failed
+            for p in batch:
+                p.error = exc
+                p.done.set()
+            return
+        for i, p in enumerate(batch):
+            p.index = first + i
+            p.done.set()
+        last = first + len(batch)
+        every = self.checkpoint_every
+        if self._signer is not None and last // every > first // every:
+            try:
+                self.checkpoint()
+            except AuditWriteError:
+                logger.exception("audit checkpoint failed; records are kept, unsigned")
+
+    def close(self) -> None:
+        """Stop the writer after the records already queued are written."""
+        if self._writer is not None and self._writer.is_alive():
+            self._queue.put(_STOP)
+            self._writer.join(self._timeout)
 
     def checkpoint(self) -> Checkpoint:
-        """Sign the current head and store it; returns the checkpoint."""
+        """Sign the current head and store it; returns the checkpoint.
+
+        Only the leaves added since this process's last checkpoint are read: the
+        head is kept as a Merkle frontier (O(log n) state).
+        """
         if self._signer is None:
             raise AuditWriteError("no signing key configured for audit checkpoints")
         try:
-            with self._engine.begin() as conn:
+            with self._frontier_lock, self._engine.begin() as conn:
                 self._lock(conn)
-                leaves = [
-                    row[0]
-                    for row in conn.execute(
-                        select(audit_records.c.leaf_hash).order_by(audit_records.c.idx)
-                    )
-                ]
-                size = len(leaves)
+                rows = conn.execute(
+                    select(audit_records.c.leaf_hash)
+                    .where(audit_records.c.idx >= self._frontier.size)
+                    .order_by(audit_records.c.idx)
+                )
+                for (leaf,) in rows:
+                    self._frontier.push(bytes(leaf))
+                size = self._frontier.size
                 existing = conn.execute(
                     select(audit_checkpoints).where(audit_checkpoints.c.size == size)
                 ).first()
                 if existing is not None:
                     return _checkpoint_from_row(self.log_id, existing._mapping)
-                cp = self._signer.sign(self.log_id, size, root_of(leaves), time.time())
+                cp = self._signer.sign(self.log_id, size, self._frontier.root(), time.time())
                 conn.execute(
                     audit_checkpoints.insert().values(
                         size=cp.size,

@@ -23,6 +23,7 @@ from atlasguard.errors import IntegrityError
 
 __all__ = [
     "EMPTY_ROOT",
+    "Frontier",
     "MerkleTree",
     "leaf_hash",
     "node_hash",
@@ -218,3 +219,31 @@ def verify_consistency(
         raise IntegrityError(
             f"log of size {new_size} does not extend the checkpoint of size {old_size}"
         )
+
+
+class Frontier:
+    """The roots of the perfect subtrees of a growing tree: O(log n) state, O(1) amortised push.
+
+    ``root()`` equals :func:`root_of` over every leaf pushed so far, so a log can
+    sign a new head by pushing only the leaves added since its last checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def push(self, leaf: bytes) -> None:
+        size, digest = 1, leaf
+        while self._stack and self._stack[-1][0] == size:
+            _, left = self._stack.pop()
+            size, digest = size * 2, node_hash(left, digest)
+        self._stack.append((size, digest))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        digest = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            digest = node_hash(left, digest)
+        return digest

@@ -166,6 +166,7 @@ class Gateway:
     def close(self) -> None:
         for served in self.models.values():
             served.backend.close()
+        self.audit.close()
 
 
 def _guards(policy: Policy, identity: IdentityStore, max_body: int) -> tuple[Guard, ...]:
