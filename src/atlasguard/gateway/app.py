@@ -25,7 +25,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from atlasguard import __version__
 from atlasguard.errors import AtlasguardError, UsageError
@@ -42,6 +42,42 @@ class KeyRequest(BaseModel):
     rate: str = ""
     quota: str = ""
     admin: bool = False
+
+
+# The body is read raw (bounded) and parsed by the guard pipeline; this only documents it.
+_INFER_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object"},
+                    "inputs": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "shape", "datatype", "data"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "shape": {"type": "array", "items": {"type": "integer"}},
+                                "datatype": {"type": "string"},
+                                "parameters": {"type": "object"},
+                                "data": {"type": "array"},
+                            },
+                        },
+                    },
+                    "outputs": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+                    },
+                },
+            }
+        }
+    },
+}
 
 
 def _credential(request: Request) -> str | None:
@@ -138,7 +174,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         ok = model in gateway.models
         return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
-    @app.post("/v2/models/{model}/infer")
+    @app.post("/v2/models/{model}/infer", openapi_extra={"requestBody": _INFER_BODY})
     async def infer(model: str, request: Request) -> JSONResponse:
         from atlasguard.gateway.oip import infer_response
 
@@ -194,9 +230,29 @@ def create_app(gateway: Gateway) -> FastAPI:
             )
         )
 
-    @app.post("/v1/admin/keys", status_code=201)
-    def create_key(body: KeyRequest, request: Request) -> dict[str, Any]:
-        actor = _admin(request)
+    @app.post(
+        "/v1/admin/keys",
+        status_code=201,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": KeyRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def create_key(request: Request) -> dict[str, Any]:
+        # Authenticate before reading the body: nobody learns the API's shape without a key.
+        actor = await run_in_threadpool(_admin, request)
+        raw = await _read_body(request, 64 * 1024)
+        try:
+            body = KeyRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "body"
+            raise Denied(f"{where}: {first['msg']}", status=422, reason="invalid-input") from None
+        return await run_in_threadpool(_create_key, actor, body)
+
+    def _create_key(actor: str, body: KeyRequest) -> dict[str, Any]:
         # Recorded before it happens: an action the log cannot hold does not happen.
         _audit_admin(
             actor,
