@@ -47,3 +47,34 @@ def test_output_policies_cut_extraction_fidelity() -> None:
     assert rows["noise@0.02"]["label_flip_rate"] < 0.01
     # Exact scores let a log-linear surrogate solve for the victim; noise breaks that.
     assert rows["noise@0.02"]["fidelity_logit"] < rows["full"]["fidelity_logit"] - 0.3
+
+
+@pytest.mark.bench
+@pytest.mark.services
+def test_audit_rate_prints_sqlite_and_postgresql() -> None:
+    _load("audit_rate")
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(HERE / "audit_rate.py"), "--records", "2000"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    print(out.stdout)
+    assert "PostgreSQL" in out.stdout and "SQLite" in out.stdout
+
+
+@pytest.mark.bench
+def test_gateway_throughput_against_a_bare_endpoint() -> None:
+    """Prints the comparison; asserts only that every request was answered 200.
+
+    Issue 5's targets (>= 0.8x the bare endpoint's throughput, added p50 < 1 ms,
+    p99 < 3 ms) are printed beside the figures; docs/mitigations/AML.M0019.md
+    records how far this build is from them.
+    """
+    bench = _load("throughput")
+    results = bench.main(["--requests", "2000", "--clients", "4"])
+    assert results["bare"]["errors"] == 0
+    assert results["atlasguard"]["errors"] == 0
