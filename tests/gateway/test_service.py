@@ -1,0 +1,79 @@
+"""The load gate: a model that fails the scan or its signature is not served."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from atlasguard.gateway.demo import init_project  # noqa: E402
+from atlasguard.gateway.service import Gateway  # noqa: E402
+from atlasguard.policy import load_policy  # noqa: E402
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    init_project(tmp_path / "demo", demo=True)
+    return tmp_path / "demo"
+
+
+def test_the_signed_demo_model_is_served(root: Path) -> None:
+    gateway = Gateway.from_policy(load_policy(root / "atlasguard.toml"))
+    try:
+        assert set(gateway.models) == {"digits"}
+        assert gateway.refused == {}
+    finally:
+        gateway.close()
+
+
+def test_a_tampered_model_is_not_served(root: Path) -> None:
+    model = root / "models/digits/model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0x01
+    model.write_bytes(bytes(data))
+    gateway = Gateway.from_policy(load_policy(root / "atlasguard.toml"))
+    try:
+        assert gateway.models == {}
+        assert "model.onnx" in gateway.refused["digits"]
+    finally:
+        gateway.close()
+
+
+def test_a_model_that_fails_the_scan_is_not_served(root: Path) -> None:
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            import os
+
+            return (os.system, ("true",))
+
+    config = root / "atlasguard.toml"
+    # signatures not required: the scanner alone must stop it
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("require = true", "require = false"),
+        encoding="utf-8",
+    )
+    (root / "models/digits/model.onnx").write_bytes(pickle.dumps(Evil()))
+    gateway = Gateway.from_policy(load_policy(config))
+    try:
+        assert gateway.models == {}
+        assert "failed the scan" in gateway.refused["digits"]
+        assert ".system" in gateway.refused["digits"]  # posix.system on Linux
+    finally:
+        gateway.close()
+
+
+def test_access_control_cannot_be_turned_off(root: Path) -> None:
+    config = root / "atlasguard.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "[controls.access]\nenabled = true", "[controls.access]\nenabled = false"
+        ),
+        encoding="utf-8",
+    )
+    from atlasguard.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="never serves without access control"):
+        Gateway.from_policy(load_policy(config))
