@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from atlasguard.gateway.demo import init_project  # noqa: E402
-from atlasguard.gateway.service import Gateway  # noqa: E402
-from atlasguard.policy import load_policy  # noqa: E402
+from atlasguard.gateway.demo import init_project
+from atlasguard.gateway.service import Gateway
+from atlasguard.policy import load_policy
 
 
 @pytest.fixture
