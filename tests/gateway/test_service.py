@@ -77,3 +77,46 @@ def test_access_control_cannot_be_turned_off(root: Path) -> None:
 
     with pytest.raises(ConfigurationError, match="never serves without access control"):
         Gateway.from_policy(load_policy(config))
+
+
+def _encrypt_in_place(root: Path) -> None:
+    from atlasguard.artifacts.encryption import encrypt_path
+    from atlasguard.artifacts.keys import create_keyring, load_private_key
+    from atlasguard.artifacts.signing import sign_model
+
+    ring = create_keyring(root / "keys/kek.json")
+    model = root / "models/digits/model.onnx"
+    encrypt_path(model, model.with_suffix(".enc"), ring)
+    model.with_suffix(".enc").replace(model)
+    (root / "models/digits/model.sig").unlink()
+    sign_model(root / "models/digits", load_private_key(root / "keys/private.pem"))
+
+
+def test_an_encrypted_signed_model_is_decrypted_checked_and_served(root: Path) -> None:
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    _encrypt_in_place(root)
+    config = root / "atlasguard.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('keyring = ""', 'keyring = "keys/kek.json"'),
+        encoding="utf-8",
+    )
+    gateway = Gateway.from_policy(load_policy(config))
+    try:
+        assert gateway.refused == {}
+        x, y = load_digits(return_X_y=True)
+        backend = gateway.models["digits"].backend
+        labels = backend.predict({"input": (x[-50:] / 16.0).astype(np.float32)})["label"]
+        assert (labels == y[-50:]).mean() > 0.9
+    finally:
+        gateway.close()
+
+
+def test_an_encrypted_model_without_its_keyring_is_not_served(root: Path) -> None:
+    _encrypt_in_place(root)
+    gateway = Gateway.from_policy(load_policy(root / "atlasguard.toml"))
+    try:
+        assert "encrypted" in gateway.refused["digits"]
+    finally:
+        gateway.close()

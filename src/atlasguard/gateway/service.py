@@ -11,8 +11,11 @@ validation, quotas and output policy, and one audit record per request.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atlasguard.controls import Control, ControlSettings
@@ -226,10 +229,18 @@ def _load_model(
     from atlasguard.gateway.backends import load_backend
     from atlasguard.gateway.preprocess import Preprocessor
 
-    if spec.backend != "upstream":
-        _load_gate(policy, name, spec)
     scan = policy.settings("scan")
-    backend = load_backend(name, spec, policy.base_dir, allow=tuple(getattr(scan, "allow", ())))
+    allow = tuple(getattr(scan, "allow", ()))
+    if spec.backend == "upstream":
+        backend = load_backend(name, spec, policy.base_dir, allow=allow)
+    else:
+        staging = Path(tempfile.mkdtemp(prefix="atlasguard-load-"))  # mode 0700
+        try:
+            checked = _load_gate(policy, name, spec, staging)
+            backend = load_backend(name, spec, policy.base_dir, allow=allow, model_path=checked)
+        finally:
+            # the backend holds the model in memory: no plaintext copy stays on disk
+            shutil.rmtree(staging, ignore_errors=True)
     preprocess = Preprocessor.from_spec(spec.preprocess)
 
     def predict(inputs: Arrays) -> Arrays:
@@ -238,33 +249,65 @@ def _load_model(
     return backend, predict
 
 
-def _load_gate(policy: Policy, name: str, spec: ModelSpec) -> None:
-    """Scan the model and, when the policy requires it, verify its signature."""
+def _is_encrypted(path: Path) -> bool:
+    from atlasguard.artifacts._enc_header import MAGIC
+
+    with path.open("rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
+def _load_gate(policy: Policy, name: str, spec: ModelSpec, staging: Path) -> Path:
+    """The load gate: verify, check, decrypt, scan; return the checked copy to load.
+
+    With ``[controls.signing] require = true`` the model directory's signature
+    and every file are verified and the model file is copied and re-checked
+    against the signed digest (so a file swapped after the check is never
+    loaded). An encrypted model (``atlasguard encrypt``) is decrypted with
+    ``[keys] keyring``, fully authenticated first. The plaintext is then scanned;
+    anything at or above ``[controls.scan] fail_on`` refuses the model.
+    """
     from atlasguard.artifacts.findings import Severity
     from atlasguard.artifacts.scan import scan_path
 
     if not spec.path:
         raise ConfigurationError(f"models.{name}.path is not set")
     path = policy.base_dir / spec.path
-    if not path.exists():
-        raise ConfigurationError(f"models.{name}: {path} does not exist")
-    scan = policy.settings("scan")
-    threshold = Severity.parse(str(getattr(scan, "fail_on", "high")))
-    allow = tuple(getattr(scan, "allow", ()))
-    for report in scan_path(path, allow=allow):
-        bad = [f for f in report.findings if f.severity >= threshold]
-        if bad:
-            raise ConfigurationError(
-                f"models.{name}: {report.path} failed the scan: {bad[0].rule}: {bad[0].message}"
-            )
+    if not path.is_file():
+        raise ConfigurationError(f"models.{name}: {path} is not a file")
+    keyring = None
+    if _is_encrypted(path):
+        if not policy.keys.keyring:
+            raise ConfigurationError(f"models.{name} is encrypted; set [keys] keyring")
+        from atlasguard.artifacts.keys import load_keyring
+
+        keyring = load_keyring(policy.base_dir / policy.keys.keyring)
     signing = policy.settings("signing")
     if getattr(signing, "enabled", False) and getattr(signing, "require", False):
         from atlasguard.artifacts.keys import load_public_key
+        from atlasguard.artifacts.load_gate import stage_verified
         from atlasguard.artifacts.signing import verify_model
 
         if not policy.keys.public_key:
             raise ConfigurationError("[controls.signing] require = true needs [keys] public_key")
         key = load_public_key(policy.base_dir / policy.keys.public_key)
-        model_dir = path if path.is_dir() else path.parent
-        name_of_signature = str(getattr(signing, "signature_name", "model.sig"))
-        verify_model(model_dir, key, signature=model_dir / name_of_signature)
+        model_dir = path.parent
+        signature = model_dir / str(getattr(signing, "signature_name", "model.sig"))
+        manifest = verify_model(model_dir, key, signature=signature)
+        checked = stage_verified(model_dir, path.name, manifest, staging, key=keyring)
+    elif keyring is not None:
+        from atlasguard.artifacts.encryption import decrypt_path
+
+        checked = staging / path.name
+        decrypt_path(path, checked, keyring)
+    else:
+        checked = staging / path.name
+        shutil.copyfile(path, checked)
+    threshold = Severity.parse(str(getattr(policy.settings("scan"), "fail_on", "high")))
+    allow = tuple(getattr(policy.settings("scan"), "allow", ()))
+    for report in scan_path(checked, allow=allow):
+        bad = [f for f in report.findings if f.severity >= threshold]
+        if bad:
+            raise ConfigurationError(
+                f"models.{name}: {path} failed the scan: {bad[0].rule}: {bad[0].message}"
+            )
+    return checked
