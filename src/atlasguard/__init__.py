@@ -7,6 +7,21 @@
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["__version__", "protect"]
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from atlasguard.runtime.protect import protect
+
+
+def __getattr__(name: str) -> Any:
+    # ``atlasguard.protect`` without importing the runtime (numpy, SQLAlchemy) on
+    # ``import atlasguard``.
+    if name == "protect":
+        from atlasguard.runtime.protect import protect
+
+        return protect
+    raise AttributeError(f"module 'atlasguard' has no attribute {name!r}")

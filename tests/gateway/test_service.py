@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import time
 from pathlib import Path
 
+import jwt
+import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+from sklearn.datasets import load_digits
 
 pytest.importorskip("onnxruntime")
 
 from atlasguard.gateway.demo import init_project
 from atlasguard.gateway.service import Gateway
+from atlasguard.identity.store import open_identity_store
 from atlasguard.policy import load_policy
+from atlasguard.runtime.pipeline import Denied
 
 
 @pytest.fixture
@@ -93,9 +102,6 @@ def _encrypt_in_place(root: Path) -> None:
 
 
 def test_an_encrypted_signed_model_is_decrypted_checked_and_served(root: Path) -> None:
-    import numpy as np
-    from sklearn.datasets import load_digits
-
     _encrypt_in_place(root)
     config = root / "atlasguard.toml"
     config.write_text(
@@ -120,3 +126,70 @@ def test_an_encrypted_model_without_its_keyring_is_not_served(root: Path) -> Non
         assert "encrypted" in gateway.refused["digits"]
     finally:
         gateway.close()
+
+
+def _one_digit() -> bytes:
+    x = load_digits().data[:1] / 16.0
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": x.ravel().tolist()}
+            ]
+        }
+    ).encode()
+
+
+def test_jwt_tokens_reach_a_model_through_a_grant(root: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1"}
+    (root / "jwks.json").write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+    config = root / "atlasguard.toml"
+    text = config.read_text(encoding="utf-8")
+    for name, value in (
+        ("jwt_issuer", "https://idp"),
+        ("jwt_audience", "atlasguard"),
+        ("jwks_file", "jwks.json"),
+    ):
+        text = text.replace(f'{name} = ""', f'{name} = "{value}"')
+    config.write_text(text, encoding="utf-8")
+    policy = load_policy(config)
+    claims = {
+        "sub": "erin",
+        "iss": "https://idp",
+        "aud": "atlasguard",
+        "exp": int(time.time()) + 60,
+    }
+    token = jwt.encode(claims, key, "ES256", headers={"kid": "k1"})
+    gateway = Gateway.from_policy(policy)
+    try:
+        with pytest.raises(Denied) as info:
+            gateway.infer("digits", _one_digit(), credential=token)
+        assert info.value.status == 403
+        open_identity_store(policy).grant("jwt:erin", "digits", "user")
+        time.sleep(5.1)  # grants are re-read after the identity cache's refresh
+        out = gateway.infer("digits", _one_digit(), credential=token)
+        assert out.outputs["label"].shape == (1,)
+    finally:
+        gateway.close()
+
+
+def test_protect_in_process_applies_the_same_guards(root: Path) -> None:
+    import atlasguard
+    from atlasguard.gateway.backends import load_backend
+
+    policy = load_policy(root / "atlasguard.toml")
+    backend = load_backend("digits", policy.models["digits"], policy.base_dir)
+    protected = atlasguard.protect(backend.predict, policy, name="digits")
+    store = open_identity_store(policy)
+    key = store.create_key("frank").secret
+    store.grant("frank", "digits", "user")
+    with pytest.raises(Denied) as info:
+        protected({"input": np.zeros((1, 64), np.float32)})
+    assert info.value.status == 401
+    out = protected({"input": np.zeros((2, 64), np.float32)}, credential=key)
+    assert out.outputs["label"].shape == (2,)
+    with pytest.raises(Denied) as bad:
+        protected({"input": np.full((1, 64), 5.0, np.float32)}, credential=key)
+    assert bad.value.reason == "invalid-input"
+    records = [r for _, r in protected._audit.records()]  # type: ignore[union-attr]
+    assert [r.decision for r in records][-3:] == ["deny", "allow", "deny"]

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
     from atlasguard.audit.log import AuditLog
     from atlasguard.gateway.backends.base import Backend
     from atlasguard.identity.store import IdentityStore
+    from atlasguard.identity.tokens import JwtVerifier
     from atlasguard.runtime.quotas import QuotaPolicy
 
-__all__ = ["CONTROLS", "Gateway", "ServedModel", "ServingSettings"]
+__all__ = ["CONTROLS", "Gateway", "ServedModel", "ServingSettings", "build_guards"]
 
 logger = logging.getLogger("atlasguard.gateway")
 
@@ -110,7 +111,7 @@ class Gateway:
         audit, _ = open_audit_log(policy, passphrase=passphrase)
         serving = policy.settings("serving")
         max_body = getattr(serving, "max_body_bytes", 8 * 1024 * 1024)
-        guards = _guards(policy, identity, max_body)
+        guards = build_guards(policy, identity, max_body_bytes=max_body)
         models: dict[str, ServedModel] = {}
         refused: dict[str, str] = {}
         for name, spec in policy.models.items():
@@ -172,10 +173,30 @@ class Gateway:
         self.audit.close()
 
 
-def _guards(policy: Policy, identity: IdentityStore, max_body: int) -> tuple[Guard, ...]:
+def _tokens(policy: Policy) -> JwtVerifier | None:
+    """The JWT verifier ``[controls.access]`` describes, if it names an issuer."""
+    settings = policy.settings("access")
+    if not isinstance(settings, AccessSettings) or not settings.jwt_issuer:
+        return None
+    from atlasguard.identity.tokens import JwtVerifier
+
+    common: dict[str, Any] = {
+        "issuer": settings.jwt_issuer,
+        "audience": settings.jwt_audience,
+        "principal_claim": settings.jwt_principal_claim,
+    }
+    if settings.jwks_file:
+        return JwtVerifier.from_file(policy.base_dir / settings.jwks_file, **common)
+    return JwtVerifier(jwks_url=settings.jwks_url or None, **common)
+
+
+def build_guards(
+    policy: Policy, identity: IdentityStore, *, max_body_bytes: int = 8 * 1024 * 1024
+) -> tuple[Guard, ...]:
+    """The guards a policy enables, in order: access, validate, quotas, output."""
     guards: list[Guard] = [
-        AccessGuard(identity),
-        ValidateGuard(policy.models, max_body_bytes=max_body),
+        AccessGuard(identity, tokens=_tokens(policy)),
+        ValidateGuard(policy.models, max_body_bytes=max_body_bytes),
     ]
     if policy.enabled("quotas"):
         from atlasguard.runtime.quotas import QuotaGuard, QuotaSettings

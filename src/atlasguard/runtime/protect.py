@@ -26,8 +26,9 @@ from atlasguard.runtime.pipeline import Arrays, Denied, Guard, Pipeline, Request
 
 if TYPE_CHECKING:
     from atlasguard.audit.log import AuditLog
+    from atlasguard.policy import Policy
 
-__all__ = ["Protected", "input_digest", "output_summary"]
+__all__ = ["Protected", "input_digest", "output_summary", "protect"]
 
 logger = logging.getLogger("atlasguard.gateway")
 
@@ -155,3 +156,33 @@ class Protected:
                 status=503,
                 reason="audit-unavailable",
             ) from exc
+
+
+def protect(
+    model: Callable[[Arrays], Arrays],
+    policy: Policy,
+    *,
+    name: str,
+    passphrase: bytes | None = None,
+) -> Protected:
+    """``model`` behind the same guards and audit log the gateway would give it.
+
+    ``policy`` must declare ``[models.<name>]`` (its inputs are validated) and
+    enable ``[controls.access]``; quotas and the output policy apply when the
+    policy enables them. Callers pass ``credential=`` on every call.
+
+    >>> # protected = atlasguard.protect(my_predict, load_policy("atlasguard.toml"), name="digits")
+    >>> # protected({"input": batch}, credential=api_key).outputs
+    """
+    from atlasguard.audit.log import open_audit_log
+    from atlasguard.errors import ConfigurationError
+    from atlasguard.gateway.service import build_guards
+    from atlasguard.identity.store import open_identity_store
+
+    if name not in policy.models:
+        raise ConfigurationError(f"{policy.label}: no [models.{name}] table declares its inputs")
+    if not policy.enabled("access"):
+        raise ConfigurationError(f"{policy.label}: protect() needs [controls.access] enabled")
+    identity = open_identity_store(policy)
+    audit, _ = open_audit_log(policy, passphrase=passphrase)
+    return Protected(name=name, predict=model, guards=build_guards(policy, identity), audit=audit)
