@@ -52,7 +52,7 @@ def _init_demo(root: Path) -> dict[str, str]:
 
 
 def _start(
-    root: Path, extra_env: dict[str, str] | None = None
+    root: Path, extra_env: dict[str, str] | None = None, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     env = {**os.environ, **(extra_env or {})}
@@ -68,6 +68,8 @@ def _start(
                 str(root / "atlasguard.toml"),
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
