@@ -74,6 +74,7 @@ CONTROL_MODULES: tuple[str, ...] = (
     "atlasguard.gateway.service",
     "atlasguard.runtime.quotas",
     "atlasguard.runtime.obfuscation",
+    "atlasguard.registry.service",
 )
 
 

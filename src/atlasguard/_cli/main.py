@@ -35,6 +35,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.integrity",
     "atlasguard._cli.serve",
     "atlasguard._cli.init",
+    "atlasguard._cli.registry",
 )
 
 app = typer.Typer(

@@ -24,6 +24,9 @@ __all__ = [
     "grants",
     "metadata",
     "principals",
+    "registry_aliases",
+    "registry_objects",
+    "registry_versions",
 ]
 
 metadata = MetaData()
@@ -83,4 +86,47 @@ grants = Table(
     Column("quota", String(50), nullable=False, default=""),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("principal", "models", "role", name="uq_grants_principal_models_role"),
+)
+
+# -- registry (migration 0003) --------------------------------------------------------
+
+registry_objects = Table(
+    "registry_objects",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    # The creator: owner implies manager rights on this object.
+    Column("owner", String(200), ForeignKey("principals.name"), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("framework", String(100), nullable=False, default=""),
+    Column("tags", Text, nullable=False, default="[]"),  # JSON list of strings
+    Column("created_at", Float, nullable=False),
+)
+
+registry_versions = Table(
+    "registry_versions",
+    metadata,
+    Column("name", String(128), ForeignKey("registry_objects.name"), primary_key=True),
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("digest", String(64), nullable=False),  # manifest root digest (hex)
+    Column("layout", String(8), nullable=False),  # "file" or "dir"
+    Column("manifest", Text, nullable=False),  # Manifest.to_json()
+    Column("blobs", Text, nullable=False),  # JSON {relative path: blob key}
+    Column("size", _BigInt, nullable=False),
+    Column("encrypted", Boolean, nullable=False),
+    Column("lineage", Text, nullable=False, default="[]"),  # JSON list of refs
+    Column("meta", Text, nullable=False, default="{}"),  # JSON {str: str}
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("name", "digest", name="uq_registry_versions_name_digest"),
+)
+
+registry_aliases = Table(
+    "registry_aliases",
+    metadata,
+    Column("name", String(128), ForeignKey("registry_objects.name"), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("number", Integer, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
