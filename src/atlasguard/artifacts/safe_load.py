@@ -184,7 +184,8 @@ def safe_torch_load(
     if not _prescanned:
         _prescan(path, allow, allow_unsafe)
     try:
-        import torch
+        # Imported here only, by name, so the core never imports torch at module load.
+        torch = importlib.import_module("torch")
     except ModuleNotFoundError as exc:  # pragma: no cover - torch is installed in CI
         raise UsageError("safe_torch_load needs PyTorch: pip install 'atlasguard[torch]'") from exc
     if allow_unsafe:
