@@ -195,6 +195,11 @@ def create_app(gateway: Gateway) -> FastAPI:
         doc = infer_response(model, served.spec.version, response.outputs, request_id=None)
         return JSONResponse(doc, headers=dict(response.headers))
 
+    if gateway.registry is not None:
+        from atlasguard.gateway.registry_api import registry_router
+
+        app.include_router(registry_router(gateway, gateway.registry, _credential))
+
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from atlasguard.gateway.backends.base import Backend
     from atlasguard.identity.store import IdentityStore
     from atlasguard.identity.tokens import JwtVerifier
+    from atlasguard.registry.service import Registry
     from atlasguard.runtime.quotas import QuotaPolicy
 
 __all__ = ["CONTROLS", "Gateway", "ServedModel", "ServingSettings", "build_guards"]
@@ -93,6 +94,7 @@ class Gateway:
     audit: AuditLog
     models: dict[str, ServedModel]
     access: AccessGuard
+    registry: Registry | None = None
     refused: dict[str, str] = field(default_factory=dict)
     max_body_bytes: int = 8 * 1024 * 1024
 
@@ -128,7 +130,13 @@ class Gateway:
                 protected=Protected(name=name, predict=predict, guards=guards, audit=audit),
             )
         access = next(g for g in guards if isinstance(g, AccessGuard))
+        registry = None
+        if policy.enabled("registry"):
+            from atlasguard.registry.service import open_registry
+
+            registry = open_registry(policy, passphrase=passphrase)
         return cls(
+            registry=registry,
             policy=policy,
             identity=identity,
             audit=audit,
