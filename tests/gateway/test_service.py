@@ -193,3 +193,40 @@ def test_protect_in_process_applies_the_same_guards(root: Path) -> None:
     assert bad.value.reason == "invalid-input"
     records = [r for _, r in protected._audit.records()]  # type: ignore[union-attr]
     assert [r.decision for r in records][-3:] == ["deny", "allow", "deny"]
+
+
+def test_the_gateway_serves_a_model_straight_from_the_registry(root: Path) -> None:
+    from atlasguard.registry.service import open_registry
+
+    policy = load_policy(root / "atlasguard.toml")
+    registry = open_registry(policy)
+    open_identity_store(policy).ensure_principal("ops", admin=True)
+    registry.push("ops", "digits", root / "models/digits", "model")
+    registry.promote("ops", "digits@1", "production")
+    config = root / "atlasguard.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'path = "models/digits/model.onnx"',
+            'path = "registry:digits@production/model.onnx"',
+        ),
+        encoding="utf-8",
+    )
+    (root / "models/digits/model.onnx").unlink()  # only the registry has it now
+    refused = Gateway.from_policy(load_policy(config))
+    try:
+        assert "digits" in refused.refused  # deny by default: the gateway holds no grant
+    finally:
+        refused.close()
+    registry.grant("ops", "atlasguard-gateway", "digits", "reader")
+    gateway = Gateway.from_policy(load_policy(config))
+    try:
+        assert gateway.refused == {}
+        x, y = load_digits(return_X_y=True)
+        labels = gateway.models["digits"].backend.predict(
+            {"input": (x[-50:] / 16.0).astype(np.float32)}
+        )["label"]
+        assert (labels == y[-50:]).mean() > 0.9
+        pulls = [r for _, r in gateway.audit.records() if r.action == "registry.pull"]
+        assert pulls[-1].principal == "atlasguard-gateway"
+    finally:
+        gateway.close()

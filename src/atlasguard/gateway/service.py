@@ -114,11 +114,16 @@ class Gateway:
         serving = policy.settings("serving")
         max_body = getattr(serving, "max_body_bytes", 8 * 1024 * 1024)
         guards = build_guards(policy, identity, max_body_bytes=max_body)
+        registry = None
+        if policy.enabled("registry"):
+            from atlasguard.registry.service import open_registry
+
+            registry = open_registry(policy, passphrase=passphrase)
         models: dict[str, ServedModel] = {}
         refused: dict[str, str] = {}
         for name, spec in policy.models.items():
             try:
-                backend, predict = _load_model(policy, name, spec)
+                backend, predict = _load_model(policy, name, spec, registry)
             except AtlasguardError as exc:
                 logger.error("model %s is not served: %s", name, exc)
                 refused[name] = str(exc)
@@ -130,11 +135,6 @@ class Gateway:
                 protected=Protected(name=name, predict=predict, guards=guards, audit=audit),
             )
         access = next(g for g in guards if isinstance(g, AccessGuard))
-        registry = None
-        if policy.enabled("registry"):
-            from atlasguard.registry.service import open_registry
-
-            registry = open_registry(policy, passphrase=passphrase)
         return cls(
             registry=registry,
             policy=policy,
@@ -252,8 +252,13 @@ def _grant_quotas(
     return resolve
 
 
+REGISTRY_PREFIX = "registry:"
+GATEWAY_PRINCIPAL = "atlasguard-gateway"
+"""The principal the gateway pulls registry models as: grant it ``reader`` on them."""
+
+
 def _load_model(
-    policy: Policy, name: str, spec: ModelSpec
+    policy: Policy, name: str, spec: ModelSpec, registry: Registry | None = None
 ) -> tuple[Backend, Callable[[Arrays], Arrays]]:
     from atlasguard.gateway.backends import load_backend
     from atlasguard.gateway.preprocess import Preprocessor
@@ -265,7 +270,8 @@ def _load_model(
     else:
         staging = Path(tempfile.mkdtemp(prefix="atlasguard-load-"))  # mode 0700
         try:
-            checked = _load_gate(policy, name, spec, staging)
+            source = _model_file(policy, name, spec, registry, staging)
+            checked = _load_gate(policy, name, source, staging)
             backend = load_backend(name, spec, policy.base_dir, allow=allow, model_path=checked)
         finally:
             # the backend holds the model in memory: no plaintext copy stays on disk
@@ -285,7 +291,29 @@ def _is_encrypted(path: Path) -> bool:
         return f.read(len(MAGIC)) == MAGIC
 
 
-def _load_gate(policy: Policy, name: str, spec: ModelSpec, staging: Path) -> Path:
+def _model_file(
+    policy: Policy, name: str, spec: ModelSpec, registry: Registry | None, staging: Path
+) -> Path:
+    """Where the model file is: under the policy's directory, or pulled from the registry.
+
+    ``path = "registry:digits@production/model.onnx"`` pulls that version (as
+    :data:`GATEWAY_PRINCIPAL`, verified against its stored manifest, audited) and
+    names the file inside it; a single-file object needs no ``/member``.
+    """
+    if not spec.path:
+        raise ConfigurationError(f"models.{name}.path is not set")
+    if not spec.path.startswith(REGISTRY_PREFIX):
+        return policy.base_dir / spec.path
+    if registry is None:
+        raise ConfigurationError(
+            f"models.{name}: a registry path needs [controls.registry] enabled = true"
+        )
+    ref, _, member = spec.path[len(REGISTRY_PREFIX) :].partition("/")
+    pulled = registry.pull(GATEWAY_PRINCIPAL, ref, staging / "pulled")
+    return pulled / member if member else pulled
+
+
+def _load_gate(policy: Policy, name: str, path: Path, staging: Path) -> Path:
     """The load gate: verify, check, decrypt, scan; return the checked copy to load.
 
     With ``[controls.signing] require = true`` the model directory's signature
@@ -298,9 +326,6 @@ def _load_gate(policy: Policy, name: str, spec: ModelSpec, staging: Path) -> Pat
     from atlasguard.artifacts.findings import Severity
     from atlasguard.artifacts.scan import scan_path
 
-    if not spec.path:
-        raise ConfigurationError(f"models.{name}.path is not set")
-    path = policy.base_dir / spec.path
     if not path.is_file():
         raise ConfigurationError(f"models.{name}: {path} is not a file")
     keyring = None
