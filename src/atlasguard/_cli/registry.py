@@ -227,5 +227,44 @@ def promote(
     console.print(f"{escape(version.name)}@{escape(alias)} → {version.number}")
 
 
+@registry_app.command("audit-mlflow")
+def audit_mlflow(
+    target: str = typer.Argument(
+        ..., help="An MLflow tracking server URL, or the path of its basic_auth.ini."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of text."),
+) -> None:
+    """Report the weaknesses of an MLflow server's access control; exit 1 at high or above."""
+    from atlasguard.artifacts.findings import Severity
+    from atlasguard.registry.mlflow_audit import audit_mlflow as run_audit
+
+    findings = run_audit(target)
+    if as_json:
+        console.out(
+            json.dumps(
+                [
+                    {
+                        "rule": f.rule,
+                        "severity": f.severity.label,
+                        "message": f.message,
+                        "where": f.location.member,
+                    }
+                    for f in findings
+                ],
+                indent=2,
+            )
+        )
+    elif not findings:
+        console.print(f"{escape(target)}: no weakness found")
+    else:
+        for f in findings:
+            console.print(
+                f"[bold]{f.severity.label:>8}[/]  {escape(f.rule)}  {escape(f.message)}",
+                soft_wrap=True,
+            )
+    if any(f.severity >= Severity.HIGH for f in findings):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(registry_app, name="registry")
