@@ -441,19 +441,6 @@ def test_random_bytes_are_rarely_sniffed_and_never_flagged() -> None:
     assert flagged == 0
 
 
-@pytest.mark.bench
-def test_twenty_million_integers_scan_fast() -> None:
-    import resource
-    import time
-
-    data = pickle.dumps(list(range(20_000_000)), protocol=4)
-    start = time.perf_counter()
-    assert scan(data) == []
-    assert time.perf_counter() - start < 7.0
-    del data
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 2_000_000  # KiB, the test's own
-
-
 _plain = st.recursive(
     st.none()
     | st.booleans()
