@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 from typing import Any
 
@@ -291,6 +290,7 @@ def test_deep_nesting_is_refused_not_crashed() -> None:
     assert "nests deeper" in str(err)
 
 
+@pytest.mark.timeout(60)
 def test_huge_declared_shape_costs_nothing() -> None:
     spec = ModelSpec(inputs=(TensorSpec(name="input", shape=(-1, -1)),), max_batch=10**15)
     bodies = [
@@ -301,18 +301,15 @@ def test_huge_declared_shape_costs_nothing() -> None:
     ]
     tracemalloc.start()
     try:
-        start = time.perf_counter()
         for raw in bodies:
             with pytest.raises(InvalidInput) as info:
                 parse_infer_request(raw, spec, max_body_bytes=LIMIT)
             assert info.value.status == 413
             assert "more than the" in str(info.value)
-        elapsed = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 256 * 1024, peak
-    assert elapsed < 1.0
 
 
 def test_element_cap_counts_every_input() -> None:
