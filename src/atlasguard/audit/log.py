@@ -59,6 +59,10 @@ __all__ = [
 logger = logging.getLogger("atlasguard.audit")
 
 _PG_LOCK = 0x61746C61  # "atla": the advisory lock that serialises appends
+# Driver-level statements for the hot path, one per DB-API parameter style.
+_INSERT_COLUMNS = "INSERT INTO audit_records (idx, created_at, leaf_hash, body) "
+_INSERT_QMARK = _INSERT_COLUMNS + "VALUES (?, ?, ?, ?)"
+_INSERT_FORMAT = _INSERT_COLUMNS + "VALUES (%s, %s, %s, %s)"
 
 
 class AuditWriteError(AtlasguardError):
@@ -203,23 +207,16 @@ class AuditLog:
         try:
             with self._engine.begin() as conn:
                 self._lock(conn)
-                first = int(
-                    conn.execute(
-                        select(func.coalesce(func.max(audit_records.c.idx) + 1, 0))
-                    ).scalar_one()
-                )
+                # Driver-level statements: this runs once per batch on the request path.
+                insert = _INSERT_QMARK if conn.dialect.paramstyle == "qmark" else _INSERT_FORMAT
+                row = conn.exec_driver_sql(
+                    "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records"
+                ).first()
+                first = int(row[0]) if row is not None else 0
                 now = time.time()
-                conn.execute(
-                    audit_records.insert(),
-                    [
-                        {
-                            "idx": first + i,
-                            "created_at": now,
-                            "leaf_hash": p.leaf,
-                            "body": p.body.decode("utf-8"),
-                        }
-                        for i, p in enumerate(batch)
-                    ],
+                conn.exec_driver_sql(
+                    insert,
+                    [(first + i, now, p.leaf, p.body.decode("utf-8")) for i, p in enumerate(batch)],
                 )
         except BaseException as exc:  # every waiting request must learn it failed
             for p in batch:
