@@ -26,21 +26,10 @@ from atlasguard.artifacts.formats.base import (
     limit_finding,
     unreadable_finding,
 )
+from atlasguard.artifacts.scan import FORMAT_MODULES
 
-# The sniff order the real dispatcher should use (see the report).
-MODULES = (
-    "zip",
-    "sevenzip",
-    "tar",
-    "compressed",
-    "numpy",
-    "gguf",
-    "hdf5",
-    "safetensors",
-    "keras",
-    "savedmodel",
-    "onnx",
-)
+# The real dispatcher's order, with the stand-in below in place of the pickle scanner.
+MODULES = tuple(m for m in FORMAT_MODULES if not m.endswith(".pickle"))
 
 
 class StandInPickle:
@@ -65,7 +54,7 @@ def all_scanners() -> list[FormatScanner]:
     scanners: list[FormatScanner] = []
     for name in MODULES:
         try:
-            mod = importlib.import_module(f"atlasguard.artifacts.formats.{name}")
+            mod = importlib.import_module(name)
         except ModuleNotFoundError:
             continue
         scanners.extend(mod.SCANNERS)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from atlasguard.artifacts.findings import Finding, Severity
 from atlasguard.artifacts.formats._protobuf import ProtoError, Source, iter_fields
 from atlasguard.artifacts.formats.onnx import SCANNERS, location_escapes
+from tests.artifacts.formats._mutate import mutate
 
 onnx = pytest.importorskip("onnx")
 helper = onnx.helper
@@ -182,13 +183,9 @@ SEED = model(
 def test_mutated_protobufs_never_raise(
     run_scanner: Callable[..., list[Finding]], data: st.DataObject
 ) -> None:
-    raw = bytearray(SEED)
-    for _ in range(data.draw(st.integers(0, 8))):
-        at = data.draw(st.integers(0, len(raw) - 1))
-        raw[at] = data.draw(st.integers(0, 255))
-    raw = raw[: data.draw(st.integers(0, len(raw)))]
-    run_scanner(SCANNERS[0], bytes(raw))
-    SCANNERS[0].sniff(bytes(raw))
+    raw = mutate(SEED, data)
+    run_scanner(SCANNERS[0], raw)
+    SCANNERS[0].sniff(raw)
 
 
 @settings(max_examples=200, deadline=2000)

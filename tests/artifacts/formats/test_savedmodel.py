@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from atlasguard.artifacts.findings import Finding, Severity
 from atlasguard.artifacts.formats.onnx import SCANNERS as ONNX_SCANNERS
 from atlasguard.artifacts.formats.savedmodel import SCANNERS
+from tests.artifacts.formats._mutate import mutate
 
 Scan = Callable[..., list[Finding]]
 
@@ -161,13 +162,9 @@ SEED = saved_model(GRAPH, [*STANDARD_SAVER, function("f", [node("e", "PyFunc")])
 def test_mutated_never_raise(
     run_scanner: Callable[..., list[Finding]], data: st.DataObject
 ) -> None:
-    raw = bytearray(SEED)
-    for _ in range(data.draw(st.integers(0, 8))):
-        at = data.draw(st.integers(0, len(raw) - 1))
-        raw[at] = data.draw(st.integers(0, 255))
-    raw = raw[: data.draw(st.integers(0, len(raw)))]
+    raw = mutate(SEED, data)
     for scanner in SCANNERS:
-        run_scanner(scanner, bytes(raw))
+        run_scanner(scanner, raw)
 
 
 def test_schema_version_omitted_still_sniffed(scan: Scan) -> None:

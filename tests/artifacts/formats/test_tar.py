@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from atlasguard.artifacts.findings import Finding, Severity
 from atlasguard.artifacts.formats.tar import SCANNERS, valid_header
+from tests.artifacts.formats._mutate import mutate
 
 PAYLOAD = b"\x80\x04cos\nsystem\n."
 Scan = Callable[..., list[Finding]]
@@ -101,9 +102,5 @@ SEED = make_tar(
 def test_mutated_tars_never_raise(
     run_scanner: Callable[..., list[Finding]], data: st.DataObject
 ) -> None:
-    raw = bytearray(SEED)
-    for _ in range(data.draw(st.integers(0, 8))):
-        at = data.draw(st.integers(0, len(raw) - 1))
-        raw[at] = data.draw(st.integers(0, 255))
-    raw = raw[: data.draw(st.integers(0, len(raw)))]
-    run_scanner(SCANNERS[0], bytes(raw))
+    raw = mutate(SEED, data)
+    run_scanner(SCANNERS[0], raw)

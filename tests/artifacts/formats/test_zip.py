@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from atlasguard.artifacts.findings import Finding, Severity
 from atlasguard.artifacts.formats.base import Limits
 from atlasguard.artifacts.formats.zip import SCANNERS, escapes_archive
+from tests.artifacts.formats._mutate import mutate
 
 PAYLOAD = b"\x80\x04cos\nsystem\n."  # what the stand-in pickle scanner flags
 
@@ -206,12 +207,7 @@ SEED = make_zip({"a/data.pkl": PAYLOAD, "b.txt": b"hello" * 50}, zipfile.ZIP_DEF
 def test_mutated_zips_never_raise(
     run_scanner: Callable[..., list[Finding]], data: st.DataObject
 ) -> None:
-    raw = bytearray(SEED)
-    for _ in range(data.draw(st.integers(0, 8))):
-        at = data.draw(st.integers(0, len(raw) - 1))
-        raw[at] = data.draw(st.integers(0, 255))
-    cut = data.draw(st.integers(0, len(raw)))
-    run_scanner(SCANNER, bytes(raw[:cut]))
+    run_scanner(SCANNER, mutate(SEED, data))
 
 
 def test_unreadable_torch_storage_is_lowered(scan: Scan) -> None:
