@@ -22,26 +22,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from atlasguard.gateway.oip import numpy_dtype, parse_infer_request
 from atlasguard.policy import ModelSpec
-from atlasguard.runtime.pipeline import Arrays, Denied, Request, Response
+from atlasguard.runtime.pipeline import Denied, Request, Response
 
-__all__ = ["NUMPY_DTYPES", "ValidateGuard", "check_arrays"]
-
-NUMPY_DTYPES: dict[str, str] = {
-    "BOOL": "bool",
-    "UINT8": "uint8",
-    "UINT16": "uint16",
-    "UINT32": "uint32",
-    "UINT64": "uint64",
-    "INT8": "int8",
-    "INT16": "int16",
-    "INT32": "int32",
-    "INT64": "int64",
-    "FP16": "float16",
-    "FP32": "float32",
-    "FP64": "float64",
-    "BYTES": "object",
-}
+__all__ = ["ValidateGuard", "check_arrays"]
 
 
 def _invalid(message: str, status: int = 422) -> Denied:
@@ -65,7 +50,7 @@ def check_arrays(inputs: Mapping[str, object], spec: ModelSpec) -> dict[str, np.
         if tensor is None:
             out[name] = array
             continue
-        dtype = np.dtype(NUMPY_DTYPES[tensor.datatype])
+        dtype = numpy_dtype(tensor.datatype)
         try:
             converted = array.astype(
                 dtype, casting="same_kind" if array.dtype.kind in "fc" else "unsafe", copy=False
@@ -116,12 +101,11 @@ class ValidateGuard:
                 f"model {request.model!r} is not served here", status=404, reason="not-found"
             )
         if request.body is not None:
-            from atlasguard.gateway.oip import parse_infer_request
-
+            # The protocol parser checks the whole declaration (names, datatype, shape,
+            # batch, finite values, range); the arrays it returns need no second pass.
             parsed = parse_infer_request(request.body, spec, max_body_bytes=self._max_body)
-            inputs: Arrays = check_arrays(parsed.inputs, spec)
             return replace(
-                request, inputs=inputs, body=None, requested_outputs=tuple(parsed.outputs)
+                request, inputs=parsed.inputs, body=None, requested_outputs=tuple(parsed.outputs)
             )
         return replace(request, inputs=check_arrays(request.inputs, spec))
 
