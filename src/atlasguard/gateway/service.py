@@ -356,8 +356,9 @@ def _load_gate(policy: Policy, name: str, path: Path, staging: Path) -> Path:
     else:
         checked = staging / path.name
         shutil.copyfile(path, checked)
-    threshold = Severity.parse(str(getattr(policy.settings("scan"), "fail_on", "high")))
-    allow = tuple(getattr(policy.settings("scan"), "allow", ()))
+    scan = policy.settings("scan")
+    threshold = Severity.parse(str(getattr(scan, "fail_on", "high")))
+    allow = tuple(getattr(scan, "allow", ()))
     for report in scan_path(checked, allow=allow):
         bad = [f for f in report.findings if f.severity >= threshold]
         if bad:

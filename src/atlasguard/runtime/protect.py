@@ -18,6 +18,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -93,15 +94,15 @@ class Protected:
         request_id: str | None = None,
     ) -> Response:
         """Run one request; raises :class:`Denied` when a guard refuses it."""
-        fields: dict[str, object] = {"request_id": request_id} if request_id else {}
         request = Request(
             model=self.name,
             inputs={k: np.asarray(v) for k, v in (inputs or {}).items()},
             credential=credential,
             client=client,
             body=body,
-            **fields,  # type: ignore[arg-type]
         )
+        if request_id:
+            request = replace(request, request_id=request_id)
         start = time.perf_counter()
         digest = input_digest(request)
         seen: list[str] = []
