@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from atlasguard.errors import IntegrityError
@@ -44,7 +44,8 @@ class AuditRecord:
     details: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Field by field (not dataclasses.asdict, which deep-copies): this runs per request.
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["details"] = dict(self.details)
         return data
 
@@ -69,3 +70,6 @@ class AuditRecord:
             return cls(**raw)
         except (ValueError, TypeError) as exc:
             raise IntegrityError(f"stored audit record does not parse: {exc}") from None
+
+
+_FIELDS = tuple(f.name for f in fields(AuditRecord))

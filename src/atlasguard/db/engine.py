@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import StaticPool
 
 from atlasguard.errors import ConfigurationError
 
@@ -36,7 +37,15 @@ def connect(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30})
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                # One in-memory database shared by every thread (the audit writer has its own).
+                engine = create_engine(
+                    url,
+                    connect_args={"timeout": 30, "check_same_thread": False},
+                    poolclass=StaticPool,
+                )
+            else:
+                engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
             # pysqlite's own transaction handling defers BEGIN; take it over so that
             # BEGIN IMMEDIATE serialises writers (the audit log relies on it).

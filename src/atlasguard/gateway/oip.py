@@ -400,12 +400,16 @@ def _to_array(
         wide = np.array(flat, dtype=np.float64)
     except OverflowError:
         raise InvalidInput(f"{where}: a value is too large for {datatype}", status=422) from None
-    if not np.isfinite(wide).all():
-        raise InvalidInput(f"{where}: values must be finite (no NaN or infinity)", status=422)
-    limit = float(np.finfo(dtype).max)
-    if wide.size and float(np.abs(wide).max()) > limit:
-        raise InvalidInput(f"{where}: a value is too large for {datatype}", status=422)
-    _check_range(wide, low, high, where)
+    if wide.size:
+        # Two reductions answer every question: NaN propagates into both and an
+        # infinity is the minimum or the maximum, so finite extremes mean finite values.
+        lowest, highest = float(wide.min()), float(wide.max())
+        if not (math.isfinite(lowest) and math.isfinite(highest)):
+            raise InvalidInput(f"{where}: values must be finite (no NaN or infinity)", status=422)
+        if max(-lowest, highest) > float(np.finfo(dtype).max):
+            raise InvalidInput(f"{where}: a value is too large for {datatype}", status=422)
+        if (low is not None and lowest < low) or (high is not None and highest > high):
+            _check_range(wide, low, high, where)
     return wide.astype(dtype)
 
 
