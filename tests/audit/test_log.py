@@ -206,3 +206,95 @@ def test_verify_without_checkpoint_fails_closed(engine: Engine, signer: Checkpoi
     log.append(_rec(0))
     with pytest.raises(IntegrityError, match="no checkpoint"):
         log.verify(signer.verifier())
+
+
+def test_group_commit_batches_waiters_and_acknowledges_only_after_commit(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    """While one leader is inside its transaction, later appends queue and go in one batch."""
+    log = AuditLog.create(engine, signer=signer)
+    inserted: list[int] = []
+    inside, release = threading.Event(), threading.Event()
+    real_insert = log._insert
+
+    def slow_insert(rows: list[tuple[bytes, str]]) -> int:
+        inserted.append(len(rows))
+        if len(inserted) == 1:
+            inside.set()
+            assert release.wait(10)
+        return real_insert(rows)
+
+    log._insert = slow_insert  # type: ignore[method-assign]
+    results: dict[int, int] = {}
+
+    def work(i: int) -> None:
+        results[i] = log.append(_rec(i))
+
+    first = threading.Thread(target=work, args=(0,))
+    first.start()
+    assert inside.wait(10)
+    followers = [threading.Thread(target=work, args=(i,)) for i in range(1, 6)]
+    for th in followers:
+        th.start()
+    deadline = 100
+    while len(log._waiting) < 6 and deadline:  # five followers queued behind the leader
+        threading.Event().wait(0.01)
+        deadline -= 1
+    assert not results  # nothing acknowledged while the first transaction is open
+    release.set()
+    for th in [first, *followers]:
+        th.join(10)
+    assert inserted == [1, 5]
+    assert sorted(results.values()) == list(range(6))
+    assert log.size() == 6
+
+
+def test_a_failed_batch_fails_every_waiter_and_the_next_batch_recovers(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    log = AuditLog.create(engine, signer=signer)
+    calls = [0]
+    real_insert = log._insert
+
+    def flaky(rows: list[tuple[bytes, str]]) -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("disk full")
+        return real_insert(rows)
+
+    log._insert = flaky  # type: ignore[method-assign]
+    with pytest.raises(AuditWriteError, match="RuntimeError"):
+        log.append(_rec(0))
+    assert log.append(_rec(1)) == 0  # the refused record took no index
+    assert log.size() == 1
+
+
+def test_a_follower_that_waits_too_long_is_refused_and_never_written(
+    tmp_path: Path, signer: CheckpointSigner
+) -> None:
+    eng = connect(f"sqlite:///{tmp_path / 'c.db'}")
+    log = AuditLog.create(eng, signer=signer, write_timeout=0.3)
+    inside, release = threading.Event(), threading.Event()
+    real_insert = log._insert
+
+    def stuck(rows: list[tuple[bytes, str]]) -> int:
+        inside.set()
+        assert release.wait(10)
+        return real_insert(rows)
+
+    log._insert = stuck  # type: ignore[method-assign]
+    leader = threading.Thread(target=log.append, args=(_rec(0),))
+    leader.start()
+    assert inside.wait(10)
+    with pytest.raises(AuditWriteError, match="not written within"):
+        log.append(_rec(1))
+    release.set()
+    leader.join(10)
+    log._insert = real_insert  # type: ignore[method-assign]
+    assert log.append(_rec(2)) == 1
+    stored = [r.input_digest for _, r in log.records()]
+    assert stored == [_rec(0).input_digest, _rec(2).input_digest]
+    log.close()
+    with pytest.raises(AuditWriteError, match="closed"):
+        log.append(_rec(3))
+    eng.dispose()

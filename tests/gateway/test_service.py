@@ -173,6 +173,53 @@ def test_jwt_tokens_reach_a_model_through_a_grant(root: Path) -> None:
         gateway.close()
 
 
+def test_a_token_group_reaches_a_model_with_its_grant_rate(root: Path) -> None:
+    """Grants to a group the token names apply, with the group grant's own rate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1"}
+    (root / "jwks.json").write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
+    config = root / "atlasguard.toml"
+    text = config.read_text(encoding="utf-8")
+    for name, value in (
+        ("jwt_issuer", "https://idp"),
+        ("jwt_audience", "atlasguard"),
+        ("jwks_file", "jwks.json"),
+        ("jwt_groups_claim", "groups"),
+    ):
+        text = text.replace(f'{name} = ""', f'{name} = "{value}"')
+    if 'jwt_groups_claim = "groups"' not in text:
+        text = text.replace(
+            "[controls.access]\n", '[controls.access]\njwt_groups_claim = "groups"\n'
+        )
+    config.write_text(text, encoding="utf-8")
+    policy = load_policy(config)
+    open_identity_store(policy).grant("group:analysts", "digits", "user", rate="2/minute")
+
+    def token(groups: list[str]) -> str:
+        claims = {
+            "sub": "gail",
+            "iss": "https://idp",
+            "aud": "atlasguard",
+            "exp": int(time.time()) + 60,
+            "groups": groups,
+        }
+        return jwt.encode(claims, key, "ES256", headers={"kid": "k1"})
+
+    gateway = Gateway.from_policy(policy)
+    try:
+        with pytest.raises(Denied) as outsider:
+            gateway.infer("digits", _one_digit(), credential=token(["sales"]))
+        assert outsider.value.status == 403
+        member = token(["sales", "analysts"])
+        for _ in range(2):
+            assert gateway.infer("digits", _one_digit(), credential=member).outputs
+        with pytest.raises(Denied) as limited:
+            gateway.infer("digits", _one_digit(), credential=member)
+        assert limited.value.status == 429  # the group grant's 2/minute, not the policy's 10/s
+    finally:
+        gateway.close()
+
+
 def test_protect_in_process_applies_the_same_guards(root: Path) -> None:
     import atlasguard
     from atlasguard.gateway.backends import load_backend

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
-from atlasguard.errors import ConfigurationError
+from atlasguard.errors import ConfigurationError, UsageError
 
 if TYPE_CHECKING:
     from atlasguard.identity.store import IdentityStore
@@ -53,10 +53,27 @@ def create(
     admin: bool = typer.Option(False, "--admin", help="May use the admin API."),
     config: Path = _CONFIG,
 ) -> None:
-    """Create a key for PRINCIPAL; the key is printed alone on the last line, once."""
+    """Create a key for PRINCIPAL; the key is printed alone on the last line, once.
+
+    For a group (``group:NAME``) only the grants are made: groups hold no keys.
+    """
     store = _store(config)
+    from atlasguard.identity.store import group_name, is_group
+
+    if is_group(principal):
+        principal = group_name(principal)
+        if admin:
+            raise UsageError(f"{principal} is a group: groups are never admins")
+        if not models.strip():
+            raise UsageError(f"{principal} is a group: give --models to grant it; it holds no key")
     for pattern in filter(None, (m.strip() for m in models.split(","))):
         store.grant(principal, pattern, role, rate=rate, quota=quota)
+    if is_group(principal):
+        err_console.print(
+            f"granted {escape(role)} on {escape(models)} to {escape(principal)} "
+            "(groups hold no keys: atlasguard groups add GROUP MEMBER)"
+        )
+        return
     issued = store.create_key(principal, admin=admin)
     err_console.print(
         f"created key {issued.key_id} for {escape(principal)}; "

@@ -36,6 +36,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.serve",
     "atlasguard._cli.init",
     "atlasguard._cli.registry",
+    "atlasguard._cli.groups",
 )
 
 app = typer.Typer(

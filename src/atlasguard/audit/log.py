@@ -22,16 +22,14 @@ record is found, and an external checkpoint proves the log only grew.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import PoolProxiedConnection
 
 from atlasguard.audit.checkpoint import (
     Checkpoint,
@@ -114,23 +112,24 @@ def _held_lock() -> threading.Lock:
 class _Pending:
     body: bytes
     leaf: bytes
-    # Held until the writer has an outcome for this record: a bare C-level lock
-    # (acquired here, released by the writer), cheaper than an Event on the request path.
-    done: threading.Lock = field(default_factory=_held_lock)
+    # Held until this record has an outcome or its thread is made the leader: a bare
+    # C-level lock (acquired here, released once), cheaper than an Event.
+    wake: threading.Lock = field(default_factory=_held_lock)
+    state: str = "queued"  # queued -> writing -> done
+    leader: bool = False
     index: int = -1
     error: BaseException | None = None
-
-
-_STOP = object()
 
 
 class AuditLog:
     """The audit log stored in the deployment's metadata database.
 
-    Appends from many threads are committed together (group commit): a writer
-    thread takes every record waiting, writes them in one transaction and only
-    then acknowledges each; so one disk sync serves many requests and no
-    record is acknowledged before it is durable.
+    Appends from many threads are committed together (group commit, as in
+    LevelDB's write queue): the thread at the head of the queue becomes the
+    leader, writes every record waiting in one transaction and only then
+    acknowledges each; the next waiting thread then leads the next batch. One
+    disk sync serves many requests, a lone request writes its own record with no
+    hand-off to another thread, and no record is acknowledged before it is durable.
     """
 
     def __init__(
@@ -149,12 +148,11 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self._max_batch = max_batch
         self._timeout = write_timeout
-        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
-        self._writer_lock = threading.Lock()
+        self._mutex = threading.Lock()  # guards the queue and every _Pending's state
+        self._waiting: deque[_Pending] = deque()
         self._frontier = Frontier()
         self._frontier_lock = threading.Lock()
-        self._raw: PoolProxiedConnection | None = None  # the writer thread's connection
+        self._closed = False
 
     @classmethod
     def create(cls, engine: Engine, **kwargs: object) -> AuditLog:
@@ -176,57 +174,61 @@ class AuditLog:
         """
         body = record.to_bytes()
         pending = _Pending(body=body, leaf=leaf_hash(body))
-        self._ensure_writer()
-        self._queue.put(pending)
-        if not pending.done.acquire(timeout=self._timeout):
-            raise AuditWriteError(f"audit record not written within {self._timeout:g} s")
+        with self._mutex:
+            if self._closed:
+                raise AuditWriteError("the audit log is closed")
+            self._waiting.append(pending)
+            lead = self._waiting[0] is pending
+        if not lead:
+            lead = self._follow(pending)
+        if lead:
+            self._lead()
         if pending.error is not None:
             raise AuditWriteError(
                 f"audit record could not be written: {pending.error.__class__.__name__}"
             ) from pending.error
         return pending.index
 
-    def _ensure_writer(self) -> None:
-        if self._writer is not None and self._writer.is_alive():
-            return
-        with self._writer_lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="atlasguard-audit", daemon=True
-                )
-                self._writer.start()
+    def _follow(self, pending: _Pending) -> bool:
+        """Wait for a leader to write ``pending``; True when this thread must lead instead."""
+        woken = pending.wake.acquire(timeout=self._timeout)
+        with self._mutex:
+            if pending.state == "done":
+                return False
+            if pending.leader:
+                return True
+            if not woken and pending.state == "queued":
+                self._waiting.remove(pending)  # never written, so refused
+        raise AuditWriteError(f"audit record not written within {self._timeout:g} s")
 
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                if self._raw is not None:
-                    self._raw.close()
-                    self._raw = None
-                return
-            batch: list[_Pending] = [first]  # type: ignore[list-item]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._queue.put(_STOP)  # finish this batch, then stop
-                    break
-                batch.append(item)  # type: ignore[arg-type]
-            self._write_batch(batch)
-
-    def _write_batch(self, batch: list[_Pending]) -> None:
+    def _lead(self) -> None:
+        """Write the records at the head of the queue; hand the lead to the next waiter."""
+        with self._mutex:
+            batch = [self._waiting[i] for i in range(min(len(self._waiting), self._max_batch))]
+            for p in batch:
+                p.state = "writing"
+        error: BaseException | None = None
+        first = -1
         try:
             first = self._insert([(p.leaf, p.body.decode("utf-8")) for p in batch])
         except BaseException as exc:  # every waiting request must learn it failed
-            for p in batch:
-                p.error = exc
-                p.done.release()
+            error = exc
+        with self._mutex:
+            for i, p in enumerate(batch):
+                self._waiting.popleft()
+                p.state = "done"
+                if error is None:
+                    p.index = first + i
+                else:
+                    p.error = error
+                if i:  # the leader (batch[0]) is this thread
+                    p.wake.release()
+            if self._waiting:
+                successor = self._waiting[0]
+                successor.leader = True
+                successor.wake.release()
+        if error is not None:
             return
-        for i, p in enumerate(batch):
-            p.index = first + i
-            p.done.release()
         last = first + len(batch)
         every = self.checkpoint_every
         if self._signer is not None and last // every > first // every:
@@ -238,14 +240,12 @@ class AuditLog:
     def _insert(self, rows: list[tuple[bytes, str]]) -> int:
         """Append ``rows`` (leaf, body) in one transaction; return the first index.
 
-        The writer thread keeps one DB-API connection for its lifetime and speaks
-        to the driver directly: this is the request path, and SQLAlchemy's
-        per-transaction machinery cost more than the commit itself. A failed
-        batch discards the connection; the next batch opens a fresh one.
+        The leader speaks to the driver directly on a pooled DB-API connection:
+        this is the request path, and SQLAlchemy's per-transaction machinery
+        cost more than the commit itself. A failed batch discards the
+        connection instead of returning it to the pool.
         """
-        conn = self._raw
-        if conn is None:
-            conn = self._raw = self._engine.raw_connection()
+        conn = self._engine.raw_connection()
         sqlite = self._engine.dialect.name == "sqlite"
         try:
             cur = conn.cursor()
@@ -270,19 +270,23 @@ class AuditLog:
             finally:
                 cur.close()
         except BaseException:
-            self._raw = None
             try:
                 conn.invalidate()
             except Exception:  # the connection is being discarded anyway
                 logger.debug("discarding the audit connection failed", exc_info=True)
             raise
+        conn.close()  # back to the pool
         return first
 
     def close(self) -> None:
-        """Stop the writer after the records already queued are written."""
-        if self._writer is not None and self._writer.is_alive():
-            self._queue.put(_STOP)
-            self._writer.join(self._timeout)
+        """Refuse further appends; return once the records already queued are written."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            with self._mutex:
+                self._closed = True
+                if not self._waiting or time.monotonic() > deadline:
+                    return
+            time.sleep(0.005)
 
     def checkpoint(self) -> Checkpoint:
         """Sign the current head and store it; returns the checkpoint.

@@ -22,6 +22,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_records",
     "grants",
+    "group_members",
     "metadata",
     "principals",
     "registry_aliases",
@@ -86,6 +87,17 @@ grants = Table(
     Column("quota", String(50), nullable=False, default=""),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("principal", "models", "role", name="uq_grants_principal_models_role"),
+)
+
+# -- groups (migration 0004) ----------------------------------------------------------
+
+group_members = Table(
+    "group_members",
+    metadata,
+    # Both are principal names: the group is ``group:<name>``, the member never a group.
+    Column("group", String(200), ForeignKey("principals.name"), primary_key=True),
+    Column("member", String(200), ForeignKey("principals.name"), primary_key=True, index=True),
+    Column("created_at", Float, nullable=False),
 )
 
 # -- registry (migration 0003) --------------------------------------------------------

@@ -47,6 +47,7 @@ class AccessSettings(ControlSettings):
     jwks_file: str = ""
     jwks_url: str = ""
     jwt_principal_claim: str = "sub"
+    jwt_groups_claim: str = ""  # e.g. "groups": each becomes a group:<name> principal
 
 
 class ServingSettings(ControlSettings):
@@ -192,6 +193,7 @@ def _tokens(policy: Policy) -> JwtVerifier | None:
         "issuer": settings.jwt_issuer,
         "audience": settings.jwt_audience,
         "principal_claim": settings.jwt_principal_claim,
+        "groups_claim": settings.jwt_groups_claim,
     }
     if settings.jwks_file:
         return JwtVerifier.from_file(policy.base_dir / settings.jwks_file, **common)
@@ -237,7 +239,9 @@ def _grant_quotas(
     from atlasguard.runtime.quotas import QuotaPolicy
 
     def resolve(principal: Principal, model: str) -> QuotaPolicy | None:
-        record = PrincipalRecord(name=principal.name, is_admin=False, created_at=0.0)
+        record = PrincipalRecord(
+            name=principal.name, is_admin=False, created_at=0.0, groups=principal.groups
+        )
         for grant in identity.authorize(record, model):
             if grant.rate or grant.quota:
                 # A grant's own rate means what it says: its burst is the rate's amount.

@@ -10,6 +10,19 @@ within that time, 5 s by default).
 A principal reaches a model only through a grant naming the model (or an
 ``fnmatch`` pattern of names) and a role; with no matching grant, access is
 denied, and the denial never says whether the model exists.
+
+Groups are principals named ``group:<name>``: a grant to a group reaches every
+member, whether the membership is kept here (:meth:`IdentityStore.add_member`)
+or asserted by a verified token (:attr:`PrincipalRecord.groups`). Groups hold no
+keys, are never admins and do not nest. Membership, like grants, is re-read at
+most every ``refresh_seconds``.
+
+>>> from atlasguard.db import connect
+>>> store = IdentityStore.create(connect("sqlite://"))
+>>> _ = store.grant("group:ml", "digits-*", "reader")
+>>> store.add_member("ml", "alice")
+>>> [(g.principal, g.role) for g in store.grants_of("alice")]
+[('group:ml', 'reader')]
 """
 
 from __future__ import annotations
@@ -21,17 +34,19 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from atlasguard.db.migrate import migrate
-from atlasguard.db.schema import api_keys, grants, principals
+from atlasguard.db.schema import api_keys, grants, group_members, principals
 from atlasguard.errors import UsageError, VerificationError
 from atlasguard.policy import Policy
 
 __all__ = [
+    "GROUP_PREFIX",
     "ROLES",
     "ApiKey",
     "AuthenticationError",
@@ -39,6 +54,8 @@ __all__ = [
     "IdentityStore",
     "IssuedKey",
     "PrincipalRecord",
+    "group_name",
+    "is_group",
     "open_identity_store",
 ]
 
@@ -46,6 +63,10 @@ ROLES = ("user", "reader", "editor", "manager", "admin")
 _KEY = re.compile(r"^agk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:-]{0,199}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+GROUP_PREFIX = "group:"
+# A group's own name: a principal name without ':' (the prefix is the only one).
+_GROUP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,193}$")
+_group_col = group_members.c["group"]
 
 
 class AuthenticationError(VerificationError):
@@ -54,9 +75,33 @@ class AuthenticationError(VerificationError):
 
 @dataclass(frozen=True, slots=True)
 class PrincipalRecord:
+    """An authenticated principal.
+
+    ``groups`` are the groups its credential asserts (a token's groups claim),
+    as ``group:<name>`` principal names; memberships kept in the store are
+    looked up at authorization and need not be listed here.
+    """
+
     name: str
     is_admin: bool
     created_at: float
+    groups: tuple[str, ...] = ()
+
+
+def is_group(name: str) -> bool:
+    """True for a group's principal name (``group:<name>``)."""
+    return name.startswith(GROUP_PREFIX)
+
+
+def group_name(name: str) -> str:
+    """The principal name of a group: ``ml`` and ``group:ml`` both give ``group:ml``.
+
+    Raises :class:`UsageError` for a name that cannot be a group's.
+    """
+    bare = name.removeprefix(GROUP_PREFIX)
+    if not _GROUP.match(bare):
+        raise UsageError(f"invalid group name {name!r}: letters, digits and _.@- only")
+    return GROUP_PREFIX + bare
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +158,9 @@ class IdentityStore:
         self._engine = engine
         self._refresh = refresh_seconds
         self._cache: dict[str, _Cached] = {}
-        self._grants: dict[str, tuple[float, list[Grant]]] = {}
+        # Keyed by the principal and the groups its token asserts, so one request's
+        # token groups never reach another's; any local change clears it all.
+        self._grants: dict[tuple[str, tuple[str, ...]], tuple[float, list[Grant]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -127,6 +174,10 @@ class IdentityStore:
         """Create the principal if it does not exist (``admin`` only raises, never lowers)."""
         if not _NAME.match(name):
             raise UsageError(f"invalid principal name {name!r}: letters, digits and _.@:- only")
+        if is_group(name):
+            group_name(name)
+            if admin:
+                raise UsageError(f"{name} is a group: groups are never admins")
         with self._engine.begin() as conn:
             row = conn.execute(select(principals).where(principals.c.name == name)).first()
             if row is None:
@@ -157,6 +208,11 @@ class IdentityStore:
         self, principal: str, *, admin: bool = False, expires_at: float | None = None
     ) -> IssuedKey:
         """Issue a key for ``principal`` (created if needed). The secret is returned once."""
+        if is_group(principal):
+            raise UsageError(
+                f"{principal} is a group: groups hold no keys; "
+                "issue keys to its members (atlasguard groups add)"
+            )
         self.ensure_principal(principal, admin=admin)
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
@@ -272,7 +328,7 @@ class IdentityStore:
         except DBIntegrityError:
             raise UsageError(f"{principal} already holds {role} on {models}") from None
         with self._lock:
-            self._grants.pop(principal, None)
+            self._grants.clear()  # a group's grant reaches its members' entries too
         return Grant(principal=principal, models=models, role=role, rate=rate, quota=quota)
 
     def revoke_grant(self, principal: str, models: str, role: str | None = None) -> int:
@@ -282,34 +338,146 @@ class IdentityStore:
         with self._engine.begin() as conn:
             removed = int(conn.execute(query).rowcount)
         with self._lock:
-            self._grants.pop(principal, None)
+            self._grants.clear()
         return removed
 
-    def grants_of(self, principal: str) -> list[Grant]:
+    def _own_grants(self, names: Sequence[str]) -> list[Grant]:
+        """The grants held by exactly these principal names, in that order, then by age."""
+        if not names:
+            return []
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(grants).where(grants.c.principal == principal).order_by(grants.c.id)
-            )
-            return [
-                Grant(
-                    principal=r.principal, models=r.models, role=r.role, rate=r.rate, quota=r.quota
+            rows = list(
+                conn.execute(
+                    select(grants).where(grants.c.principal.in_(names)).order_by(grants.c.id)
                 )
-                for r in rows
-            ]
+            )
+        rank = {name: i for i, name in enumerate(names)}
+        rows.sort(key=lambda r: rank[r.principal])  # stable: by id within a principal
+        return [
+            Grant(principal=r.principal, models=r.models, role=r.role, rate=r.rate, quota=r.quota)
+            for r in rows
+        ]
+
+    def grants_of(self, principal: str, groups: Iterable[str] = ()) -> list[Grant]:
+        """Every grant ``principal`` holds, read fresh: its own, then its groups'.
+
+        The groups are those it is a member of in this store, and ``groups``
+        (``group:<name>`` names a verified token asserted).
+        """
+        names = _unique([principal, *self.groups_of(principal), *_token_groups(groups)])
+        return self._own_grants(names)
 
     def authorize(self, principal: PrincipalRecord, model: str) -> list[Grant]:
         """The grants that let ``principal`` reach ``model``; empty means deny.
 
-        Grants are re-read at most every ``refresh_seconds``.
+        Counts the principal's own grants, those of the groups it is a member of
+        and those of the groups its credential asserts (``principal.groups``).
+        Grants and memberships are re-read at most every ``refresh_seconds``.
         """
+        key = (principal.name, principal.groups)
         now = time.monotonic()
         with self._lock:
-            cached = self._grants.get(principal.name)
+            cached = self._grants.get(key)
         if cached is None or now - cached[0] > self._refresh:
-            cached = (now, self.grants_of(principal.name))
+            cached = (now, self.grants_of(principal.name, principal.groups))
             with self._lock:
-                self._grants[principal.name] = cached
+                self._grants[key] = cached
         return [g for g in cached[1] if g.covers(model)]
+
+    # -- groups ----------------------------------------------------------------------
+
+    def add_member(self, group: str, member: str) -> None:
+        """Make ``member`` (created if needed) a member of ``group`` (created if needed).
+
+        ``group`` is ``ml`` or ``group:ml``. Groups do not nest: a group cannot be a member.
+        """
+        group = group_name(group)
+        if is_group(member):
+            raise UsageError(
+                f"groups do not nest: {member} cannot be a member of {group}; "
+                "add its members instead"
+            )
+        self.ensure_principal(member)
+        self.ensure_principal(group)
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    group_members.insert().values(
+                        {"group": group, "member": member, "created_at": time.time()}
+                    )
+                )
+        except DBIntegrityError:
+            raise UsageError(f"{member} is already a member of {group}") from None
+        with self._lock:
+            self._grants.clear()
+
+    def remove_member(self, group: str, member: str) -> None:
+        """End ``member``'s membership of ``group``; its grants stop reaching the member."""
+        group = group_name(group)
+        with self._engine.begin() as conn:
+            removed = conn.execute(
+                delete(group_members).where(_group_col == group, group_members.c.member == member)
+            ).rowcount
+        if not removed:
+            raise UsageError(f"{member} is not a member of {group}")
+        with self._lock:
+            self._grants.clear()
+
+    def members(self, group: str) -> list[str]:
+        """The members of ``group`` kept in this store, by name."""
+        group = group_name(group)
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(group_members.c.member)
+                .where(_group_col == group)
+                .order_by(group_members.c.member)
+            )
+            return [r.member for r in rows]
+
+    def groups_of(self, member: str) -> list[str]:
+        """The groups ``member`` belongs to in this store (not those a token asserts)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_group_col).where(group_members.c.member == member).order_by(_group_col)
+            )
+            return [str(r[0]) for r in rows]
+
+    def list_groups(self) -> dict[str, list[str]]:
+        """Every group (with members, or holding a grant) and its members."""
+        with self._engine.connect() as conn:
+            names = [
+                r.name
+                for r in conn.execute(
+                    select(principals.c.name)
+                    .where(principals.c.name.startswith(GROUP_PREFIX, autoescape=True))
+                    .order_by(principals.c.name)
+                )
+            ]
+            rows = list(
+                conn.execute(
+                    select(_group_col, group_members.c.member).order_by(
+                        _group_col, group_members.c.member
+                    )
+                )
+            )
+        out: dict[str, list[str]] = {name: [] for name in names}
+        for group, member in rows:
+            out.setdefault(str(group), []).append(str(member))
+        return out
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _token_groups(groups: Iterable[str]) -> list[str]:
+    """Groups a credential asserts; anything but a group's name is refused, never used."""
+    out = []
+    for name in groups:
+        if not is_group(name):
+            raise UsageError(f"{name!r} is not a group (expected {GROUP_PREFIX}<name>)")
+        out.append(group_name(name))
+    return out
 
 
 def open_identity_store(policy: Policy) -> IdentityStore:

@@ -7,6 +7,13 @@ configured JWKS (a file, or a URL fetched by the gateway itself), and its
 so that a token cannot pose as a local principal; like every principal it
 reaches a model only through a grant.
 
+With ``groups_claim`` set (``groups`` for most identity providers), the token's
+groups, a JSON list of strings or one space-separated string, become
+``group:<name>`` principals whose grants reach the token's principal.
+A claim of any other shape refuses the token. A name that cannot be an
+atlasguard group (``/ml`` or ``ML Team``, say) is skipped: no grant can name
+it, so it could not have granted anything. Groups never make a token an admin.
+
 >>> import time, jwt
 >>> from jwt.algorithms import ECAlgorithm
 >>> from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,6 +24,13 @@ reaches a model only through a grant.
 ...                     "exp": int(time.time()) + 60}, key, "ES256", headers={"kid": "k1"})
 >>> v.principal(token)
 'jwt:alice'
+>>> v = JwtVerifier(jwks={"keys": [jwk]}, issuer="https://idp", audience="atlasguard",
+...                 groups_claim="groups")
+>>> token = jwt.encode({"sub": "alice", "iss": "https://idp", "aud": "atlasguard",
+...                     "exp": int(time.time()) + 60, "groups": ["ml", "ops"]},
+...                    key, "ES256", headers={"kid": "k1"})
+>>> v.identity(token)
+('jwt:alice', ('group:ml', 'group:ops'))
 """
 
 from __future__ import annotations
@@ -29,13 +43,14 @@ from typing import Any
 
 import jwt
 
-from atlasguard.errors import ConfigurationError
-from atlasguard.identity.store import AuthenticationError
+from atlasguard.errors import ConfigurationError, UsageError
+from atlasguard.identity.store import AuthenticationError, group_name, is_group
 
-__all__ = ["ALGORITHMS", "JwtVerifier", "looks_like_jwt"]
+__all__ = ["ALGORITHMS", "MAX_GROUPS", "JwtVerifier", "looks_like_jwt", "parse_groups_claim"]
 
 ALGORITHMS = ("RS256", "ES256")
 _JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+MAX_GROUPS = 1000  # more than any sane token carries; bounds the work a token can cause
 
 
 def looks_like_jwt(credential: str | None) -> bool:
@@ -54,6 +69,7 @@ class JwtVerifier:
         issuer: str,
         audience: str,
         principal_claim: str = "sub",
+        groups_claim: str = "",
         prefix: str = "jwt:",
         leeway: float = 30.0,
     ) -> None:
@@ -64,6 +80,7 @@ class JwtVerifier:
         self._issuer = issuer
         self._audience = audience
         self._claim = principal_claim
+        self._groups_claim = groups_claim
         self._prefix = prefix
         self._leeway = leeway
         self._keys: dict[str, Any] = {}
@@ -123,7 +140,55 @@ class JwtVerifier:
 
     def principal(self, token: str) -> str:
         """The principal a valid token stands for."""
-        value = self.claims(token).get(self._claim)
+        return self._principal(self.claims(token))
+
+    def identity(self, token: str) -> tuple[str, tuple[str, ...]]:
+        """The principal a valid token stands for, and the groups it asserts.
+
+        The groups are ``group:<name>`` principal names, empty unless the
+        verifier has a ``groups_claim`` and the token carries it.
+        """
+        claims = self.claims(token)
+        return self._principal(claims), self._groups(claims)
+
+    def _principal(self, claims: Mapping[str, Any]) -> str:
+        value = claims.get(self._claim)
         if not isinstance(value, str) or not value:
             raise AuthenticationError(f"token claim {self._claim!r} is not a name")
-        return f"{self._prefix}{value}"
+        name = f"{self._prefix}{value}"
+        if is_group(name):  # with an empty prefix a subject could pose as a group
+            raise AuthenticationError(f"token claim {self._claim!r} names a group")
+        return name
+
+    def _groups(self, claims: Mapping[str, Any]) -> tuple[str, ...]:
+        if not self._groups_claim or claims.get(self._groups_claim) is None:
+            return ()
+        return parse_groups_claim(claims[self._groups_claim], claim=self._groups_claim)
+
+
+def parse_groups_claim(value: object, *, claim: str = "groups") -> tuple[str, ...]:
+    """The ``group:<name>`` names in a token's groups claim (a list, or a spaced string).
+
+    Raises :class:`AuthenticationError` for a claim of any other shape; skips
+    names that cannot be a group's (no grant can name them).
+
+    >>> parse_groups_claim("ml ops ml")
+    ('group:ml', 'group:ops')
+    """
+    if isinstance(value, str):
+        items: list[object] = list(value.split())
+    elif isinstance(value, list):
+        items = list(value)
+    else:
+        raise AuthenticationError(f"token claim {claim!r} is not a list of group names")
+    if len(items) > MAX_GROUPS:
+        raise AuthenticationError(f"token claim {claim!r} lists more than {MAX_GROUPS} groups")
+    out: dict[str, None] = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise AuthenticationError(f"token claim {claim!r} is not a list of group names")
+        try:
+            out[group_name(item)] = None
+        except UsageError:
+            continue
+    return tuple(out)

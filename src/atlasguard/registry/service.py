@@ -29,6 +29,7 @@ manifest, and only then renames it into place.
 from __future__ import annotations
 
 import builtins
+import copy
 import json
 import os
 import shutil
@@ -98,7 +99,9 @@ class RegistrySettings(ControlSettings):
     """``[controls.registry]``: encryption at rest and where the blobs live."""
 
     encrypt: bool = False  # with the deployment's [keys] keyring
-    store: str = "registry"  # directory under the state directory
+    store: str = "registry"  # directory under the state directory, or s3://BUCKET/PREFIX
+    s3_endpoint_url: str = ""  # an S3-compatible service (MinIO, Ceph...); empty: AWS
+    s3_region: str = ""  # empty: boto3's default (AWS_DEFAULT_REGION, profile)
 
 
 CONTROLS = (
@@ -148,18 +151,26 @@ class Registry:
         self.keyring = keyring
         self.signature_key = signature_key
         self.policy = policy
+        self._token_groups: tuple[str, ...] = ()
 
     # -- decisions and audit ---------------------------------------------------------
 
+    def acting_with_groups(self, groups: Sequence[str]) -> Registry:
+        """This registry for a caller whose credential asserts ``groups`` (a token's claim).
+
+        The groups (``group:<name>``) add their grants to the caller's own for
+        every decision the returned view makes; they never make anyone an admin.
+        """
+        view = copy.copy(self)
+        view._token_groups = tuple(groups)
+        return view
+
     def _subject(self, principal: str) -> Subject:
-        record = self.identity.principal(principal)
-        if record is None:
-            return Subject(name=principal)
         # Read fresh (not the gateway's cache): a revoked grant stops the next action.
+        grants = tuple(self.identity.grants_of(principal, self._token_groups))
+        record = self.identity.principal(principal)
         return Subject(
-            name=principal,
-            is_admin=record.is_admin,
-            grants=tuple(self.identity.grants_of(principal)),
+            name=principal, is_admin=record is not None and record.is_admin, grants=grants
         )
 
     def _record(
@@ -596,9 +607,10 @@ class Registry:
 def open_registry(policy: Policy, *, passphrase: bytes | None = None) -> Registry:
     """The registry of a deployment: its database, audit log, identities and store.
 
-    Blobs live in ``<state_dir>/<[controls.registry] store>``; with
-    ``encrypt = true`` they are sealed with ``[keys] keyring``, which must not
-    lie inside the store (keys never beside the data).
+    Blobs live in ``<state_dir>/<[controls.registry] store>``, or in a bucket
+    when ``store = "s3://BUCKET/PREFIX"``; with ``encrypt = true`` they are sealed
+    with ``[keys] keyring``, which must not lie inside a local store (keys never
+    beside the data).
     """
     from atlasguard.artifacts.keys import load_keyring, load_public_key
     from atlasguard.artifacts.scan import ScanSettings
@@ -613,7 +625,7 @@ def open_registry(policy: Policy, *, passphrase: bytes | None = None) -> Registr
     scan_settings = scan if isinstance(scan, ScanSettings) else ScanSettings()
     signing = policy.controls.get("signing")
     require_sig = isinstance(signing, SigningSettings) and signing.require
-    root = (policy.state_dir / settings.store).resolve()
+    store = _open_store(policy, settings)
     keyring = None
     if settings.encrypt:
         if not policy.keys.keyring:
@@ -621,10 +633,10 @@ def open_registry(policy: Policy, *, passphrase: bytes | None = None) -> Registr
                 f"{policy.where('controls.registry.encrypt')}: encrypt = true needs [keys] keyring"
             )
         ring_path = (policy.base_dir / policy.keys.keyring).resolve()
-        if ring_path.is_relative_to(root):
+        if isinstance(store, LocalStore) and ring_path.is_relative_to(store.root):
             raise ConfigurationError(
                 f"{policy.where('keys.keyring')}: the keyring lies inside the registry store "
-                f"{root}: keep keys apart from the data they protect"
+                f"{store.root}: keep keys apart from the data they protect"
             )
         keyring = load_keyring(ring_path)
     signature_key = None
@@ -641,7 +653,7 @@ def open_registry(policy: Policy, *, passphrase: bytes | None = None) -> Registr
     audit, _ = open_audit_log(policy, passphrase=passphrase)
     return Registry(
         engine,
-        LocalStore(root),
+        store,
         identity=identity,
         audit=audit,
         fail_on=Severity.parse(scan_settings.fail_on),
@@ -649,3 +661,29 @@ def open_registry(policy: Policy, *, passphrase: bytes | None = None) -> Registr
         keyring=keyring,
         signature_key=signature_key,
     )
+
+
+def _open_store(policy: Policy, settings: RegistrySettings) -> Store:
+    """The store ``[controls.registry] store`` names: a local directory or an S3 bucket."""
+    from atlasguard.registry.stores.local import LocalStore
+
+    if "://" in settings.store:
+        from atlasguard.registry.stores.s3 import S3Store, parse_s3_url
+
+        try:
+            bucket, prefix = parse_s3_url(settings.store)
+        except UsageError as exc:
+            raise ConfigurationError(f"{policy.where('controls.registry.store')}: {exc}") from None
+        # Credentials come from boto3's chain (environment, profile), never from the policy.
+        return S3Store(
+            bucket,
+            prefix,
+            endpoint_url=settings.s3_endpoint_url or None,
+            region=settings.s3_region or None,
+        )
+    if settings.s3_endpoint_url or settings.s3_region:
+        raise ConfigurationError(
+            f"{policy.where('controls.registry.store')}: s3_endpoint_url and s3_region "
+            'need store = "s3://BUCKET/PREFIX"'
+        )
+    return LocalStore((policy.state_dir / settings.store).resolve())

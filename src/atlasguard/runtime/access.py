@@ -33,7 +33,9 @@ class AccessGuard:
     """Authenticate the request's credential, then require a grant for its model.
 
     The credential is an API key, or, when a :class:`JwtVerifier` is given, a
-    JWT bearer token from the deployment's identity provider.
+    JWT bearer token from the deployment's identity provider. Grants reach the
+    principal directly, through the groups it is a member of in the store, and
+    through the groups its token asserts.
     """
 
     name = "access"
@@ -49,8 +51,9 @@ class AccessGuard:
             from atlasguard.identity.tokens import looks_like_jwt
 
             if looks_like_jwt(credential):
-                name = self._tokens.principal(credential or "")
-                return PrincipalRecord(name=name, is_admin=False, created_at=0.0)
+                name, groups = self._tokens.identity(credential or "")
+                # A token's groups add grants; they never make its principal an admin.
+                return PrincipalRecord(name=name, is_admin=False, created_at=0.0, groups=groups)
         return self._store.authenticate(credential)
 
     def before(self, request: Request) -> Request:
@@ -68,7 +71,9 @@ class AccessGuard:
             raise Denied(
                 "forbidden: no grant for this principal and model", status=403, reason="forbidden"
             )
-        principal = Principal(name=record.name, roles=frozenset(g.role for g in grants))
+        principal = Principal(
+            name=record.name, roles=frozenset(g.role for g in grants), groups=record.groups
+        )
         return replace(request, principal=principal)
 
     def after(self, request: Request, response: Response) -> Response:

@@ -43,10 +43,11 @@ Arrays = Mapping[str, npt.NDArray[np.generic]]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is asking: a name and the roles granted to it."""
+    """Who is asking: a name, the roles granted to it, and groups its token named."""
 
     name: str
     roles: frozenset[str] = frozenset()
+    groups: tuple[str, ...] = ()  # ``group:<name>`` from a JWT groups claim
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,119 @@
+"""``atlasguard groups add|remove|list``: groups of principals that share grants.
+
+A group is the principal ``group:<name>``: grant it a role like any principal
+(``atlasguard keys create --principal group:ml --models 'digits*'`` or
+``atlasguard registry grant group:ml 'digits*'``) and every member holds it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from atlasguard._cli.console import console
+from atlasguard.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from atlasguard.identity.store import IdentityStore
+
+__all__ = ["register"]
+
+groups_app = typer.Typer(
+    help="Groups (principals named group:NAME): a grant to a group reaches every member.",
+    no_args_is_help=True,
+)
+
+_CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
+
+
+class Format(enum.StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _store(config: Path) -> IdentityStore:
+    try:
+        from atlasguard.identity.store import open_identity_store
+    except ModuleNotFoundError as exc:
+        raise ConfigurationError(
+            f"groups need {exc.name}: pip install 'atlasguard[gateway]'"
+        ) from None
+    from atlasguard.policy import load_policy
+
+    return open_identity_store(load_policy(config))
+
+
+@groups_app.command("add")
+def add(
+    group: str = typer.Argument(..., help="The group: NAME or group:NAME (created if needed)."),
+    member: str = typer.Argument(..., help="The principal joining it (not a group)."),
+    config: Path = _CONFIG,
+) -> None:
+    """Make MEMBER a member of GROUP; the group's grants reach it within seconds."""
+    from atlasguard.identity.store import group_name
+
+    name = group_name(group)
+    _store(config).add_member(name, member)
+    console.print(f"added {escape(member)} to {escape(name)}")
+
+
+@groups_app.command("remove")
+def remove(
+    group: str = typer.Argument(..., help="The group: NAME or group:NAME."),
+    member: str = typer.Argument(..., help="The principal leaving it."),
+    config: Path = _CONFIG,
+) -> None:
+    """End MEMBER's membership of GROUP; the group's grants stop reaching it within seconds."""
+    from atlasguard.identity.store import group_name
+
+    name = group_name(group)
+    _store(config).remove_member(name, member)
+    console.print(f"removed {escape(member)} from {escape(name)}")
+
+
+@groups_app.command("list")
+def list_groups(
+    group: str | None = typer.Argument(None, help="Only this group."),
+    output: Format = typer.Option(Format.table, "--format", help="table or json."),
+    config: Path = _CONFIG,
+) -> None:
+    """Groups kept in the store, with their members and grants."""
+    from atlasguard.identity.store import group_name
+
+    store = _store(config)
+    if group is not None:
+        name = group_name(group)
+        found = {name: store.members(name)}
+    else:
+        found = store.list_groups()
+    rows: list[dict[str, Any]] = [
+        {
+            "group": name,
+            "members": members,
+            "grants": [f"{g.role}:{g.models}" for g in store.grants_of(name)],
+        }
+        for name, members in found.items()
+    ]
+    if output is Format.json:
+        console.out(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Groups", title_justify="left")
+    for col in ("group", "members", "grants"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            escape(str(r["group"])),
+            escape(", ".join(r["members"])),
+            escape(", ".join(r["grants"])),
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(groups_app, name="groups")
