@@ -295,6 +295,4 @@ def test_a_follower_that_waits_too_long_is_refused_and_never_written(
     stored = [r.input_digest for _, r in log.records()]
     assert stored == [_rec(0).input_digest, _rec(2).input_digest]
     log.close()
-    with pytest.raises(AuditWriteError, match="closed"):
-        log.append(_rec(3))
     eng.dispose()

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import io
+import socket
 import tarfile
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from atlasguard.gateway.app import create_app
+from atlasguard.artifacts.keys import load_private_key
+from atlasguard.artifacts.signing import sign_model
+from atlasguard.gateway.app import _credential, create_app
 from atlasguard.gateway.demo import init_project
+from atlasguard.gateway.registry_api import DEFAULT_MAX_PUSH_BYTES, registry_router
 from atlasguard.gateway.service import Gateway
 from atlasguard.policy import load_policy
+from atlasguard.runtime.pipeline import Denied
+from tests.corpus.malicious import build_pickle_tricks
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +41,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ops = gateway.identity.create_key("ops", admin=True).secret
     ann = gateway.identity.create_key("ann").secret
     bob = gateway.identity.create_key("bob").secret
+    eve = gateway.identity.create_key("eve").secret
     gateway.registry.push("ops", "digits", root / "models/digits", "model")
     gateway.registry.grant("ops", "ann", "digits", "reader")
+    gateway.registry.grant("ops", "eve", "up-*", "editor")
     # A real Uvicorn server on a free loopback port, in a thread of this process.
     server = uvicorn.Server(
         uvicorn.Config(create_app(gateway), host="127.0.0.1", port=0, log_level="warning")
@@ -42,7 +56,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield {"client": client, "ops": ops, "ann": ann, "bob": bob, "gateway": gateway}
+        yield {
+            "client": client,
+            "ops": ops,
+            "ann": ann,
+            "bob": bob,
+            "eve": eve,
+            "gateway": gateway,
+            "port": port,
+            "root": root,
+        }
     server.should_exit = True
     thread.join(timeout=30)
 
@@ -103,3 +126,361 @@ def test_every_read_is_audited(setup: dict[str, Any]) -> None:
 def test_bad_refs_are_4xx(setup: dict[str, Any]) -> None:
     res = setup["client"].get("/v1/registry/bad@@ref", headers=_h(setup["ann"]))
     assert 400 <= res.status_code < 500
+
+
+# -- push -------------------------------------------------------------------------
+
+
+def _tar(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _push(
+    setup: dict[str, Any],
+    who: str,
+    name: str,
+    body: bytes,
+    media: str,
+    headers: dict[str, str] | None = None,
+    **params: Any,
+) -> httpx.Response:
+    return setup["client"].post(
+        f"/v1/registry/{name}",
+        content=body,
+        params=params,
+        headers={**_h(setup[who]), "Content-Type": media, **(headers or {})},
+    )
+
+
+def _signed(data: bytes, setup: dict[str, Any], tmp_path: Path) -> str:
+    """The demo's signature of ``data`` as one file, for X-Atlasguard-Signature."""
+    file = tmp_path / "file"
+    file.write_bytes(data)
+    key = load_private_key(setup["root"] / "keys/private.pem")
+    return base64.b64encode(sign_model(file, key).read_bytes()).decode()
+
+
+def test_push_a_file_then_pull_it(setup: dict[str, Any], tmp_path: Path) -> None:
+    data = b"x,y\n1,2\n3,4\n"
+    unsigned = _push(setup, "eve", "up-data", data, "application/octet-stream", kind="dataset")
+    assert unsigned.status_code == 422, unsigned.text  # the demo requires signatures
+    assert "signature" in unsigned.json()["error"]
+    signature = _signed(data, setup, tmp_path)
+    forged = _push(
+        setup,
+        "eve",
+        "up-data",
+        data + b"5,6\n",
+        "application/octet-stream",
+        kind="dataset",
+        headers={"X-Atlasguard-Signature": signature},
+    )
+    assert forged.status_code == 422, forged.text
+    res = _push(
+        setup,
+        "eve",
+        "up-data",
+        data,
+        "application/octet-stream",
+        headers={"X-Atlasguard-Signature": signature},
+        kind="dataset",
+        description="two rows",
+        tags=["csv", "tiny"],
+        metadata=["source=test", "rows=2"],
+        lineage=["digits@1"],
+    )
+    assert res.status_code == 201, res.text
+    version = res.json()["version"]
+    assert version["number"] == 1 and version["kind"] == "dataset" and version["layout"] == "file"
+    assert version["created_by"] == "eve"
+    assert version["metadata"] == {"rows": "2", "source": "test"}
+    assert version["lineage"] == ["digits@1"]
+    client = setup["client"]
+    shown = client.get("/v1/registry/up-data", headers=_h(setup["eve"])).json()
+    assert shown["object"]["description"] == "two rows"
+    assert shown["object"]["tags"] == ["csv", "tiny"]
+    listed = client.get("/v1/registry", headers=_h(setup["eve"])).json()
+    assert "up-data" in [o["name"] for o in listed]
+    pulled = client.get("/v1/registry/up-data@1/content", headers=_h(setup["eve"]))
+    assert pulled.status_code == 200, pulled.text
+    with tarfile.open(fileobj=io.BytesIO(pulled.content)) as tar:
+        member = tar.extractfile("up-data")
+        assert member is not None and member.read() == data
+    again = _push(
+        setup,
+        "eve",
+        "up-data",
+        data,
+        "application/octet-stream",
+        kind="dataset",
+        headers={"X-Atlasguard-Signature": signature},
+    )
+    assert again.json()["version"]["number"] == 1  # same bytes: the same version
+
+
+def test_push_a_directory_as_the_tar_content_returns(setup: dict[str, Any]) -> None:
+    client = setup["client"]
+    original = client.get("/v1/registry/digits@1/content", headers=_h(setup["ann"]))
+    res = _push(setup, "eve", "up-model", original.content, "application/x-tar")
+    assert res.status_code == 201, res.text
+    assert res.json()["version"]["layout"] == "dir"
+    digits = client.get("/v1/registry/digits@1", headers=_h(setup["ann"])).json()
+    assert res.json()["version"]["digest"] == digits["version"]["digest"]  # the same files
+    pulled = client.get("/v1/registry/up-model@1/content", headers=_h(setup["eve"]))
+    with tarfile.open(fileobj=io.BytesIO(pulled.content)) as tar:
+        assert "up-model/model.onnx" in tar.getnames()
+    # A tar of the directory's contents (no top-level folder) is the same object.
+    with tarfile.open(fileobj=io.BytesIO(original.content)) as tar:
+        flat = {
+            m.name.split("/", 1)[1]: tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
+    res2 = _push(setup, "eve", "up-model", _tar(flat), "application/x-tar")
+    assert res2.json()["version"]["digest"] == digits["version"]["digest"]
+
+
+def test_push_refused_without_a_writer_grant(setup: dict[str, Any]) -> None:
+    client = setup["client"]
+    body = b"not allowed"
+    assert (
+        client.post(
+            "/v1/registry/digits",
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+        ).status_code
+        == 401
+    )
+    reader = _push(setup, "ann", "digits", body, "application/octet-stream")
+    assert reader.status_code == 403, reader.text
+    real = _push(setup, "bob", "digits", body, "application/octet-stream")
+    ghost = _push(setup, "bob", "ghost", body, "application/octet-stream")
+    assert real.status_code == ghost.status_code == 403
+    # Pushing to an existing object or creating one: the same answer.
+    assert real.json()["error"].replace("digits", "X") == ghost.json()["error"].replace(
+        "ghost", "X"
+    )
+    latest = client.get("/v1/registry/digits", headers=_h(setup["ann"])).json()
+    assert latest["version"]["number"] == 1
+    denied = [
+        r
+        for _, r in setup["gateway"].audit.records()
+        if r.action in {"registry.push", "registry.create"} and r.decision == "deny"
+    ]
+    assert {r.principal for r in denied} >= {"ann", "bob"}
+
+
+def test_push_of_a_malicious_pickle_is_refused_with_findings(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    canary = tmp_path / "canary" / "CANARY"
+    sample = build_pickle_tricks(tmp_path / "m", canary)[0]
+    res = _push(setup, "eve", "up-evil", sample.path.read_bytes(), "application/octet-stream")
+    assert res.status_code == 422, res.text
+    doc = res.json()
+    assert doc["reason"] == "unsafe"
+    assert doc["findings"], doc
+    assert all(f.startswith("up-evil: ") for f in doc["findings"]), doc["findings"]
+    assert "atlasguard-push-" not in res.text  # no server paths
+    assert not canary.exists()
+    listed = setup["client"].get("/v1/registry", headers=_h(setup["eve"])).json()
+    assert "up-evil" not in [o["name"] for o in listed]
+    # The same inside a directory.
+    res = _push(
+        setup,
+        "eve",
+        "up-evil",
+        _tar({"model/weights.pkl": sample.path.read_bytes()}),
+        "application/x-tar",
+    )
+    assert res.status_code == 422 and res.json()["findings"], res.text
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "device", "fifo"])
+def test_push_of_an_unsafe_tar_is_refused(setup: dict[str, Any], kind: str) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        ok = tarfile.TarInfo("model/ok.txt")
+        ok.size = 2
+        tar.addfile(ok, io.BytesIO(b"ok"))
+        bad = tarfile.TarInfo(
+            {"dotdot": "model/../../escaped.txt", "absolute": "/tmp/escaped.txt"}.get(
+                kind, "model/bad"
+            )
+        )
+        if kind in {"dotdot", "absolute"}:
+            bad.size = 4
+            tar.addfile(bad, io.BytesIO(b"evil"))
+        else:
+            bad.type = {
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+                "device": tarfile.CHRTYPE,
+                "fifo": tarfile.FIFOTYPE,
+            }[kind]
+            bad.linkname = "/etc/passwd"
+            tar.addfile(bad)
+    res = _push(setup, "eve", f"up-{kind}", buf.getvalue(), "application/x-tar")
+    assert res.status_code == 400, res.text
+    assert "refused" in res.json()["error"]
+    assert not Path(tempfile.gettempdir(), "escaped.txt").exists()
+    listed = setup["client"].get("/v1/registry", headers=_h(setup["eve"])).json()
+    assert f"up-{kind}" not in [o["name"] for o in listed]
+
+
+def test_push_needs_a_known_body_type_and_valid_parameters(setup: dict[str, Any]) -> None:
+    assert _push(setup, "eve", "up-x", b"data", "text/plain").status_code == 415
+    assert _push(setup, "eve", "up-x", b"data", "application/x-tar").status_code == 400
+    bad_meta = _push(setup, "eve", "up-x", b"d", "application/octet-stream", metadata=["nokey"])
+    assert bad_meta.status_code == 400
+    bad_lineage = _push(setup, "eve", "up-x", b"d", "application/octet-stream", lineage=["a@@b"])
+    assert bad_lineage.status_code == 400
+    bad_kind = _push(setup, "eve", "up-x", b"d", "application/octet-stream", kind="script")
+    assert bad_kind.status_code == 422
+    too_many = _push(setup, "eve", "up-x", b"d", "application/octet-stream", tags=["t"] * 101)
+    assert too_many.status_code == 422
+    assert _push(setup, "eve", "bad name", b"d", "application/octet-stream").status_code == 400
+
+
+def test_push_past_the_declared_limit_is_413_before_the_body(setup: dict[str, Any]) -> None:
+    # Only the headers are sent: the answer must come without waiting for 4 GiB.
+    with socket.create_connection(("127.0.0.1", setup["port"]), timeout=30) as sock:
+        sock.sendall(
+            (
+                "POST /v1/registry/up-big HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {setup['eve']}\r\n"
+                "Content-Type: application/octet-stream\r\n"
+                f"Content-Length: {2 * DEFAULT_MAX_PUSH_BYTES}\r\n\r\n"
+            ).encode()
+        )
+        assert sock.recv(4096).split(b"\r\n", 1)[0].endswith(b"413 Request Entity Too Large")
+
+
+def test_push_past_the_limit_while_streaming_is_413_and_leaves_nothing(
+    setup: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = setup["gateway"]
+    app = FastAPI()
+    app.include_router(registry_router(gateway, gateway.registry, _credential, max_push_bytes=1000))
+
+    @app.exception_handler(Denied)
+    async def _denied(_request: Request, exc: Denied) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    signature = _signed(b"y" * 900, setup, tmp_path)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: only the count can stop it
+        for _ in range(10):
+            yield b"x" * 500
+
+    async def run() -> tuple[int, httpx.Response]:
+        headers = {**_h(setup["eve"]), "Content-Type": "application/octet-stream"}
+        signed = {**headers, "X-Atlasguard-Signature": signature}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            big = await client.post("/v1/registry/up-big", content=chunks(), headers=headers)
+            small = await client.post("/v1/registry/up-small", content=b"y" * 900, headers=signed)
+        return big.status_code, small
+
+    big, small = asyncio.run(run())
+    assert big == 413
+    assert small.status_code == 201, small.text
+    assert list(scratch.iterdir()) == []  # every upload directory removed
+
+
+def test_push_refused_before_the_upload_is_read(setup: dict[str, Any]) -> None:
+    """A reader declaring a 1 GiB body is answered 403 without the server waiting for it."""
+    with socket.create_connection(("127.0.0.1", setup["port"]), timeout=10) as sock:
+        sock.sendall(
+            (
+                "POST /v1/registry/digits HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {setup['ann']}\r\n"
+                "Content-Type: application/octet-stream\r\n"
+                f"Content-Length: {1 << 30}\r\n\r\n"
+            ).encode()
+            + b"\0" * 1024
+        )
+        head = sock.recv(4096).decode("latin-1")  # times out (fails) if the server waits
+    assert head.startswith("HTTP/1.1 403"), head
+    denied = [
+        r
+        for _, r in setup["gateway"].audit.records()
+        if r.action == "registry.push" and r.principal == "ann" and r.decision == "deny"
+    ]
+    assert denied
+
+
+def test_registry_routes_honour_the_groups_a_token_asserts(tmp_path: Path) -> None:
+    import json as _json
+
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    root = tmp_path / "demo"
+    init_project(root, demo=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1"}
+    (root / "jwks.json").write_text(_json.dumps({"keys": [jwk]}), encoding="utf-8")
+    config = root / "atlasguard.toml"
+    text = config.read_text(encoding="utf-8")
+    for name, value in (
+        ("jwt_issuer", "https://idp"),
+        ("jwt_audience", "atlasguard"),
+        ("jwks_file", "jwks.json"),
+        ("jwt_groups_claim", "groups"),
+    ):
+        text = text.replace(f'{name} = ""', f'{name} = "{value}"')
+    config.write_text(text, encoding="utf-8")
+    gateway = Gateway.from_policy(load_policy(config))
+    assert gateway.registry is not None
+    gateway.identity.ensure_principal("ops", admin=True)
+    gateway.registry.push("ops", "digits", root / "models/digits", "model")
+    gateway.registry.grant("ops", "group:ml", "digits", "reader")
+
+    def token(groups: list[str]) -> str:
+        claims = {
+            "sub": "hana",
+            "iss": "https://idp",
+            "aud": "atlasguard",
+            "exp": int(time.time()) + 60,
+            "groups": groups,
+        }
+        return pyjwt.encode(claims, key, "ES256", headers={"kid": "k1"})
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(gateway), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            member = {"Authorization": f"Bearer {token(['ml'])}"}
+            outsider = {"Authorization": f"Bearer {token(['sales'])}"}
+            listed = client.get("/v1/registry", headers=member)
+            assert [o["name"] for o in listed.json()] == ["digits"]
+            assert client.get("/v1/registry", headers=outsider).json() == []
+            assert client.get("/v1/registry/digits@1/content", headers=member).status_code == 200
+            assert client.get("/v1/registry/digits@1/content", headers=outsider).status_code == 403
+            pushed = client.post(
+                "/v1/registry/digits",
+                content=b"x",
+                headers={**member, "Content-Type": "application/octet-stream"},
+            )
+            assert pushed.status_code == 403  # reader through the group: no push
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

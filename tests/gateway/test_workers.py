@@ -1,15 +1,18 @@
-"""Four Uvicorn workers sharing one quota through the machine's Redis: no over-admission."""
+"""Uvicorn workers sharing state: one quota through Redis, one set of metrics on disk."""
 
 from __future__ import annotations
 
 import json
+import stat
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from atlasguard.gateway.demo import init_project
 from atlasguard.identity.store import open_identity_store
@@ -20,8 +23,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMIT = 20
 
 
-@pytest.mark.services
-def test_four_workers_admit_exactly_the_quota(tmp_path: Path) -> None:
+def _demo_with_redis(tmp_path: Path, quota: str) -> tuple[Path, str, str]:
+    """The demo deployment counting in Redis under a fresh prefix; (root, prefix, key)."""
     root = tmp_path / "demo"
     init_project(root, demo=True)
     prefix = f"atlasguard:test:{uuid.uuid4().hex}"
@@ -31,19 +34,33 @@ def test_four_workers_admit_exactly_the_quota(tmp_path: Path) -> None:
     text = text.replace('key_prefix = "atlasguard:quota"', f'key_prefix = "{prefix}"')
     config.write_text(text, encoding="utf-8")
     store = open_identity_store(load_policy(config))
-    store.grant("racer", "digits", "user", rate="100000/second", quota=f"{LIMIT}/day")
-    key = store.create_key("racer").secret
+    store.grant("racer", "digits", "user", rate="100000/second", quota=quota)
+    return root, prefix, store.create_key("racer").secret
 
+
+def _infer_body() -> str:
     from sklearn.datasets import load_digits
 
     x = load_digits().data[:1] / 16.0
-    body = json.dumps(
+    return json.dumps(
         {
             "inputs": [
                 {"name": "input", "shape": [1, 64], "datatype": "FP32", "data": x.ravel().tolist()}
             ]
         }
     )
+
+
+def _forget(prefix: str) -> None:
+    client_redis = redis.Redis.from_url(REDIS_URL)
+    for k in client_redis.scan_iter(f"{prefix}*"):
+        client_redis.delete(k)
+
+
+@pytest.mark.services
+def test_four_workers_admit_exactly_the_quota(tmp_path: Path) -> None:
+    root, prefix, key = _demo_with_redis(tmp_path, f"{LIMIT}/day")
+    body = _infer_body()
     proc, port = _start(root, workers=4)
     statuses: list[int] = []
     lock = threading.Lock()
@@ -68,9 +85,69 @@ def test_four_workers_admit_exactly_the_quota(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        client_redis = redis.Redis.from_url(REDIS_URL)
-        for k in client_redis.scan_iter(f"{prefix}*"):
-            client_redis.delete(k)
+        _forget(prefix)
     assert len(statuses) == 80
     assert statuses.count(200) == LIMIT, statuses
     assert set(statuses) == {200, 429}
+
+
+def _allowed(metrics_text: str, model: str) -> float:
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if (
+                sample.name == "atlasguard_requests_total"
+                and sample.labels.get("model") == model
+                and sample.labels.get("decision") == "allow"
+            ):
+                return sample.value
+    return 0.0
+
+
+@pytest.mark.services
+def test_one_scrape_counts_every_worker(tmp_path: Path) -> None:
+    requests = 48
+    root, prefix, key = _demo_with_redis(tmp_path, "100000/day")
+    body = _infer_body()
+    scratch = tmp_path / "tmp"  # the server's TMPDIR: where its metrics directory goes
+    scratch.mkdir()
+    proc, port = _start(root, extra_env={"TMPDIR": str(scratch)}, workers=2)
+    log = root / "server.log"
+    statuses: list[int] = []
+    scrapes: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        for _ in range(requests // 8):
+            with httpx.Client(timeout=30) as http:  # a new connection each time
+                res = http.post(
+                    f"http://127.0.0.1:{port}/v2/models/digits/infer",
+                    content=body,
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                )
+            with lock:
+                statuses.append(res.status_code)
+
+    try:
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        [metrics_dir] = scratch.glob("atlasguard-metrics-*")
+        assert stat.S_IMODE(metrics_dir.stat().st_mode) == 0o700
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for _ in range(6):  # each on a new connection: whichever worker answers
+            scrapes.append(_allowed(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "digits"))
+        # Both workers served some of the requests (one file of counters per process).
+        writers = {f.stem.rpartition("_")[2] for f in metrics_dir.glob("counter_*.db")}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        _forget(prefix)
+    assert statuses == [200] * requests
+    assert len(writers) == 2, writers
+    assert scrapes == [requests] * 6
+    assert not metrics_dir.exists()  # removed when the server stopped

@@ -1,8 +1,17 @@
-"""``atlasguard serve``: the protected model gateway (FastAPI on Uvicorn)."""
+"""``atlasguard serve``: the protected model gateway (FastAPI on Uvicorn).
+
+With ``--workers N`` (N > 1) the workers share their metrics through
+prometheus_client's multiprocess mode: ``serve`` makes a private directory
+(mode 0700) for ``PROMETHEUS_MULTIPROC_DIR`` before any worker starts, so each
+worker imports prometheus_client already in that mode, and removes the
+directory when the server stops.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +28,7 @@ __all__ = ["app_factory", "register"]
 
 _CONFIG_ENV = "ATLASGUARD_CONFIG"
 _PASSPHRASE_ENV = "ATLASGUARD_KEY_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it at import
 
 
 def _passphrase() -> bytes | None:
@@ -26,7 +36,7 @@ def _passphrase() -> bytes | None:
     return value.encode() if value else None
 
 
-def _build(config: Path) -> FastAPI:
+def _build(config: Path, *, metrics_dir: Path | None = None) -> FastAPI:
     try:
         from atlasguard.gateway.app import create_app
         from atlasguard.gateway.service import Gateway
@@ -39,12 +49,13 @@ def _build(config: Path) -> FastAPI:
     gateway = Gateway.from_policy(load_policy(config), passphrase=_passphrase())
     for name, reason in gateway.refused.items():
         err_console.print(f"[red]not serving {escape(name)}:[/] {escape(reason)}", soft_wrap=True)
-    return create_app(gateway)
+    return create_app(gateway, metrics_dir=metrics_dir)
 
 
 def app_factory() -> FastAPI:
     """Uvicorn's factory for ``--workers N``: each worker builds its own gateway."""
-    return _build(Path(os.environ[_CONFIG_ENV]))
+    metrics = os.environ.get(_METRICS_ENV)
+    return _build(Path(os.environ[_CONFIG_ENV]), metrics_dir=Path(metrics) if metrics else None)
 
 
 def serve(
@@ -80,15 +91,27 @@ def serve(
         )
         return
     os.environ[_CONFIG_ENV] = str(config.resolve())
-    uvicorn.run(
-        "atlasguard._cli.serve:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=log_config,
-        timeout_graceful_shutdown=10,
-    )
+    # Set before the workers start (they are spawned, so they import prometheus_client
+    # afresh, with it); mkdtemp makes the directory 0700, readable by this user only.
+    metrics_dir = tempfile.mkdtemp(prefix="atlasguard-metrics-")
+    previous = os.environ.get(_METRICS_ENV)
+    os.environ[_METRICS_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            "atlasguard._cli.serve:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(_METRICS_ENV, None)
+        else:
+            os.environ[_METRICS_ENV] = previous
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -152,7 +152,6 @@ class AuditLog:
         self._waiting: deque[_Pending] = deque()
         self._frontier = Frontier()
         self._frontier_lock = threading.Lock()
-        self._closed = False
 
     @classmethod
     def create(cls, engine: Engine, **kwargs: object) -> AuditLog:
@@ -175,8 +174,6 @@ class AuditLog:
         body = record.to_bytes()
         pending = _Pending(body=body, leaf=leaf_hash(body))
         with self._mutex:
-            if self._closed:
-                raise AuditWriteError("the audit log is closed")
             self._waiting.append(pending)
             lead = self._waiting[0] is pending
         if not lead:
@@ -279,11 +276,13 @@ class AuditLog:
         return first
 
     def close(self) -> None:
-        """Refuse further appends; return once the records already queued are written."""
+        """Return once the records already queued are written (or the write timeout passed).
+
+        The log holds no thread or connection between appends, so it stays usable.
+        """
         deadline = time.monotonic() + self._timeout
         while True:
             with self._mutex:
-                self._closed = True
                 if not self._waiting or time.monotonic() > deadline:
                     return
             time.sleep(0.005)

@@ -6,13 +6,19 @@ is made by the guards (:mod:`atlasguard.runtime`). Refusals are
 one exception handler: 401 without valid credentials, 403 without a grant
 (never a hint of which models exist), 429 over a quota, 400/413/422 for a
 malformed request, 503 when the audit log cannot record the request.
+
+``/metrics`` serves this process's Prometheus registry, or, when
+``metrics_dir`` is given (``atlasguard serve --workers N`` does), the sum over
+every worker through prometheus_client's multiprocess mode.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,7 +34,7 @@ from prometheus_client import (
 from pydantic import BaseModel, Field, ValidationError
 
 from atlasguard import __version__
-from atlasguard.errors import AtlasguardError, UsageError
+from atlasguard.errors import AtlasguardError, ConfigurationError, UsageError
 from atlasguard.gateway.service import Gateway
 from atlasguard.runtime.pipeline import Denied
 
@@ -88,11 +94,11 @@ def _credential(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused with 413 once past ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Denied(f"request body larger than {limit} bytes", status=413, reason="invalid-input")
-    chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -100,12 +106,53 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise Denied(
                 f"request body larger than {limit} bytes", status=413, reason="invalid-input"
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
 
 
-def create_app(gateway: Gateway) -> FastAPI:
-    """The ASGI application serving ``gateway``."""
+async def _read_body(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in _body_chunks(request, limit)])
+
+
+def _check_multiprocess() -> None:
+    from prometheus_client import values
+
+    # prometheus_client picks its value class once, at import, from PROMETHEUS_MULTIPROC_DIR.
+    if values.ValueClass is values.MutexValue:
+        raise ConfigurationError(
+            "multiprocess metrics need PROMETHEUS_MULTIPROC_DIR set before prometheus_client "
+            "is imported (atlasguard serve --workers N sets it)"
+        )
+
+
+def _mark_dead_workers(metrics_dir: Path) -> None:
+    """Drop the live gauges of workers that died without saying so (a crash, a kill)."""
+    from prometheus_client import multiprocess
+
+    pids = set()
+    for file in metrics_dir.glob("*_*.db"):
+        digits = file.stem.rpartition("_")[2]
+        if digits.isdigit() and int(digits) != os.getpid():
+            pids.add(int(digits))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]
+        except PermissionError:  # alive, someone else's
+            continue
+
+
+def create_app(gateway: Gateway, *, metrics_dir: Path | None = None) -> FastAPI:
+    """The ASGI application serving ``gateway``.
+
+    Each call has its own metrics registry (never the process-wide default), so
+    several apps can live in one process. ``metrics_dir`` switches ``/metrics``
+    to Prometheus multiprocess mode: every worker writes its samples there and a
+    scrape adds them up, whichever worker answers. It must be the directory in
+    ``PROMETHEUS_MULTIPROC_DIR`` when prometheus_client was first imported.
+    """
+    if metrics_dir is not None:
+        _check_multiprocess()
     registry = CollectorRegistry()
     requests_total = Counter(
         "atlasguard_requests_total",
@@ -123,8 +170,14 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if metrics_dir is not None:
+            _mark_dead_workers(metrics_dir)
         yield
         gateway.close()
+        if metrics_dir is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), str(metrics_dir))  # type: ignore[no-untyped-call]
 
     app = FastAPI(
         title="atlasguard gateway",
@@ -196,13 +249,30 @@ def create_app(gateway: Gateway) -> FastAPI:
         return JSONResponse(doc, headers=dict(response.headers))
 
     if gateway.registry is not None:
-        from atlasguard.gateway.registry_api import registry_router
+        from atlasguard.gateway.registry_api import DEFAULT_MAX_PUSH_BYTES, registry_router
 
-        app.include_router(registry_router(gateway, gateway.registry, _credential))
+        # [controls.registry] max_push_bytes, once the registry's settings declare it.
+        limit = getattr(
+            gateway.policy.settings("registry"), "max_push_bytes", DEFAULT_MAX_PUSH_BYTES
+        )
+        app.include_router(
+            registry_router(gateway, gateway.registry, _credential, max_push_bytes=limit)
+        )
+
+    def scrape() -> bytes:
+        if metrics_dir is None:
+            return generate_latest(registry)
+        from prometheus_client import multiprocess
+
+        # A fresh registry per scrape: the collector reads every worker's files anew.
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=str(metrics_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+        text = scrape() if metrics_dir is None else await run_in_threadpool(scrape)
+        return PlainTextResponse(text.decode(), media_type=CONTENT_TYPE_LATEST)
 
     # -- admin API: the same operations as `atlasguard keys`, for admin principals ----
 

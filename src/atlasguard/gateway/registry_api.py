@@ -4,30 +4,62 @@ Thin routes over :class:`atlasguard.registry.service.Registry`: the caller is
 authenticated exactly like an inference request (API key or JWT) and every
 decision — allow or deny, reads included — is the registry's and is audited by
 it. Refusals never say whether an object exists.
+
+``POST /v1/registry/{name}`` pushes a new version: the body is one file
+(``application/octet-stream``) or an uncompressed tar of a directory
+(``application/x-tar``), streamed to a private temporary directory under a size
+limit (413 past it). A tar is unpacked by :func:`_safe_untar`, which takes
+nothing but regular files and directories under plain relative names (400 for
+anything else); the registry then decides, scans (422 with the findings),
+hashes, stores and audits, as for ``atlasguard registry push``. A directory
+carries its signature inside (``model.sig``); a single file's signature (what
+``FILE.sig`` holds beside it for the command line) travels base64-encoded in the
+``X-Atlasguard-Signature`` header.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import os
+import re
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from atlasguard.registry.model import Kind
+from atlasguard.errors import UnsafeArtifactError, UsageError, VerificationError
+from atlasguard.registry.model import Kind, check_name, parse_ref
 from atlasguard.runtime.pipeline import Denied
 
 if TYPE_CHECKING:
     from atlasguard.gateway.service import Gateway
     from atlasguard.registry.service import Registry
 
-__all__ = ["registry_router"]
+__all__ = ["DEFAULT_MAX_PUSH_BYTES", "registry_router"]
+
+DEFAULT_MAX_PUSH_BYTES = 2 << 30
+"""The largest body ``POST /v1/registry/{name}`` reads (2 GiB)."""
+
+_MAX_MEMBERS = 100_000
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# The body is streamed raw (bounded); this only documents it.
+_PUSH_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/octet-stream": _BINARY, "application/x-tar": _BINARY},
+}
+_TAR = "application/x-tar"
+_FILE = "application/octet-stream"
+# Where the registry's private snapshot lived: not the caller's business.
+_SNAPSHOT = re.compile(r"\S*/atlasguard-push-[^/\s]+/")
 
 
 class PromoteRequest(BaseModel):
@@ -42,16 +74,115 @@ def _plain(value: Any) -> Any:
     }
 
 
-def registry_router(gateway: Gateway, registry: Registry, credential_of: Any) -> APIRouter:
+def _safe_untar(archive: Path, dest: Path, *, max_bytes: int) -> None:
+    """Unpack the uncompressed tar ``archive`` into the empty directory ``dest``, or refuse.
+
+    Member names are never trusted: only regular files and directories are
+    taken, under relative names without ``..``, each written once, by this code
+    (not ``tarfile.extract``) with ``O_EXCL | O_NOFOLLOW``. Links, devices,
+    FIFOs, sparse files, absolute or escaping names, duplicates, more than
+    100 000 members or more than ``max_bytes`` of content raise
+    :class:`UsageError`; whatever was written before stays in ``dest`` for the
+    caller to delete.
+    """
+    seen: set[PurePosixPath] = set()
+    total = 0
+    try:
+        with tarfile.open(archive, mode="r:") as tar:
+            for count, member in enumerate(tar, start=1):
+                if count > _MAX_MEMBERS:
+                    raise UsageError(f"the archive holds more than {_MAX_MEMBERS} members")
+                rel = _member_path(member)
+                if rel is None:  # the archive's own root, "." or "./"
+                    continue
+                if rel in seen:
+                    raise UsageError(f"archive member {member.name!r} appears twice")
+                seen.add(rel)
+                target = dest.joinpath(*rel.parts)
+                if member.isdir():
+                    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    continue
+                total += member.size
+                if total > max_bytes:
+                    raise UsageError(f"the archive unpacks to more than {max_bytes} bytes")
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                if source is None:  # pragma: no cover - regular files always have data
+                    raise UsageError(f"archive member {member.name!r} has no data")
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                with source, os.fdopen(os.open(target, flags, 0o600), "wb") as out:
+                    shutil.copyfileobj(source, out, 1 << 20)
+    except (tarfile.TarError, EOFError, OSError, UnicodeError, ValueError) as exc:
+        if isinstance(exc, UsageError):
+            raise
+        raise UsageError(f"not a valid tar archive: {exc}") from None
+    if not any(p.is_file() for p in dest.rglob("*")):
+        raise UsageError("the archive holds no regular file")
+
+
+def _member_path(member: tarfile.TarInfo) -> PurePosixPath | None:
+    name = member.name
+    if not (member.isreg() or member.isdir()) or member.issparse():
+        kind = "a link" if member.issym() or member.islnk() else "not a regular file"
+        raise UsageError(f"archive member {name!r} is {kind}: refused")
+    path = PurePosixPath(name)
+    parts = [p for p in path.parts if p != "."]
+    if path.is_absolute() or ".." in parts or "\\" in name or "\0" in name:
+        raise UsageError(f"archive member {name!r} has an unsafe name: refused")
+    if not parts:
+        if member.isdir():
+            return None
+        raise UsageError(f"archive member {name!r} has no name: refused")
+    return PurePosixPath(*parts)
+
+
+def _source_of(unpacked: Path) -> Path:
+    # The shape /content sends back: one top-level directory holding the object.
+    entries = list(unpacked.iterdir())
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return unpacked
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what}: expected KEY=VALUE, not {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _signature(header: str | None, media: str) -> bytes | None:
+    if header is None:
+        return None
+    if media == _TAR:
+        raise UsageError("a directory carries its signature inside (model.sig), not in a header")
+    try:
+        return base64.b64decode(header, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError("X-Atlasguard-Signature: expected base64") from None
+
+
+def registry_router(
+    gateway: Gateway,
+    registry: Registry,
+    credential_of: Any,
+    *,
+    max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES,
+) -> APIRouter:
     """The routes, bound to one gateway (for authentication) and its registry."""
+    from atlasguard.gateway.app import _body_chunks
     from atlasguard.identity.store import AuthenticationError
     from atlasguard.registry.access import AccessDeniedError
 
     router = APIRouter(prefix="/v1/registry")
 
-    def who(request: Request) -> str:
+    def who(request: Request) -> tuple[str, Registry]:
+        """The caller, and the registry as it sees it (with the groups its token asserts)."""
         try:
-            return gateway.access.authenticate(credential_of(request)).name
+            record = gateway.access.authenticate(credential_of(request))
         except AuthenticationError as exc:
             raise Denied(
                 f"authentication failed: {exc}",
@@ -59,6 +190,8 @@ def registry_router(gateway: Gateway, registry: Registry, credential_of: Any) ->
                 reason="unauthenticated",
                 headers={"WWW-Authenticate": 'Bearer realm="atlasguard"'},
             ) from None
+        view = registry.acting_with_groups(record.groups) if record.groups else registry
+        return record.name, view
 
     def call(fn: Any, *args: Any) -> Any:  # the registry's refusals, as HTTP answers
         try:
@@ -68,33 +201,33 @@ def registry_router(gateway: Gateway, registry: Registry, credential_of: Any) ->
 
     @router.get("")
     async def list_objects(request: Request, kind: Kind | None = None) -> list[dict[str, Any]]:
-        principal = await run_in_threadpool(who, request)
+        principal, reg = await run_in_threadpool(who, request)
 
         def listing() -> list[Any]:
-            return list(call(lambda: registry.list(principal, kind=kind)))
+            return list(call(lambda: reg.list(principal, kind=kind)))
 
         return [_plain(o) for o in await run_in_threadpool(listing)]
 
     @router.get("/{ref}")
     async def show(ref: str, request: Request) -> dict[str, Any]:
-        principal = await run_in_threadpool(who, request)
-        obj, version = await run_in_threadpool(call, registry.show, principal, ref)
+        principal, reg = await run_in_threadpool(who, request)
+        obj, version = await run_in_threadpool(call, reg.show, principal, ref)
         return {"object": _plain(obj), "version": _plain(version)}
 
     @router.post("/{ref}/promote")
     async def promote(ref: str, body: PromoteRequest, request: Request) -> dict[str, Any]:
-        principal = await run_in_threadpool(who, request)
-        version = await run_in_threadpool(call, registry.promote, principal, ref, body.alias)
+        principal, reg = await run_in_threadpool(who, request)
+        version = await run_in_threadpool(call, reg.promote, principal, ref, body.alias)
         return {"alias": body.alias, "version": _plain(version)}
 
     @router.get("/{ref}/content")
     async def content(ref: str, request: Request) -> StreamingResponse:
-        principal = await run_in_threadpool(who, request)
+        principal, reg = await run_in_threadpool(who, request)
 
         def pull_as_tar() -> tempfile.SpooledTemporaryFile[bytes]:
             with tempfile.TemporaryDirectory(prefix="atlasguard-pull-") as tmp:
                 dest = Path(tmp) / "object"
-                call(registry.pull, principal, ref, dest)  # re-verified before it leaves
+                call(reg.pull, principal, ref, dest)  # re-verified before it leaves
                 # closed by the response's generator once streamed
                 spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
                     max_size=16 << 20
@@ -119,5 +252,90 @@ def registry_router(gateway: Gateway, registry: Registry, credential_of: Any) ->
             media_type="application/x-tar",
             headers={"Content-Disposition": f'attachment; filename="{name}.tar"'},
         )
+
+    @router.post("/{name}", status_code=201, openapi_extra={"requestBody": _PUSH_BODY})
+    async def push(
+        name: str,
+        request: Request,
+        kind: Kind = "model",
+        description: Annotated[str, Query(max_length=1000)] = "",
+        framework: Annotated[str, Query(max_length=100)] = "",
+        tags: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006 - FastAPI copies
+        lineage: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006
+        metadata: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006
+        signature: Annotated[str | None, Header(alias="X-Atlasguard-Signature")] = None,
+    ) -> Any:
+        # Authenticate and check what is cheap before reading a byte of the body.
+        principal, reg = await run_in_threadpool(who, request)
+        check_name(name)
+        for ref in lineage:
+            parse_ref(ref)
+        meta = _pairs(metadata, "metadata")
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media not in (_FILE, _TAR):
+            raise Denied(
+                f"the body must be {_FILE} (one file) or {_TAR} (a directory)",
+                status=415,
+                reason="invalid-input",
+            )
+        bundle = _signature(signature, media)
+        try:  # refused (and audited) before a byte of the upload is accepted
+            await run_in_threadpool(reg.check_push, principal, name)
+        except AccessDeniedError:
+            raise Denied(
+                f"{principal} may not push {name}", status=403, reason="forbidden"
+            ) from None
+        work = Path(tempfile.mkdtemp(prefix="atlasguard-upload-"))  # 0700
+        try:
+            upload = work / ("body.tar" if media == _TAR else name)
+            if bundle is not None:  # where the registry looks for a file's signature
+                upload.with_name(f"{name}.sig").write_bytes(bundle)
+            with upload.open("wb") as out:
+                async for chunk in _body_chunks(request, max_push_bytes):
+                    out.write(chunk)  # page-cache writes: brief next to the network read
+
+            def store() -> Any:
+                source = upload
+                if media == _TAR:
+                    unpacked = work / "unpacked"
+                    unpacked.mkdir(mode=0o700)
+                    _safe_untar(upload, unpacked, max_bytes=max_push_bytes)
+                    upload.unlink()
+                    source = _source_of(unpacked)
+                return reg.push(
+                    principal,
+                    name,
+                    source,
+                    kind,
+                    description=description,
+                    framework=framework,
+                    tags=tags,
+                    metadata=meta,
+                    lineage=lineage,
+                )
+
+            try:
+                version = await run_in_threadpool(store)
+            except AccessDeniedError:
+                # One answer whether or not the object exists (create vs push).
+                raise Denied(
+                    f"{principal} may not push {name}", status=403, reason="forbidden"
+                ) from None
+            except UnsafeArtifactError as exc:
+                head, *lines = str(exc).splitlines()
+                return JSONResponse(
+                    {
+                        "error": head.rstrip(":"),
+                        "reason": "unsafe",
+                        "findings": [_SNAPSHOT.sub("", line) for line in lines],
+                    },
+                    status_code=422,
+                )
+            except VerificationError as exc:  # a missing or bad signature, a symbolic link
+                message = _SNAPSHOT.sub("", str(exc))
+                raise Denied(f"refused {name}: {message}", status=422, reason="refused") from None
+        finally:
+            await run_in_threadpool(shutil.rmtree, work, True)
+        return {"version": _plain(version)}
 
     return router

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from pydantic import Field
 from sqlalchemy import Engine, RowMapping, func, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
@@ -102,6 +103,7 @@ class RegistrySettings(ControlSettings):
     store: str = "registry"  # directory under the state directory, or s3://BUCKET/PREFIX
     s3_endpoint_url: str = ""  # an S3-compatible service (MinIO, Ceph...); empty: AWS
     s3_region: str = ""  # empty: boto3's default (AWS_DEFAULT_REGION, profile)
+    max_push_bytes: int = Field(default=2 << 30, gt=0)  # largest upload over HTTP
 
 
 CONTROLS = (
@@ -298,6 +300,20 @@ class Registry:
         return parsed, obj
 
     # -- writes ----------------------------------------------------------------------
+
+    def check_push(self, principal: str, name: str) -> None:
+        """Refuse (audited) a principal that may not push to ``name``, before any upload.
+
+        Raises :class:`AccessDeniedError` whether or not ``name`` exists (the
+        message is the same for a new object and an existing one).
+        """
+        check_name(name)
+        obj = self._object(name)
+        action: Action = "create" if obj is None else "push"
+        try:
+            self._check(principal, action, Target(name, obj.owner if obj else None), name)
+        except AccessDeniedError:
+            raise AccessDeniedError(f"{principal} may not push {name}") from None
 
     def push(
         self,
