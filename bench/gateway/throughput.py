@@ -7,7 +7,12 @@ requests) posts the same one-row request to each in turn. atlasguard runs with
 authentication, quotas (set high enough never to trigger), the output policy and
 the audit log all on.
 
-    python bench/gateway/throughput.py [--requests 2000] [--clients 4]
+    python bench/gateway/throughput.py [--requests 2000] [--clients 4] [--diagnose]
+
+``--diagnose`` adds a third server: atlasguard with its audit append replaced by a
+no-op. It is a diagnostic only (the product never runs without its audit log):
+it tells how much of the gap to the bare endpoint is the wait for the durable
+audit commit and how much is the rest of the guarded request path.
 """
 
 from __future__ import annotations
@@ -51,6 +56,17 @@ BARE_APP = textwrap.dedent("""
     if __name__ == "__main__":
         import uvicorn
         uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+""")
+
+
+# atlasguard's own command line, with AuditLog.append replaced by a no-op (diagnostic only).
+NO_AUDIT = textwrap.dedent("""
+    import sys
+    import atlasguard.audit.log as log
+    log.AuditLog.append = lambda self, record: (record.to_bytes(), 0)[1]
+    sys.argv = ["atlasguard", *sys.argv[1:]]
+    from atlasguard._cli.main import run
+    run()
 """)
 
 
@@ -118,6 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument(
+        "--diagnose", action="store_true", help="also run atlasguard without its audit log"
+    )
     args = ap.parse_args(argv)
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,16 +177,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results: dict[str, Any] = {}
         bare_py = Path(tmp) / "bare.py"
         bare_py.write_text(BARE_APP, encoding="utf-8")
-        for name in ("bare", "atlasguard"):
+        servers = ["bare", "atlasguard"] + (["atlasguard-no-audit"] if args.diagnose else [])
+        for name in servers:
             port = _free_port()
             if name == "bare":
                 cmd = [python, str(bare_py), str(root / "models/digits/model.onnx"), str(port)]
                 headers = {"Content-Type": "application/json"}
             else:
+                entry = ["-m", "atlasguard"] if name == "atlasguard" else ["-c", NO_AUDIT]
                 cmd = [
                     python,
-                    "-m",
-                    "atlasguard",
+                    *entry,
                     "serve",
                     "--config",
                     str(config),
@@ -193,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["added_p99_ms"] = guarded["p99_ms"] - bare["p99_ms"]
     print("| server | requests | errors | req/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|")
-    for name in ("bare", "atlasguard"):
+    for name in [n for n in ("bare", "atlasguard", "atlasguard-no-audit") if n in results]:
         r = results[name]
         print(
             f"| {name} | {r['requests']} | {r['errors']} | {r['rps']:.0f} | "
@@ -204,9 +224,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"added p50 {results['added_p50_ms']:.2f} ms (target < 1), "
         f"added p99 {results['added_p99_ms']:.2f} ms (target < 3)"
     )
+    if args.diagnose:
+        quiet = results["atlasguard-no-audit"]
+        print(
+            f"without the audit log (diagnostic): {quiet['rps'] / bare['rps']:.2f} of bare; "
+            f"the audit commit accounts for {guarded['p50_ms'] - quiet['p50_ms']:+.2f} ms at p50"
+        )
     print(
         f"command: python bench/gateway/throughput.py --requests {args.requests} "
-        f"--clients {args.clients}"
+        f"--clients {args.clients}{' --diagnose' if args.diagnose else ''}"
     )
     return results
 

@@ -247,6 +247,10 @@ def test_group_commit_batches_waiters_and_acknowledges_only_after_commit(
     assert inserted == [1, 5]
     assert sorted(results.values()) == list(range(6))
     assert log.size() == 6
+    log.checkpoint()
+    assert log.verify(signer.verifier()).records == 6  # dense, in order, leaves intact
+    stored = {r.input_digest: idx for idx, r in log.records()}
+    assert stored == {_rec(i).input_digest: results[i] for i in range(6)}
 
 
 def test_a_failed_batch_fails_every_waiter_and_the_next_batch_recovers(

@@ -27,8 +27,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
 
 from atlasguard.audit.checkpoint import (
@@ -62,6 +64,13 @@ _PG_LOCK = 0x61746C61  # "atla": the advisory lock that serialises appends
 _INSERT_COLUMNS = "INSERT INTO audit_records (idx, created_at, leaf_hash, body) "
 _INSERT_QMARK = _INSERT_COLUMNS + "VALUES (?, ?, ?, ?)"
 _INSERT_FORMAT = _INSERT_COLUMNS + "VALUES (%s, %s, %s, %s)"
+# SQLite, a whole batch in one statement: next index, rows and (autocommit) the commit.
+# A constant: {values} only ever receives "(?,?,?)" placeholders.
+_INSERT_BATCH_SQLITE = (
+    "INSERT INTO audit_records (idx, created_at, leaf_hash, body) "
+    "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records) + v.column1, "
+    "?, v.column2, v.column3 FROM (VALUES {values}) AS v"
+)
 
 
 class AuditWriteError(AtlasguardError):
@@ -152,6 +161,7 @@ class AuditLog:
         self._waiting: deque[_Pending] = deque()
         self._frontier = Frontier()
         self._frontier_lock = threading.Lock()
+        self._rowid_idx: bool | None = None  # SQLite: is idx the rowid? (checked once)
 
     @classmethod
     def create(cls, engine: Engine, **kwargs: object) -> AuditLog:
@@ -160,10 +170,6 @@ class AuditLog:
         return cls(engine, **kwargs)  # type: ignore[arg-type]
 
     # -- writing -------------------------------------------------------------------
-
-    def _lock(self, conn: Connection) -> None:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
 
     def append(self, record: AuditRecord) -> int:
         """Write one record; return its index once it is durable.
@@ -243,26 +249,21 @@ class AuditLog:
         connection instead of returning it to the pool.
         """
         conn = self._engine.raw_connection()
-        sqlite = self._engine.dialect.name == "sqlite"
         try:
             cur = conn.cursor()
             try:
-                if sqlite:
-                    cur.execute("BEGIN IMMEDIATE")
-                    insert = _INSERT_QMARK
+                if self._engine.dialect.name == "sqlite":
+                    first = self._insert_sqlite(cur, rows)
                 else:
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
-                    insert = _INSERT_FORMAT
-                cur.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records")
-                row = cur.fetchone()
-                first = int(row[0]) if row is not None else 0
-                now = time.time()
-                cur.executemany(
-                    insert, [(first + i, now, leaf, body) for i, (leaf, body) in enumerate(rows)]
-                )
-                if sqlite:
-                    cur.execute("COMMIT")
-                else:
+                    cur.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records")
+                    row = cur.fetchone()
+                    first = int(row[0]) if row is not None else 0
+                    now = time.time()
+                    cur.executemany(
+                        _INSERT_FORMAT,
+                        [(first + i, now, leaf, body) for i, (leaf, body) in enumerate(rows)],
+                    )
                     conn.commit()
             finally:
                 cur.close()
@@ -274,6 +275,42 @@ class AuditLog:
             raise
         conn.close()  # back to the pool
         return first
+
+    def _insert_sqlite(self, cur: Any, rows: list[tuple[bytes, str]]) -> int:
+        """The whole batch as one autocommitted statement: one call into SQLite.
+
+        Each call into the driver gives up the GIL and must win it back, and in a
+        busy gateway winning it back costs far more than the statement; so the
+        next index, the rows and the commit are one ``INSERT ... SELECT`` (SQLite
+        takes the write lock before it reads ``MAX(idx)``, and evaluates that
+        uncorrelated subquery once). ``idx`` is the table's rowid, so the last
+        inserted row id gives the batch's indexes without another call.
+        """
+        if self._rowid_idx is None:
+            cur.execute(
+                "SELECT COUNT(*), MAX(type = 'INTEGER' AND name = 'idx') "
+                "FROM pragma_table_info('audit_records') WHERE pk > 0"
+            )
+            keys, is_idx = cur.fetchone()
+            self._rowid_idx = keys == 1 and bool(is_idx)
+        if not self._rowid_idx:  # not the schema this code creates; the general path
+            cur.execute("BEGIN IMMEDIATE")
+            cur.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records")
+            first = int(cur.fetchone()[0])
+            now = time.time()
+            cur.executemany(
+                _INSERT_QMARK,
+                [(first + i, now, leaf, body) for i, (leaf, body) in enumerate(rows)],
+            )
+            cur.execute("COMMIT")
+            return first
+        now = time.time()
+        params: list[object] = []
+        for i, (leaf, body) in enumerate(rows):
+            params += (i, leaf, body)
+        values = ",".join(["(?,?,?)"] * len(rows))  # placeholders only, never data
+        cur.execute(_INSERT_BATCH_SQLITE.format(values=values), [now, *params])
+        return int(cur.lastrowid) - len(rows) + 1
 
     def close(self) -> None:
         """Return once the records already queued are written (or the write timeout passed).
@@ -291,37 +328,47 @@ class AuditLog:
         """Sign the current head and store it; returns the checkpoint.
 
         Only the leaves added since this process's last checkpoint are read: the
-        head is kept as a Merkle frontier (O(log n) state).
+        head is kept as a Merkle frontier (O(log n) state). They are read without
+        the append lock — batches commit whole and in index order, so any snapshot
+        holds a dense prefix of the log (checked) — and only the checkpoint row is
+        written under it, so appends never wait for the reading or the signing.
         """
         if self._signer is None:
             raise AuditWriteError("no signing key configured for audit checkpoints")
         try:
-            with self._frontier_lock, self._engine.begin() as conn:
-                self._lock(conn)
-                rows = conn.execute(
-                    select(audit_records.c.leaf_hash)
-                    .where(audit_records.c.idx >= self._frontier.size)
-                    .order_by(audit_records.c.idx)
-                )
-                for (leaf,) in rows:
-                    self._frontier.push(bytes(leaf))
-                size = self._frontier.size
-                existing = conn.execute(
-                    select(audit_checkpoints).where(audit_checkpoints.c.size == size)
-                ).first()
-                if existing is not None:
-                    return _checkpoint_from_row(self.log_id, existing._mapping)
-                cp = self._signer.sign(self.log_id, size, self._frontier.root(), time.time())
-                conn.execute(
-                    audit_checkpoints.insert().values(
-                        size=cp.size,
-                        root=cp.root,
-                        created_at=cp.created_at,
-                        key_id=cp.key_id,
-                        signature=cp.signature,
-                        note=cp.note.decode(),
+            with self._frontier_lock:
+                with self._engine.connect() as conn:
+                    rows = conn.execute(
+                        select(audit_records.c.idx, audit_records.c.leaf_hash)
+                        .where(audit_records.c.idx >= self._frontier.size)
+                        .order_by(audit_records.c.idx)
                     )
-                )
+                    for idx, leaf in rows:
+                        if idx != self._frontier.size:
+                            raise AuditWriteError(
+                                f"audit log has a gap: record {self._frontier.size} is missing"
+                            )
+                        self._frontier.push(bytes(leaf))
+                size = self._frontier.size
+                cp = self._signer.sign(self.log_id, size, self._frontier.root(), time.time())
+                try:
+                    with self._engine.begin() as conn:
+                        conn.execute(
+                            audit_checkpoints.insert().values(
+                                size=cp.size,
+                                root=cp.root,
+                                created_at=cp.created_at,
+                                key_id=cp.key_id,
+                                signature=cp.signature,
+                                note=cp.note.decode(),
+                            )
+                        )
+                except DBIntegrityError:  # another worker signed this size first
+                    with self._engine.connect() as conn:
+                        existing = conn.execute(
+                            select(audit_checkpoints).where(audit_checkpoints.c.size == size)
+                        ).one()
+                    return _checkpoint_from_row(self.log_id, existing._mapping)
                 return cp
         except SQLAlchemyError as exc:
             raise AuditWriteError(f"audit checkpoint could not be written: {exc}") from exc
