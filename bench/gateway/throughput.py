@@ -70,6 +70,15 @@ NO_AUDIT = textwrap.dedent("""
 """)
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -203,7 +212,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             try:
                 _wait(port, proc)
                 _load(port, body, headers, min(200, args.requests), args.clients)  # warm up
+                before = _cpu_seconds(proc.pid)
                 results[name] = _load(port, body, headers, args.requests, args.clients)
+                after = _cpu_seconds(proc.pid)
+                if before is not None and after is not None:
+                    results[name]["cpu_ms"] = (after - before) * 1e3 / args.requests
             finally:
                 proc.terminate()
                 proc.wait(timeout=20)
@@ -211,13 +224,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["ratio_rps"] = guarded["rps"] / bare["rps"]
     results["added_p50_ms"] = guarded["p50_ms"] - bare["p50_ms"]
     results["added_p99_ms"] = guarded["p99_ms"] - bare["p99_ms"]
-    print("| server | requests | errors | req/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| server | requests | errors | req/s | p50 ms | p99 ms | server CPU ms/request |")
+    print("|---|---|---|---|---|---|---|")
     for name in [n for n in ("bare", "atlasguard", "atlasguard-no-audit") if n in results]:
         r = results[name]
         print(
             f"| {name} | {r['requests']} | {r['errors']} | {r['rps']:.0f} | "
-            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} |"
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            + (f"{r['cpu_ms']:.2f} |" if "cpu_ms" in r else "n/a |")
         )
     print(
         f"\natlasguard/bare throughput {results['ratio_rps']:.2f} (target >= 0.80); "

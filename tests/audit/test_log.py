@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -45,6 +46,7 @@ def _filled(engine: Engine, signer: CheckpointSigner, n: int = 10, every: int = 
     log = AuditLog.create(engine, signer=signer, checkpoint_every=every)
     for i in range(n):
         assert log.append(_rec(i, "alice" if i % 3 else "bob")) == i
+    log.close()  # checkpoints are signed in the background; close waits for them
     return log
 
 
@@ -300,3 +302,26 @@ def test_a_follower_that_waits_too_long_is_refused_and_never_written(
     assert stored == [_rec(0).input_digest, _rec(2).input_digest]
     log.close()
     eng.dispose()
+
+
+def test_checkpoints_are_signed_off_the_request_path_at_exact_multiples(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    log = AuditLog.create(engine, signer=signer, checkpoint_every=3)
+    gate = threading.Event()
+    real_sign = signer.sign
+
+    def slow_sign(*args: Any, **kwargs: Any) -> Checkpoint:
+        assert gate.wait(10)
+        return real_sign(*args, **kwargs)
+
+    signer.sign = slow_sign  # type: ignore[method-assign]
+    for i in range(4):
+        log.append(_rec(i))  # returns although the checkpoint at 3 is still being signed
+    assert log.checkpoints() == []
+    gate.set()
+    for i in range(4, 7):
+        log.append(_rec(i))
+    log.close()
+    assert [c.size for c in log.checkpoints()] == [3, 6]
+    assert log.verify(signer.verifier()).checkpoints == 2

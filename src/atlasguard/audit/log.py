@@ -162,6 +162,8 @@ class AuditLog:
         self._frontier = Frontier()
         self._frontier_lock = threading.Lock()
         self._rowid_idx: bool | None = None  # SQLite: is idx the rowid? (checked once)
+        self._due = 0  # the largest checkpoint size waiting to be signed
+        self._signing: threading.Thread | None = None
 
     @classmethod
     def create(cls, engine: Engine, **kwargs: object) -> AuditLog:
@@ -235,8 +237,30 @@ class AuditLog:
         last = first + len(batch)
         every = self.checkpoint_every
         if self._signer is not None and last // every > first // every:
+            self._schedule_checkpoint((last // every) * every)
+
+    def _schedule_checkpoint(self, size: int) -> None:
+        """Sign the head at ``size`` on a background thread: no request waits for it."""
+        with self._mutex:
+            self._due = max(self._due, size)
+            if self._signing is not None and self._signing.is_alive():
+                return  # the running thread picks the new size up before it exits
+            self._signing = threading.Thread(
+                target=self._sign_due, name="atlasguard-audit-checkpoint", daemon=True
+            )
+            self._signing.start()
+
+    def _sign_due(self) -> None:
+        while True:
+            with self._mutex:
+                size, self._due = self._due, 0
+                if not size:
+                    self._signing = None
+                    return
+            if size <= self._frontier.size:
+                continue  # signed already, at this size or past it (a manual checkpoint)
             try:
-                self.checkpoint()
+                self.checkpoint(size=size)
             except AuditWriteError:
                 logger.exception("audit checkpoint failed; records are kept, unsigned")
 
@@ -313,19 +337,27 @@ class AuditLog:
         return int(cur.lastrowid) - len(rows) + 1
 
     def close(self) -> None:
-        """Return once the records already queued are written (or the write timeout passed).
+        """Return once the records queued are written and due checkpoints signed.
 
-        The log holds no thread or connection between appends, so it stays usable.
+        (Or once the write timeout passed.) The log holds no connection between
+        appends and starts its checkpoint thread on demand, so it stays usable.
         """
         deadline = time.monotonic() + self._timeout
         while True:
             with self._mutex:
-                if not self._waiting or time.monotonic() > deadline:
+                signing = self._signing
+                if (not self._waiting and signing is None) or time.monotonic() > deadline:
                     return
-            time.sleep(0.005)
+            if signing is not None and not self._waiting:
+                signing.join(max(0.0, deadline - time.monotonic()))
+            else:
+                time.sleep(0.005)
 
-    def checkpoint(self) -> Checkpoint:
-        """Sign the current head and store it; returns the checkpoint.
+    def checkpoint(self, *, size: int | None = None) -> Checkpoint:
+        """Sign the head (or the head at ``size``) and store it; returns the checkpoint.
+
+        Appends sign every ``checkpoint_every`` records on a background thread,
+        at exactly the multiples of it.
 
         Only the leaves added since this process's last checkpoint are read: the
         head is kept as a Merkle frontier (O(log n) state). They are read without
@@ -337,18 +369,26 @@ class AuditLog:
             raise AuditWriteError("no signing key configured for audit checkpoints")
         try:
             with self._frontier_lock:
+                if size is not None and size < self._frontier.size:
+                    existing_cp = self._stored_checkpoint(size)
+                    if existing_cp is None:  # passed already by a manual checkpoint
+                        raise AuditWriteError(f"the head at {size} can no longer be signed")
+                    return existing_cp
+                query = select(audit_records.c.idx, audit_records.c.leaf_hash).where(
+                    audit_records.c.idx >= self._frontier.size
+                )
+                if size is not None:
+                    query = query.where(audit_records.c.idx < size)
                 with self._engine.connect() as conn:
-                    rows = conn.execute(
-                        select(audit_records.c.idx, audit_records.c.leaf_hash)
-                        .where(audit_records.c.idx >= self._frontier.size)
-                        .order_by(audit_records.c.idx)
-                    )
+                    rows = conn.execute(query.order_by(audit_records.c.idx))
                     for idx, leaf in rows:
                         if idx != self._frontier.size:
                             raise AuditWriteError(
                                 f"audit log has a gap: record {self._frontier.size} is missing"
                             )
                         self._frontier.push(bytes(leaf))
+                if size is not None and self._frontier.size != size:
+                    raise AuditWriteError(f"the audit log holds fewer than {size} records")
                 size = self._frontier.size
                 cp = self._signer.sign(self.log_id, size, self._frontier.root(), time.time())
                 try:
@@ -364,14 +404,20 @@ class AuditLog:
                             )
                         )
                 except DBIntegrityError:  # another worker signed this size first
-                    with self._engine.connect() as conn:
-                        existing = conn.execute(
-                            select(audit_checkpoints).where(audit_checkpoints.c.size == size)
-                        ).one()
-                    return _checkpoint_from_row(self.log_id, existing._mapping)
+                    stored = self._stored_checkpoint(size)
+                    if stored is None:
+                        raise
+                    return stored
                 return cp
         except SQLAlchemyError as exc:
             raise AuditWriteError(f"audit checkpoint could not be written: {exc}") from exc
+
+    def _stored_checkpoint(self, size: int) -> Checkpoint | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(audit_checkpoints).where(audit_checkpoints.c.size == size)
+            ).first()
+        return None if row is None else _checkpoint_from_row(self.log_id, row._mapping)
 
     # -- reading -------------------------------------------------------------------
 
