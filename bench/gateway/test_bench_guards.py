@@ -75,6 +75,21 @@ def test_gateway_throughput_against_a_bare_endpoint() -> None:
     records how far this build is from them.
     """
     bench = _load("throughput")
-    results = bench.main(["--requests", "2000", "--clients", "4"])
+    results = bench.main(["--requests", "2000", "--clients", "4", "--diagnose"])
     assert results["bare"]["errors"] == 0
     assert results["atlasguard"]["errors"] == 0
+    assert results["atlasguard-no-audit"]["errors"] == 0
+
+
+@pytest.mark.bench
+def test_request_cost_in_process() -> None:
+    """Prints the CPU per request of the bare handler's work and of the guarded path."""
+    results = _load("request_cost").main(["--n", "1000", "--rounds", "5"])
+    assert all(us > 0 for us in results.values())
+
+
+@pytest.mark.bench
+def test_one_statement_commits_suffer_less_from_a_busy_gil() -> None:
+    """The reason the audit log writes a SQLite batch in one call (printed, then checked)."""
+    results = _load("gil_commit").main(["--commits", "200", "--busy", "2"])
+    assert results["1 statement, 2 busy threads"] < results["4 statements, 2 busy threads"]
