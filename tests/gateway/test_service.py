@@ -277,3 +277,21 @@ def test_the_gateway_serves_a_model_straight_from_the_registry(root: Path) -> No
         assert pulls[-1].principal == "atlasguard-gateway"
     finally:
         gateway.close()
+
+
+def test_closing_the_gateway_signs_the_audit_head(root: Path) -> None:
+    """After a graceful shutdown, `audit verify` covers every record written."""
+    from atlasguard.audit.log import open_audit_log
+
+    policy = load_policy(root / "atlasguard.toml")
+    store = open_identity_store(policy)
+    key = store.create_key("ivy").secret
+    store.grant("ivy", "digits", "user")
+    gateway = Gateway.from_policy(policy)
+    gateway.infer("digits", _one_digit(), credential=key)
+    gateway.close()
+    log, verifier = open_audit_log(policy)
+    assert verifier is not None
+    report = log.verify(verifier)
+    assert report.records >= 1
+    assert report.unchecked_tail == 0

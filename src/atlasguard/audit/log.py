@@ -165,6 +165,11 @@ class AuditLog:
         self._due = 0  # the largest checkpoint size waiting to be signed
         self._signing: threading.Thread | None = None
 
+    @property
+    def signs_checkpoints(self) -> bool:
+        """Whether this log has a key to sign checkpoints with."""
+        return self._signer is not None
+
     @classmethod
     def create(cls, engine: Engine, **kwargs: object) -> AuditLog:
         """Migrate the database to the current schema and open the log on it."""
