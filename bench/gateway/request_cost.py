@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _demo import demo_project
 
 
 def _best_us(fn: Callable[[], object], n: int, rounds: int) -> float:
@@ -47,7 +46,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args(argv)
     import onnxruntime as ort
-    from sklearn.datasets import load_digits
 
     from atlasguard.audit.log import AuditLog
     from atlasguard.gateway.oip import infer_response
@@ -56,33 +54,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "demo"
-        init = subprocess.run(
-            [sys.executable, "-m", "atlasguard", "init", str(root), "--demo"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        key = [ln.strip() for ln in init.stdout.splitlines() if ln.strip().startswith("agk_")][1]
-        config = root / "atlasguard.toml"
-        text = config.read_text(encoding="utf-8")
-        text = text.replace('rate = "10/second"', 'rate = "1000000/second"')
-        text = text.replace("burst = 20", "burst = 1000000")
-        text = text.replace('daily = "10000/day"', 'daily = "1000000000/day"')
-        config.write_text(text, encoding="utf-8")
-        x = load_digits().data[:1] / 16.0
-        body = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "input",
-                        "shape": [1, 64],
-                        "datatype": "FP32",
-                        "data": x.ravel().tolist(),
-                    }
-                ]
-            }
-        ).encode()
+        config, keys, body = demo_project(Path(tmp))
+        root, key = config.parent, keys[1]
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1

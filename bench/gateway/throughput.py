@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import socket
 import statistics
@@ -31,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from _demo import demo_project
 
 BARE_APP = textwrap.dedent("""
     import json, sys
@@ -149,40 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "demo"
-        init = subprocess.run(
-            [python, "-m", "atlasguard", "init", str(root), "--demo"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        keys = [
-            ln.strip()
-            for ln in (init.stdout + init.stderr).splitlines()
-            if ln.strip().startswith("agk_")
-        ]
-        config = root / "atlasguard.toml"
-        text = config.read_text(encoding="utf-8")
-        # quotas high enough never to trigger in this run
-        text = text.replace('rate = "10/second"', 'rate = "100000/second"')
-        text = text.replace("burst = 20", "burst = 100000")
-        text = text.replace('daily = "10000/day"', 'daily = "100000000/day"')
-        config.write_text(text, encoding="utf-8")
-        from sklearn.datasets import load_digits
-
-        x = load_digits().data[:1] / 16.0
-        body = json.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "input",
-                        "shape": [1, 64],
-                        "datatype": "FP32",
-                        "data": x.ravel().tolist(),
-                    }
-                ]
-            }
-        ).encode()
+        config, keys, body = demo_project(Path(tmp))
+        root = config.parent
         results: dict[str, Any] = {}
         bare_py = Path(tmp) / "bare.py"
         bare_py.write_text(BARE_APP, encoding="utf-8")

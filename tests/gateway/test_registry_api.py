@@ -420,42 +420,19 @@ def test_push_refused_before_the_upload_is_read(setup: dict[str, Any]) -> None:
 
 
 def test_registry_routes_honour_the_groups_a_token_asserts(tmp_path: Path) -> None:
-    import json as _json
-
-    import jwt as pyjwt
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from jwt.algorithms import ECAlgorithm
+    from tests.gateway.jwtdemo import TestIdp
 
     root = tmp_path / "demo"
     init_project(root, demo=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1"}
-    (root / "jwks.json").write_text(_json.dumps({"keys": [jwk]}), encoding="utf-8")
-    config = root / "atlasguard.toml"
-    text = config.read_text(encoding="utf-8")
-    for name, value in (
-        ("jwt_issuer", "https://idp"),
-        ("jwt_audience", "atlasguard"),
-        ("jwks_file", "jwks.json"),
-        ("jwt_groups_claim", "groups"),
-    ):
-        text = text.replace(f'{name} = ""', f'{name} = "{value}"')
-    config.write_text(text, encoding="utf-8")
-    gateway = Gateway.from_policy(load_policy(config))
+    idp = TestIdp(root, groups_claim="groups")
+    gateway = Gateway.from_policy(load_policy(idp.config))
     assert gateway.registry is not None
     gateway.identity.ensure_principal("ops", admin=True)
     gateway.registry.push("ops", "digits", root / "models/digits", "model")
     gateway.registry.grant("ops", "group:ml", "digits", "reader")
 
     def token(groups: list[str]) -> str:
-        claims = {
-            "sub": "hana",
-            "iss": "https://idp",
-            "aud": "atlasguard",
-            "exp": int(time.time()) + 60,
-            "groups": groups,
-        }
-        return pyjwt.encode(claims, key, "ES256", headers={"kid": "k1"})
+        return idp.token("hana", groups=groups)
 
     server = uvicorn.Server(
         uvicorn.Config(create_app(gateway), host="127.0.0.1", port=0, log_level="warning")

@@ -7,11 +7,8 @@ import pickle
 import time
 from pathlib import Path
 
-import jwt
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
 from sklearn.datasets import load_digits
 
 pytest.importorskip("onnxruntime")
@@ -21,6 +18,7 @@ from atlasguard.gateway.service import Gateway
 from atlasguard.identity.store import open_identity_store
 from atlasguard.policy import load_policy
 from atlasguard.runtime.pipeline import Denied
+from tests.gateway.jwtdemo import TestIdp
 
 
 @pytest.fixture
@@ -140,26 +138,9 @@ def _one_digit() -> bytes:
 
 
 def test_jwt_tokens_reach_a_model_through_a_grant(root: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1"}
-    (root / "jwks.json").write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
-    config = root / "atlasguard.toml"
-    text = config.read_text(encoding="utf-8")
-    for name, value in (
-        ("jwt_issuer", "https://idp"),
-        ("jwt_audience", "atlasguard"),
-        ("jwks_file", "jwks.json"),
-    ):
-        text = text.replace(f'{name} = ""', f'{name} = "{value}"')
-    config.write_text(text, encoding="utf-8")
-    policy = load_policy(config)
-    claims = {
-        "sub": "erin",
-        "iss": "https://idp",
-        "aud": "atlasguard",
-        "exp": int(time.time()) + 60,
-    }
-    token = jwt.encode(claims, key, "ES256", headers={"kid": "k1"})
+    idp = TestIdp(root)
+    policy = load_policy(idp.config)
+    token = idp.token("erin")
     gateway = Gateway.from_policy(policy)
     try:
         with pytest.raises(Denied) as info:
@@ -175,42 +156,15 @@ def test_jwt_tokens_reach_a_model_through_a_grant(root: Path) -> None:
 
 def test_a_token_group_reaches_a_model_with_its_grant_rate(root: Path) -> None:
     """Grants to a group the token names apply, with the group grant's own rate."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True) | {"kid": "k1"}
-    (root / "jwks.json").write_text(json.dumps({"keys": [jwk]}), encoding="utf-8")
-    config = root / "atlasguard.toml"
-    text = config.read_text(encoding="utf-8")
-    for name, value in (
-        ("jwt_issuer", "https://idp"),
-        ("jwt_audience", "atlasguard"),
-        ("jwks_file", "jwks.json"),
-        ("jwt_groups_claim", "groups"),
-    ):
-        text = text.replace(f'{name} = ""', f'{name} = "{value}"')
-    if 'jwt_groups_claim = "groups"' not in text:
-        text = text.replace(
-            "[controls.access]\n", '[controls.access]\njwt_groups_claim = "groups"\n'
-        )
-    config.write_text(text, encoding="utf-8")
-    policy = load_policy(config)
+    idp = TestIdp(root, groups_claim="groups")
+    policy = load_policy(idp.config)
     open_identity_store(policy).grant("group:analysts", "digits", "user", rate="2/minute")
-
-    def token(groups: list[str]) -> str:
-        claims = {
-            "sub": "gail",
-            "iss": "https://idp",
-            "aud": "atlasguard",
-            "exp": int(time.time()) + 60,
-            "groups": groups,
-        }
-        return jwt.encode(claims, key, "ES256", headers={"kid": "k1"})
-
     gateway = Gateway.from_policy(policy)
     try:
         with pytest.raises(Denied) as outsider:
-            gateway.infer("digits", _one_digit(), credential=token(["sales"]))
+            gateway.infer("digits", _one_digit(), credential=idp.token("gail", groups=["sales"]))
         assert outsider.value.status == 403
-        member = token(["sales", "analysts"])
+        member = idp.token("gail", groups=["sales", "analysts"])
         for _ in range(2):
             assert gateway.infer("digits", _one_digit(), credential=member).outputs
         with pytest.raises(Denied) as limited:
