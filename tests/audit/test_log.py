@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from atlasguard.audit.checkpoint import Checkpoint, CheckpointSigner
 from atlasguard.audit.log import AuditLog, AuditWriteError
-from atlasguard.audit.merkle import verify_inclusion
+from atlasguard.audit.merkle import leaf_hash, root_of, verify_inclusion
 from atlasguard.audit.records import AuditRecord
 from atlasguard.db import connect
 from atlasguard.errors import IntegrityError
@@ -325,3 +325,87 @@ def test_checkpoints_are_signed_off_the_request_path_at_exact_multiples(
     log.close()
     assert [c.size for c in log.checkpoints()] == [3, 6]
     assert log.verify(signer.verifier()).checkpoints == 2
+
+
+def test_a_new_process_resumes_from_the_stored_frontier(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    """Old leaves are not read again: only those after the last signed frontier."""
+    first = AuditLog.create(engine, signer=signer, checkpoint_every=4)
+    for i in range(4):
+        first.append(_rec(i))
+    first.close()
+    assert [c.size for c in first.checkpoints()] == [4]
+    # Records before the stored frontier are gone (a test of what is read, not a
+    # supported state): a writer that re-read every leaf would stop at the gap.
+    _tamper(engine, "DELETE FROM audit_records WHERE idx < 3")  # 3 stays: next index is 4
+    second = AuditLog.create(engine, signer=signer, checkpoint_every=4)
+    for i in range(4, 8):
+        second.append(_rec(i))
+    second.close()
+    assert [c.size for c in second.checkpoints()] == [4, 8]
+    leaves = [leaf_hash(_rec(i).to_bytes()) for i in range(8)]
+    assert second.checkpoints()[-1].root == root_of(leaves)
+
+
+def test_a_frontier_that_does_not_match_its_signed_root_is_not_used(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    first = AuditLog.create(engine, signer=signer, checkpoint_every=4)
+    for i in range(4):
+        first.append(_rec(i))
+    first.close()
+    _tamper(engine, "UPDATE audit_checkpoints SET frontier = root")  # 32 bytes, wrong
+    second = AuditLog.create(engine, signer=signer, checkpoint_every=4)
+    for i in range(4, 6):
+        second.append(_rec(i))
+    cp = second.checkpoint()  # rebuilt from every leaf instead
+    assert cp.size == 6
+    assert cp.root == root_of([leaf_hash(_rec(i).to_bytes()) for i in range(6)])
+    assert second.verify(signer.verifier()).records == 6
+
+
+def test_migration_0005_adds_the_frontier_and_old_checkpoints_still_work(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from atlasguard.db.migrate import migrate
+
+    migrate(engine, "0004")
+    old = AuditLog(engine, signer=signer)
+    for i in range(3):
+        old.append(_rec(i))
+    with engine.begin() as conn:  # a checkpoint as 0004 stored it: no frontier column
+        cp = signer.sign(
+            old.log_id, 3, root_of([leaf_hash(_rec(i).to_bytes()) for i in range(3)]), 1.0
+        )
+        conn.execute(
+            text(
+                "INSERT INTO audit_checkpoints (size, root, created_at, key_id, signature, note) "
+                "VALUES (:s, :r, :c, :k, :g, :n)"
+            ),
+            {
+                "s": 3,
+                "r": cp.root,
+                "c": 1.0,
+                "k": cp.key_id,
+                "g": cp.signature,
+                "n": cp.note.decode(),
+            },
+        )
+    migrate(engine)
+    assert "frontier" in {c["name"] for c in inspect(engine).get_columns("audit_checkpoints")}
+    log = AuditLog(engine, signer=signer)
+    log.append(_rec(3))
+    assert log.checkpoint().size == 4  # no stored frontier: every leaf read
+    assert log.verify(signer.verifier()).checkpoints == 2
+    cfg = Config()
+    cfg.set_main_option("script_location", "atlasguard.db:migrations")
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004")
+    assert "frontier" not in {c["name"] for c in inspect(engine).get_columns("audit_checkpoints")}
+    migrate(engine)

@@ -146,3 +146,31 @@ def test_frontier_root_matches_the_tree_at_every_size() -> None:
         leaves.append(leaf)
         assert frontier.size == len(leaves)
         assert frontier.root() == root_of(leaves)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(0, 40))
+def test_a_stored_frontier_resumes_the_same_tree(n: int, more: int) -> None:
+    from atlasguard.audit.merkle import Frontier
+
+    leaves = [leaf_hash(i.to_bytes(2, "big")) for i in range(n + more)]
+    frontier = Frontier()
+    for leaf in leaves[:n]:
+        frontier.push(leaf)
+    resumed = Frontier.from_bytes(n, frontier.to_bytes())
+    assert resumed.size == n and resumed.root() == root_of(leaves[:n])
+    for leaf in leaves[n:]:
+        resumed.push(leaf)
+    assert resumed.root() == root_of(leaves)
+
+
+@given(st.integers(-5, 300), st.binary(max_size=400))
+def test_a_frontier_of_the_wrong_shape_is_refused(size: int, data: bytes) -> None:
+    from atlasguard.audit.merkle import Frontier
+
+    expected = 32 * bin(size).count("1") if size >= 0 else -1
+    if len(data) == expected:
+        assert Frontier.from_bytes(size, data).size == size
+    else:
+        with pytest.raises(IntegrityError):
+            Frontier.from_bytes(size, data)

@@ -379,6 +379,8 @@ class AuditLog:
                     if existing_cp is None:  # passed already by a manual checkpoint
                         raise AuditWriteError(f"the head at {size} can no longer be signed")
                     return existing_cp
+                if self._frontier.size == 0:
+                    self._resume_frontier(size)
                 query = select(audit_records.c.idx, audit_records.c.leaf_hash).where(
                     audit_records.c.idx >= self._frontier.size
                 )
@@ -406,6 +408,7 @@ class AuditLog:
                                 key_id=cp.key_id,
                                 signature=cp.signature,
                                 note=cp.note.decode(),
+                                frontier=self._frontier.to_bytes(),
                             )
                         )
                 except DBIntegrityError:  # another worker signed this size first
@@ -416,6 +419,39 @@ class AuditLog:
                 return cp
         except SQLAlchemyError as exc:
             raise AuditWriteError(f"audit checkpoint could not be written: {exc}") from exc
+
+    def _resume_frontier(self, limit: int | None) -> None:
+        """Start from the latest stored frontier (at most ``limit`` leaves), if it checks out.
+
+        The frontier must hash to its checkpoint's root and the checkpoint must carry
+        a valid signature of this log's key; otherwise (or with none stored) the
+        frontier is rebuilt from every leaf, as before frontiers were stored.
+        """
+        assert self._signer is not None
+        query = (
+            select(audit_checkpoints)
+            .where(audit_checkpoints.c.frontier.is_not(None))
+            .order_by(audit_checkpoints.c.size.desc())
+            .limit(1)
+        )
+        if limit is not None:
+            query = query.where(audit_checkpoints.c.size <= limit)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return
+        try:
+            stored = _checkpoint_from_row(self.log_id, row._mapping)
+            self._signer.verifier().verify(stored)
+            frontier = Frontier.from_bytes(int(row.size), bytes(row.frontier))
+            if frontier.root() != stored.root:
+                raise IntegrityError(f"the frontier stored at {row.size} does not hash to its root")
+        except IntegrityError as exc:
+            logger.warning(
+                "audit: not resuming from checkpoint %s (%s); reading every leaf", row.size, exc
+            )
+            return
+        self._frontier = frontier
 
     def _stored_checkpoint(self, size: int) -> Checkpoint | None:
         with self._engine.connect() as conn:

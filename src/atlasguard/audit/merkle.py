@@ -240,6 +240,27 @@ class Frontier:
         self._stack.append((size, digest))
         self.size += 1
 
+    def to_bytes(self) -> bytes:
+        """The subtree roots, largest first (32 bytes each); the size tells their heights."""
+        return b"".join(digest for _, digest in self._stack)
+
+    @classmethod
+    def from_bytes(cls, size: int, data: bytes) -> Frontier:
+        """The frontier of a tree of ``size`` leaves from :meth:`to_bytes`.
+
+        Raises :class:`IntegrityError` if ``data`` cannot be such a frontier;
+        whether it is the right one is for the caller to check against a root.
+        """
+        heights = [
+            1 << bit for bit in reversed(range(max(size, 0).bit_length())) if size >> bit & 1
+        ]
+        if size < 0 or len(data) != 32 * len(heights):
+            raise IntegrityError(f"a frontier of {size} leaves has {len(heights)} roots")
+        frontier = cls()
+        frontier._stack = [(h, data[32 * i : 32 * i + 32]) for i, h in enumerate(heights)]
+        frontier.size = size
+        return frontier
+
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT

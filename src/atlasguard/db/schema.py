@@ -53,6 +53,9 @@ audit_checkpoints = Table(
     Column("key_id", String(64), nullable=False),
     Column("signature", LargeBinary, nullable=False),
     Column("note", Text, nullable=False),
+    # The Merkle frontier at this size (migration 0005): lets a new process extend
+    # the signed head without reading every leaf; checked against ``root`` on use.
+    Column("frontier", LargeBinary, nullable=True),
 )
 
 principals = Table(
