@@ -461,3 +461,25 @@ def test_registry_routes_honour_the_groups_a_token_asserts(tmp_path: Path) -> No
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_refusals_decided_before_the_registry_are_audited_too(setup: dict[str, Any]) -> None:
+    client = setup["client"]
+
+    def denials() -> list[tuple[str, str, str]]:
+        return [
+            (r.principal, r.action, r.reason)
+            for _, r in setup["gateway"].audit.records()
+            if r.decision == "deny"
+        ]
+
+    before = denials()
+    assert client.get("/v1/registry/digits@1").status_code == 401
+    bad_tar = _push(setup, "eve", "up-badtar", b"not a tar at all", "application/x-tar")
+    assert bad_tar.status_code == 400
+    wrong_type = _push(setup, "eve", "up-type", b"x", "text/plain")
+    assert wrong_type.status_code == 415
+    new = denials()[len(before) :]
+    assert ("-", "registry.show", "unauthenticated") in new
+    assert ("eve", "registry.push", "bad-request") in new
+    assert ("eve", "registry.push", "invalid-input") in new

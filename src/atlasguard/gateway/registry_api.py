@@ -27,6 +27,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any
@@ -179,11 +180,27 @@ def registry_router(
 
     router = APIRouter(prefix="/v1/registry")
 
-    def who(request: Request) -> tuple[str, Registry]:
+    def refused(principal: str, action: str, ref: str, reason: str) -> None:
+        """Audit a refusal decided here, before the registry (which audits its own)."""
+        from atlasguard.audit.records import AuditRecord
+
+        gateway.audit.append(
+            AuditRecord(
+                time=time.time(),
+                principal=principal,
+                action=f"registry.{action}",
+                decision="deny",
+                reason=reason,
+                model=ref[:200],
+            )
+        )
+
+    def who(request: Request, action: str, ref: str = "*") -> tuple[str, Registry]:
         """The caller, and the registry as it sees it (with the groups its token asserts)."""
         try:
             record = gateway.access.authenticate(credential_of(request))
         except AuthenticationError as exc:
+            refused("-", action, ref, "unauthenticated")
             raise Denied(
                 f"authentication failed: {exc}",
                 status=401,
@@ -201,7 +218,7 @@ def registry_router(
 
     @router.get("")
     async def list_objects(request: Request, kind: Kind | None = None) -> list[dict[str, Any]]:
-        principal, reg = await run_in_threadpool(who, request)
+        principal, reg = await run_in_threadpool(who, request, "list")
 
         def listing() -> list[Any]:
             return list(call(lambda: reg.list(principal, kind=kind)))
@@ -210,19 +227,19 @@ def registry_router(
 
     @router.get("/{ref}")
     async def show(ref: str, request: Request) -> dict[str, Any]:
-        principal, reg = await run_in_threadpool(who, request)
+        principal, reg = await run_in_threadpool(who, request, "show", ref)
         obj, version = await run_in_threadpool(call, reg.show, principal, ref)
         return {"object": _plain(obj), "version": _plain(version)}
 
     @router.post("/{ref}/promote")
     async def promote(ref: str, body: PromoteRequest, request: Request) -> dict[str, Any]:
-        principal, reg = await run_in_threadpool(who, request)
+        principal, reg = await run_in_threadpool(who, request, "promote", ref)
         version = await run_in_threadpool(call, reg.promote, principal, ref, body.alias)
         return {"alias": body.alias, "version": _plain(version)}
 
     @router.get("/{ref}/content")
     async def content(ref: str, request: Request) -> StreamingResponse:
-        principal, reg = await run_in_threadpool(who, request)
+        principal, reg = await run_in_threadpool(who, request, "pull", ref)
 
         def pull_as_tar() -> tempfile.SpooledTemporaryFile[bytes]:
             with tempfile.TemporaryDirectory(prefix="atlasguard-pull-") as tmp:
@@ -266,7 +283,42 @@ def registry_router(
         signature: Annotated[str | None, Header(alias="X-Atlasguard-Signature")] = None,
     ) -> Any:
         # Authenticate and check what is cheap before reading a byte of the body.
-        principal, reg = await run_in_threadpool(who, request)
+        principal, reg = await run_in_threadpool(who, request, "push", name)
+        try:
+            return await push_body(
+                request,
+                principal,
+                reg,
+                name,
+                kind,
+                description,
+                framework,
+                tags,
+                lineage,
+                metadata,
+                signature,
+            )
+        except (Denied, UsageError) as exc:
+            # Refusals decided here (bad parameters, body type or size, a bad tar) are
+            # audited here; the registry audits its own (grants, findings, signatures).
+            if not isinstance(exc, Denied) or exc.reason == "invalid-input":
+                reason = "invalid-input" if isinstance(exc, Denied) else "bad-request"
+                await run_in_threadpool(refused, principal, "push", name, reason)
+            raise
+
+    async def push_body(
+        request: Request,
+        principal: str,
+        reg: Registry,
+        name: str,
+        kind: Kind,
+        description: str,
+        framework: str,
+        tags: list[str],
+        lineage: list[str],
+        metadata: list[str],
+        signature: str | None,
+    ) -> Any:
         check_name(name)
         for ref in lineage:
             parse_ref(ref)
@@ -294,14 +346,18 @@ def registry_router(
                 async for chunk in _body_chunks(request, max_push_bytes):
                     out.write(chunk)  # page-cache writes: brief next to the network read
 
+            def unpack() -> Path:
+                if media != _TAR:
+                    return upload
+                unpacked = work / "unpacked"
+                unpacked.mkdir(mode=0o700)
+                _safe_untar(upload, unpacked, max_bytes=max_push_bytes)
+                upload.unlink()
+                return _source_of(unpacked)
+
+            source = await run_in_threadpool(unpack)
+
             def store() -> Any:
-                source = upload
-                if media == _TAR:
-                    unpacked = work / "unpacked"
-                    unpacked.mkdir(mode=0o700)
-                    _safe_untar(upload, unpacked, max_bytes=max_push_bytes)
-                    upload.unlink()
-                    source = _source_of(unpacked)
                 return reg.push(
                     principal,
                     name,
@@ -334,6 +390,8 @@ def registry_router(
             except VerificationError as exc:  # a missing or bad signature, a symbolic link
                 message = _SNAPSHOT.sub("", str(exc))
                 raise Denied(f"refused {name}: {message}", status=422, reason="refused") from None
+            except UsageError as exc:  # the registry refused (and audited) it, e.g. wrong kind
+                raise Denied(str(exc), status=400, reason="refused") from None
         finally:
             await run_in_threadpool(shutil.rmtree, work, True)
         return {"version": _plain(version)}
