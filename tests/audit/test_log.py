@@ -409,3 +409,81 @@ def test_migration_0005_adds_the_frontier_and_old_checkpoints_still_work(
         command.downgrade(cfg, "0004")
     assert "frontier" not in {c["name"] for c in inspect(engine).get_columns("audit_checkpoints")}
     migrate(engine)
+
+
+def test_an_interrupted_waiter_does_not_wedge_the_queue(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    """A thread interrupted while its record waits (here: as it is promoted) leaves the
+    queue moving: its record is dropped and the next waiter leads."""
+    log = AuditLog.create(engine, signer=signer, write_timeout=5)
+    inside, release = threading.Event(), threading.Event()
+    real_insert, real_lead = log._insert, log._lead
+    interrupted: list[BaseException] = []
+
+    def slow_insert(rows: list[tuple[bytes, str]]) -> int:
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(10)
+        return real_insert(rows)
+
+    def lead() -> None:
+        if threading.current_thread().name == "victim":
+            raise KeyboardInterrupt  # arrives just as this thread was made the leader
+        real_lead()
+
+    log._insert = slow_insert  # type: ignore[method-assign]
+    log._lead = lead  # type: ignore[method-assign]
+
+    def victim() -> None:
+        try:
+            log.append(_rec(1))
+        except BaseException as exc:  # surfaced below
+            interrupted.append(exc)
+
+    first = threading.Thread(target=log.append, args=(_rec(0),))
+    first.start()
+    assert inside.wait(10)
+    v = threading.Thread(target=victim, name="victim")
+    v.start()
+    while len(log._waiting) < 2:
+        threading.Event().wait(0.01)
+    release.set()
+    first.join(10)
+    v.join(10)
+    assert [type(e) for e in interrupted] == [KeyboardInterrupt]
+    assert log.append(_rec(2)) == 1  # not stuck behind the abandoned record
+    assert list(log._waiting) == []
+    assert [r.input_digest for _, r in log.records()] == [
+        _rec(0).input_digest,
+        _rec(2).input_digest,
+    ]
+
+
+def test_a_batch_that_crosses_several_multiples_signs_each(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    log = AuditLog.create(engine, signer=signer, checkpoint_every=2)
+    inside, release = threading.Event(), threading.Event()
+    real_insert = log._insert
+
+    def slow_first(rows: list[tuple[bytes, str]]) -> int:
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(10)
+        return real_insert(rows)
+
+    log._insert = slow_first  # type: ignore[method-assign]
+    first = threading.Thread(target=log.append, args=(_rec(0),))
+    first.start()
+    assert inside.wait(10)
+    rest = [threading.Thread(target=log.append, args=(_rec(i),)) for i in range(1, 6)]
+    for th in rest:
+        th.start()
+    while len(log._waiting) < 6:
+        threading.Event().wait(0.01)
+    release.set()  # then one batch of five: the log grows from 1 to 6 records
+    for th in [first, *rest]:
+        th.join(10)
+    log.close()
+    assert [c.size for c in log.checkpoints()] == [2, 4, 6]  # every multiple signed

@@ -225,6 +225,20 @@ def test_admin_api_creates_grants_and_revokes_keys(server: Server) -> None:
     assert after.status_code == 401
 
 
+def test_admin_api_refuses_a_key_for_a_group_and_grants_nothing(server: Server) -> None:
+    admin = _auth(server.keys["admin"])
+    refused = httpx.post(
+        f"{server.url}/v1/admin/keys",
+        headers=admin,
+        json={"principal": "group:ml", "models": ["digits"]},
+    )
+    assert refused.status_code == 400, refused.text
+    from atlasguard.identity.store import open_identity_store
+    from atlasguard.policy import load_policy
+
+    assert open_identity_store(load_policy(server.config)).grants_of("group:ml") == []
+
+
 def test_metrics_and_audit_trail(server: Server) -> None:
     metrics = httpx.get(f"{server.url}/metrics").text
     assert "atlasguard_requests_total" in metrics

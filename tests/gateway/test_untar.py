@@ -187,3 +187,36 @@ def test_sparse_members_are_refused(tmp_path: Path) -> None:
     dest.mkdir()
     with pytest.raises(UsageError, match=r"refused|not a valid"):
         _safe_untar(archive, dest, max_bytes=1000)
+
+
+def _tar_bytes(entries: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, errors="surrogateescape"
+    ) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([("a/" * 1500 + "f", b"x")], "too deep"),  # would overflow recursive copies
+        ([("\udcffbad.bin", b"x")], "not UTF-8"),
+        ([("a", b"x"), ("a/b", b"y")], "cannot be unpacked"),  # a file, then a child of it
+    ],
+)
+def test_hostile_names_are_refused_without_server_paths(
+    tmp_path: Path, entries: list[tuple[str, bytes]], message: str
+) -> None:
+    archive = tmp_path / "in.tar"
+    archive.write_bytes(_tar_bytes(entries))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UsageError, match=message) as info:
+        _safe_untar(archive, dest, max_bytes=1 << 20)
+    assert str(tmp_path) not in str(info.value)
+    str(info.value).encode("utf-8")  # sendable as JSON

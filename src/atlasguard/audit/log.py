@@ -25,13 +25,14 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from atlasguard.audit.checkpoint import (
     Checkpoint,
@@ -42,7 +43,7 @@ from atlasguard.audit.checkpoint import (
 )
 from atlasguard.audit.merkle import Frontier, MerkleTree, leaf_hash, root_of, verify_consistency
 from atlasguard.audit.records import AuditRecord
-from atlasguard.db.engine import connect, database_url
+from atlasguard.db.engine import READ_ONLY, connect, database_url
 from atlasguard.db.migrate import migrate
 from atlasguard.db.schema import audit_checkpoints, audit_records
 from atlasguard.errors import AtlasguardError, ConfigurationError, IntegrityError
@@ -65,7 +66,9 @@ _INSERT_COLUMNS = "INSERT INTO audit_records (idx, created_at, leaf_hash, body) 
 _INSERT_QMARK = _INSERT_COLUMNS + "VALUES (?, ?, ?, ?)"
 _INSERT_FORMAT = _INSERT_COLUMNS + "VALUES (%s, %s, %s, %s)"
 # SQLite, a whole batch in one statement: next index, rows and (autocommit) the commit.
-# A constant: {values} only ever receives "(?,?,?)" placeholders.
+# A constant: {values} only ever receives "(?,?,?)" placeholders, at most
+# _ROWS_PER_STATEMENT of them (3 each, plus one: under SQLite's old limit of 999).
+_ROWS_PER_STATEMENT = 300
 _INSERT_BATCH_SQLITE = (
     "INSERT INTO audit_records (idx, created_at, leaf_hash, body) "
     "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records) + v.column1, "
@@ -162,7 +165,7 @@ class AuditLog:
         self._frontier = Frontier()
         self._frontier_lock = threading.Lock()
         self._rowid_idx: bool | None = None  # SQLite: is idx the rowid? (checked once)
-        self._due = 0  # the largest checkpoint size waiting to be signed
+        self._due: set[int] = set()  # checkpoint sizes waiting to be signed
         self._signing: threading.Thread | None = None
 
     @property
@@ -188,11 +191,15 @@ class AuditLog:
         pending = _Pending(body=body, leaf=leaf_hash(body))
         with self._mutex:
             self._waiting.append(pending)
-            lead = self._waiting[0] is pending
-        if not lead:
-            lead = self._follow(pending)
-        if lead:
-            self._lead()
+            lead = pending.leader = self._waiting[0] is pending
+        try:
+            if not lead:
+                lead = self._follow(pending)
+            if lead:
+                self._lead()
+        except BaseException:
+            self._abandon(pending)
+            raise
         if pending.error is not None:
             raise AuditWriteError(
                 f"audit record could not be written: {pending.error.__class__.__name__}"
@@ -200,7 +207,12 @@ class AuditLog:
         return pending.index
 
     def _follow(self, pending: _Pending) -> bool:
-        """Wait for a leader to write ``pending``; True when this thread must lead instead."""
+        """Wait for a leader to write ``pending``; True when this thread must lead instead.
+
+        The timeout applies only while the record waits in the queue: once a
+        leader has taken it into a batch, that batch's outcome is its outcome (a
+        request is never refused while its record is being committed).
+        """
         woken = pending.wake.acquire(timeout=self._timeout)
         with self._mutex:
             if pending.state == "done":
@@ -209,7 +221,24 @@ class AuditLog:
                 return True
             if not woken and pending.state == "queued":
                 self._waiting.remove(pending)  # never written, so refused
-        raise AuditWriteError(f"audit record not written within {self._timeout:g} s")
+                raise AuditWriteError(f"audit record not written within {self._timeout:g} s")
+        pending.wake.acquire()  # in a batch being written: wait for its outcome
+        return False
+
+    def _abandon(self, pending: _Pending) -> None:
+        """A thread leaves (interrupted) with its record still queued: keep the queue moving."""
+        with self._mutex:
+            if pending.state != "queued" or pending not in self._waiting:
+                return  # written or being written: the batch's leader hands on the lead
+            head = self._waiting[0] is pending
+            self._waiting.remove(pending)
+            if head and self._waiting:
+                self._promote(self._waiting[0])
+
+    @staticmethod
+    def _promote(successor: _Pending) -> None:
+        successor.leader = True
+        successor.wake.release()
 
     def _lead(self) -> None:
         """Write the records at the head of the queue; hand the lead to the next waiter."""
@@ -223,51 +252,56 @@ class AuditLog:
             first = self._insert([(p.leaf, p.body.decode("utf-8")) for p in batch])
         except BaseException as exc:  # every waiting request must learn it failed
             error = exc
-        with self._mutex:
-            for i, p in enumerate(batch):
-                self._waiting.popleft()
-                p.state = "done"
-                if error is None:
-                    p.index = first + i
-                else:
-                    p.error = error
-                if i:  # the leader (batch[0]) is this thread
-                    p.wake.release()
-            if self._waiting:
-                successor = self._waiting[0]
-                successor.leader = True
-                successor.wake.release()
+        finally:  # even if this thread is interrupted, every waiter gets an outcome
+            with self._mutex:
+                for i, p in enumerate(batch):
+                    self._waiting.popleft()
+                    p.state = "done"
+                    if error is None and first >= 0:
+                        p.index = first + i
+                    else:
+                        p.error = error or AuditWriteError("the leader was interrupted")
+                    if i:  # the leader (batch[0]) is this thread
+                        p.wake.release()
+                if self._waiting:
+                    self._promote(self._waiting[0])
         if error is not None:
+            if not isinstance(error, Exception):
+                raise error  # an interrupt is not an audit failure: let it through
             return
         last = first + len(batch)
         every = self.checkpoint_every
         if self._signer is not None and last // every > first // every:
-            self._schedule_checkpoint((last // every) * every)
+            self._schedule_checkpoint(range((first // every + 1) * every, last + 1, every))
 
-    def _schedule_checkpoint(self, size: int) -> None:
-        """Sign the head at ``size`` on a background thread: no request waits for it."""
+    def _schedule_checkpoint(self, sizes: Iterable[int]) -> None:
+        """Sign the head at each of ``sizes`` on a background thread: no request waits."""
         with self._mutex:
-            self._due = max(self._due, size)
+            self._due.update(sizes)
             if self._signing is not None and self._signing.is_alive():
-                return  # the running thread picks the new size up before it exits
+                return  # the running thread picks the new sizes up before it exits
             self._signing = threading.Thread(
                 target=self._sign_due, name="atlasguard-audit-checkpoint", daemon=True
             )
             self._signing.start()
 
     def _sign_due(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._mutex:
+                    if not self._due:
+                        return
+                    size = min(self._due)
+                    self._due.discard(size)
+                if size <= self._frontier.size:
+                    continue  # signed already, at this size or past it (a manual checkpoint)
+                try:
+                    self.checkpoint(size=size)
+                except Exception:  # a signer or database failure: the records are kept
+                    logger.exception("audit checkpoint at %d failed; records are kept", size)
+        finally:
             with self._mutex:
-                size, self._due = self._due, 0
-                if not size:
-                    self._signing = None
-                    return
-            if size <= self._frontier.size:
-                continue  # signed already, at this size or past it (a manual checkpoint)
-            try:
-                self.checkpoint(size=size)
-            except AuditWriteError:
-                logger.exception("audit checkpoint failed; records are kept, unsigned")
+                self._signing = None
 
     def _insert(self, rows: list[tuple[bytes, str]]) -> int:
         """Append ``rows`` (leaf, body) in one transaction; return the first index.
@@ -297,6 +331,9 @@ class AuditLog:
             finally:
                 cur.close()
         except BaseException:
+            if isinstance(self._engine.pool, StaticPool):
+                conn.close()  # the one shared connection (in-memory SQLite) must survive
+                raise
             try:
                 conn.invalidate()
             except Exception:  # the connection is being discarded anyway
@@ -322,7 +359,9 @@ class AuditLog:
             )
             keys, is_idx = cur.fetchone()
             self._rowid_idx = keys == 1 and bool(is_idx)
-        if not self._rowid_idx:  # not the schema this code creates; the general path
+        if not self._rowid_idx or len(rows) > _ROWS_PER_STATEMENT:
+            # Not the schema this code creates, or more placeholders than an old SQLite
+            # (before 3.32: 999) binds in one statement: the general path.
             cur.execute("BEGIN IMMEDIATE")
             cur.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records")
             first = int(cur.fetchone()[0])
@@ -351,6 +390,8 @@ class AuditLog:
         while True:
             with self._mutex:
                 signing = self._signing
+                if signing is not None and not signing.is_alive():
+                    signing = None
                 if (not self._waiting and signing is None) or time.monotonic() > deadline:
                     return
             if signing is not None and not self._waiting:
@@ -386,7 +427,7 @@ class AuditLog:
                 )
                 if size is not None:
                     query = query.where(audit_records.c.idx < size)
-                with self._engine.connect() as conn:
+                with self._engine.connect().execution_options(**READ_ONLY) as conn:
                     rows = conn.execute(query.order_by(audit_records.c.idx))
                     for idx, leaf in rows:
                         if idx != self._frontier.size:
@@ -436,7 +477,7 @@ class AuditLog:
         )
         if limit is not None:
             query = query.where(audit_checkpoints.c.size <= limit)
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
             row = conn.execute(query).first()
         if row is None:
             return
@@ -454,7 +495,7 @@ class AuditLog:
         self._frontier = frontier
 
     def _stored_checkpoint(self, size: int) -> Checkpoint | None:
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
             row = conn.execute(
                 select(audit_checkpoints).where(audit_checkpoints.c.size == size)
             ).first()
@@ -463,11 +504,11 @@ class AuditLog:
     # -- reading -------------------------------------------------------------------
 
     def size(self) -> int:
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
             return int(conn.execute(select(func.count()).select_from(audit_records)).scalar_one())
 
     def checkpoints(self) -> list[Checkpoint]:
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
             rows = conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.size))
             return [_checkpoint_from_row(self.log_id, r._mapping) for r in rows]
 
@@ -475,7 +516,7 @@ class AuditLog:
         self, *, principal: str | None = None, since: float | None = None
     ) -> Iterator[tuple[int, AuditRecord]]:
         """Stored records in order, optionally of one principal and after a time."""
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
             rows = conn.execution_options(yield_per=1000).execute(
                 select(audit_records.c.idx, audit_records.c.body).order_by(audit_records.c.idx)
             )
@@ -518,7 +559,7 @@ class AuditLog:
     def _leaves(self) -> list[bytes]:
         """Every leaf, recomputed from the stored record and checked against the stored hash."""
         leaves: list[bytes] = []
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
             rows = conn.execution_options(yield_per=5000).execute(
                 select(
                     audit_records.c.idx, audit_records.c.leaf_hash, audit_records.c.body
@@ -577,7 +618,7 @@ class AuditLog:
         if index < 0 or not covering:
             raise IntegrityError(f"no checkpoint covers audit record {index} yet")
         cp = covering[-1]
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
             rows = conn.execute(
                 select(audit_records.c.leaf_hash)
                 .where(audit_records.c.idx < cp.size)

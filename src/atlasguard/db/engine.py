@@ -10,7 +10,7 @@ from sqlalchemy.pool import StaticPool
 
 from atlasguard.errors import ConfigurationError
 
-__all__ = ["connect", "database_url"]
+__all__ = ["READ_ONLY", "connect", "database_url"]
 
 
 def database_url(configured: str, state_dir: Path) -> str:
@@ -38,7 +38,9 @@ def connect(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
             if url in ("sqlite://", "sqlite:///:memory:"):
-                # One in-memory database shared by every thread (the audit writer has its own).
+                # One in-memory database on one connection shared by every thread: for
+                # examples and single-threaded tests only (concurrent writers would share
+                # one transaction); deployments use a file or PostgreSQL.
                 engine = create_engine(
                     url,
                     connect_args={"timeout": 30, "check_same_thread": False},
@@ -61,5 +63,13 @@ def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
+READ_ONLY = {"atlasguard_read_only": True}
+"""Execution options for a connection that only reads: on SQLite it begins a deferred
+transaction (a WAL snapshot that never blocks writers) instead of ``BEGIN IMMEDIATE``."""
+
+
 def _begin_immediate(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    if conn.get_execution_options().get("atlasguard_read_only"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -328,6 +328,13 @@ def create_app(gateway: Gateway, *, metrics_dir: Path | None = None) -> FastAPI:
         return await run_in_threadpool(_create_key, actor, body)
 
     def _create_key(actor: str, body: KeyRequest) -> dict[str, Any]:
+        from atlasguard.identity.store import is_group
+
+        if is_group(body.principal):  # refused before anything is granted or recorded
+            raise UsageError(
+                f"{body.principal} is a group: groups hold no keys; grant it with "
+                "`atlasguard keys create --principal group:NAME --models ...`"
+            )
         # Recorded before it happens: an action the log cannot hold does not happen.
         _audit_admin(
             actor,

@@ -51,6 +51,8 @@ DEFAULT_MAX_PUSH_BYTES = 2 << 30
 """The largest body ``POST /v1/registry/{name}`` reads (2 GiB)."""
 
 _MAX_MEMBERS = 100_000
+_MAX_NAME = 1024  # characters in a member's name
+_MAX_DEPTH = 64  # directories deep: deeper trees overflow recursive copies
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 # The body is streamed raw (bounded); this only documents it.
 _PUSH_BODY: dict[str, Any] = {
@@ -60,7 +62,7 @@ _PUSH_BODY: dict[str, Any] = {
 _TAR = "application/x-tar"
 _FILE = "application/octet-stream"
 # Where the registry's private snapshot lived: not the caller's business.
-_SNAPSHOT = re.compile(r"\S*/atlasguard-push-[^/\s]+/")
+_SNAPSHOT = re.compile(r"\S*/atlasguard-(?:push|upload)-[^/\s]+/")
 
 
 class PromoteRequest(BaseModel):
@@ -73,6 +75,11 @@ def _plain(value: Any) -> Any:
         k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v)
         for k, v in data.items()
     }
+
+
+def _clean(message: str) -> str:
+    """A refusal fit to send: no server temporary paths, only encodable characters."""
+    return _SNAPSHOT.sub("", message).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _safe_untar(archive: Path, dest: Path, *, max_bytes: int) -> None:
@@ -113,10 +120,12 @@ def _safe_untar(archive: Path, dest: Path, *, max_bytes: int) -> None:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                 with source, os.fdopen(os.open(target, flags, 0o600), "wb") as out:
                     shutil.copyfileobj(source, out, 1 << 20)
-    except (tarfile.TarError, EOFError, OSError, UnicodeError, ValueError) as exc:
-        if isinstance(exc, UsageError):
-            raise
-        raise UsageError(f"not a valid tar archive: {exc}") from None
+    except UsageError:
+        raise
+    except OSError as exc:  # a name clash on disk; never echo the server's paths
+        raise UsageError(f"the archive cannot be unpacked as it is: {exc.strerror}") from None
+    except (tarfile.TarError, EOFError, UnicodeError, ValueError, RecursionError) as exc:
+        raise UsageError(f"not a valid tar archive: {exc.__class__.__name__}") from None
     if not any(p.is_file() for p in dest.rglob("*")):
         raise UsageError("the archive holds no regular file")
 
@@ -126,6 +135,12 @@ def _member_path(member: tarfile.TarInfo) -> PurePosixPath | None:
     if not (member.isreg() or member.isdir()) or member.issparse():
         kind = "a link" if member.issym() or member.islnk() else "not a regular file"
         raise UsageError(f"archive member {name!r} is {kind}: refused")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("an archive member's name is not UTF-8: refused") from None
+    if len(name) > _MAX_NAME or name.count("/") > _MAX_DEPTH:
+        raise UsageError(f"archive member {name[:80]!r}… is too long or too deep: refused")
     path = PurePosixPath(name)
     parts = [p for p in path.parts if p != "."]
     if path.is_absolute() or ".." in parts or "\\" in name or "\0" in name:
@@ -383,15 +398,15 @@ def registry_router(
                     {
                         "error": head.rstrip(":"),
                         "reason": "unsafe",
-                        "findings": [_SNAPSHOT.sub("", line) for line in lines],
+                        "findings": [_clean(line) for line in lines],
                     },
                     status_code=422,
                 )
             except VerificationError as exc:  # a missing or bad signature, a symbolic link
-                message = _SNAPSHOT.sub("", str(exc))
+                message = _clean(str(exc))
                 raise Denied(f"refused {name}: {message}", status=422, reason="refused") from None
             except UsageError as exc:  # the registry refused (and audited) it, e.g. wrong kind
-                raise Denied(str(exc), status=400, reason="refused") from None
+                raise Denied(_clean(str(exc)), status=400, reason="refused") from None
         finally:
             await run_in_threadpool(shutil.rmtree, work, True)
         return {"version": _plain(version)}

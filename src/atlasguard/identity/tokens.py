@@ -8,7 +8,7 @@ so that a token cannot pose as a local principal; like every principal it
 reaches a model only through a grant.
 
 With ``groups_claim`` set (``groups`` for most identity providers), the token's
-groups, a JSON list of strings or one space-separated string, become
+groups, a JSON list of strings or one string (one name, never split), become
 ``group:<name>`` principals whose grants reach the token's principal.
 A claim of any other shape refuses the token. A name that cannot be an
 atlasguard group (``/ml`` or ``ML Team``, say) is skipped: no grant can name
@@ -167,16 +167,20 @@ class JwtVerifier:
 
 
 def parse_groups_claim(value: object, *, claim: str = "groups") -> tuple[str, ...]:
-    """The ``group:<name>`` names in a token's groups claim (a list, or a spaced string).
+    """The ``group:<name>`` names in a token's groups claim (a list, or one name).
 
+    A string is one group's name, never split: identity providers send a single
+    group as a plain string, and splitting ``"Sales Ops"`` would grant ``Ops``.
     Raises :class:`AuthenticationError` for a claim of any other shape; skips
     names that cannot be a group's (no grant can name them).
 
-    >>> parse_groups_claim("ml ops ml")
+    >>> parse_groups_claim(["ml", "ops", "ml"])
     ('group:ml', 'group:ops')
+    >>> parse_groups_claim("Sales Ops")
+    ()
     """
     if isinstance(value, str):
-        items: list[object] = list(value.split())
+        items: list[object] = [value]
     elif isinstance(value, list):
         items = list(value)
     else:

@@ -16,6 +16,7 @@ profile, an instance role), never from the policy file. Needs the ``s3`` extra
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import re
@@ -156,6 +157,9 @@ class S3Store:
                 self._client.upload_fileobj(spool, self.bucket, name, Config=self._transfer())
                 stored = self._client.head_object(Bucket=self.bucket, Key=name)
         if int(stored.get("ContentLength", -1)) != size:
+            # Never leave a wrong object under a content address: later puts would skip it.
+            with contextlib.suppress(Exception):
+                self._client.delete_object(Bucket=self.bucket, Key=name)
             raise IntegrityError(
                 f"{self!r}: {key} was stored with {stored.get('ContentLength')} of {size} bytes"
             )
