@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console
-from atlasguard.errors import ConfigurationError
+from atlasguard._cli.keys import identity_store
 
 if TYPE_CHECKING:
     from atlasguard.identity.store import IdentityStore
@@ -38,15 +38,7 @@ class Format(enum.StrEnum):
 
 
 def _store(config: Path) -> IdentityStore:
-    try:
-        from atlasguard.identity.store import open_identity_store
-    except ModuleNotFoundError as exc:
-        raise ConfigurationError(
-            f"groups need {exc.name}: pip install 'atlasguard[gateway]'"
-        ) from None
-    from atlasguard.policy import load_policy
-
-    return open_identity_store(load_policy(config))
+    return identity_store(config, "groups")
 
 
 @groups_app.command("add")

@@ -27,12 +27,13 @@ keys_app = typer.Typer(
 _CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
 
 
-def _store(config: Path) -> IdentityStore:
+def identity_store(config: Path, what: str = "API keys") -> IdentityStore:
+    """The deployment's identity store (``what`` names the feature if an extra is missing)."""
     try:
         from atlasguard.identity.store import open_identity_store
     except ModuleNotFoundError as exc:
         raise ConfigurationError(
-            f"API keys need {exc.name}: pip install 'atlasguard[gateway]'"
+            f"{what} need {exc.name}: pip install 'atlasguard[gateway]'"
         ) from None
     from atlasguard.policy import load_policy
 
@@ -57,7 +58,7 @@ def create(
 
     For a group (``group:NAME``) only the grants are made: groups hold no keys.
     """
-    store = _store(config)
+    store = identity_store(config)
     from atlasguard.identity.store import group_name, is_group
 
     if is_group(principal):
@@ -89,7 +90,7 @@ def list_keys(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List keys (ids only, never secrets) with their principal, grants and state."""
-    store = _store(config)
+    store = identity_store(config)
     keys = store.list_keys(principal)
     rows: list[dict[str, Any]] = [
         {
@@ -125,7 +126,7 @@ def revoke(
     key_id: str = typer.Argument(..., help="The key id (not the key)."), config: Path = _CONFIG
 ) -> None:
     """Revoke a key; it stops working within seconds on every worker."""
-    _store(config).revoke_key(key_id)
+    identity_store(config).revoke_key(key_id)
     console.print(f"revoked {escape(key_id)}")
 
 
