@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     gateway.registry.grant("ops", "ann", "digits", "reader")
     gateway.registry.grant("ops", "eve", "up-*", "editor")
     # A real Uvicorn server on a free loopback port, in a thread of this process.
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(gateway), host="127.0.0.1", port=0, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    with _served(gateway) as (client, port):
         yield {
             "client": client,
             "ops": ops,
@@ -66,8 +58,26 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "port": port,
             "root": root,
         }
-    server.should_exit = True
-    thread.join(timeout=30)
+
+
+@contextmanager
+def _served(gateway: Gateway) -> Iterator[tuple[httpx.Client, int]]:
+    """The gateway's app on a real Uvicorn server, on a free loopback port in a thread."""
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(gateway), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client, port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def _h(key: str) -> dict[str, str]:
@@ -434,33 +444,20 @@ def test_registry_routes_honour_the_groups_a_token_asserts(tmp_path: Path) -> No
     def token(groups: list[str]) -> str:
         return idp.token("hana", groups=groups)
 
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(gateway), host="127.0.0.1", port=0, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            member = {"Authorization": f"Bearer {token(['ml'])}"}
-            outsider = {"Authorization": f"Bearer {token(['sales'])}"}
-            listed = client.get("/v1/registry", headers=member)
-            assert [o["name"] for o in listed.json()] == ["digits"]
-            assert client.get("/v1/registry", headers=outsider).json() == []
-            assert client.get("/v1/registry/digits@1/content", headers=member).status_code == 200
-            assert client.get("/v1/registry/digits@1/content", headers=outsider).status_code == 403
-            pushed = client.post(
-                "/v1/registry/digits",
-                content=b"x",
-                headers={**member, "Content-Type": "application/octet-stream"},
-            )
-            assert pushed.status_code == 403  # reader through the group: no push
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with _served(gateway) as (client, _port):
+        member = {"Authorization": f"Bearer {token(['ml'])}"}
+        outsider = {"Authorization": f"Bearer {token(['sales'])}"}
+        listed = client.get("/v1/registry", headers=member)
+        assert [o["name"] for o in listed.json()] == ["digits"]
+        assert client.get("/v1/registry", headers=outsider).json() == []
+        assert client.get("/v1/registry/digits@1/content", headers=member).status_code == 200
+        assert client.get("/v1/registry/digits@1/content", headers=outsider).status_code == 403
+        pushed = client.post(
+            "/v1/registry/digits",
+            content=b"x",
+            headers={**member, "Content-Type": "application/octet-stream"},
+        )
+        assert pushed.status_code == 403  # reader through the group: no push
 
 
 def test_refusals_decided_before_the_registry_are_audited_too(setup: dict[str, Any]) -> None:
