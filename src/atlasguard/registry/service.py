@@ -308,12 +308,17 @@ class Registry:
         message is the same for a new object and an existing one).
         """
         check_name(name)
-        obj = self._object(name)
-        action: Action = "create" if obj is None else "push"
         try:
-            self._check(principal, action, Target(name, obj.owner if obj else None), name)
+            self._check_write(principal, name)
         except AccessDeniedError:
             raise AccessDeniedError(f"{principal} may not push {name}") from None
+
+    def _check_write(self, principal: str, name: str) -> tuple[RegistryObject | None, Action]:
+        """Decide (audited) a push to ``name``: ``create`` if it is new, else ``push``."""
+        obj = self._object(name)
+        action: Action = "create" if obj is None else "push"
+        self._check(principal, action, Target(name, obj.owner if obj else None), name)
+        return obj, action
 
     def push(
         self,
@@ -340,9 +345,7 @@ class Registry:
         if not (source.is_file() or source.is_dir()) or source.is_symlink():
             raise UsageError(f"{source}: not a regular file or directory")
         lineage_refs = tuple(str(parse_ref(r)) for r in lineage)
-        obj = self._object(name)
-        action: Action = "create" if obj is None else "push"
-        self._check(principal, action, Target(name, obj.owner if obj else None), name)
+        obj, action = self._check_write(principal, name)
         if obj is not None and obj.kind != kind:
             raise self._refuse(
                 principal,
