@@ -82,10 +82,20 @@ def test_gateway_throughput_against_a_bare_endpoint() -> None:
 
 
 @pytest.mark.bench
-def test_request_cost_in_process() -> None:
-    """Prints the CPU per request of the bare handler's work and of the guarded path."""
-    results = _load("request_cost").main(["--n", "1000", "--rounds", "5"])
-    assert all(us > 0 for us in results.values())
+@pytest.mark.services
+def test_every_step_of_a_request_is_within_its_budget() -> None:
+    """Issue 10, target 4: the per-guard budget table; a step over budget, or without one, fails."""
+    summary = _load("guard_budget").main(["--n", "3000"])
+    assert summary["missing"] == []
+    assert summary["over"] == []
+
+
+@pytest.mark.bench
+def test_protect_cost_in_process() -> None:
+    """Issue 10, target 3: prints what atlasguard.protect adds per call (8 callers)."""
+    results = _load("protect_cost").main(["--calls", "4000", "--rounds", "5"])
+    assert results["records"] >= 5 * 4000  # every call audited
+    assert results["added_us"] > 0
 
 
 @pytest.mark.bench

@@ -11,6 +11,8 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AtlasguardError",
     "CatalogError",
@@ -78,7 +80,24 @@ class IntegrityError(VerificationError):
 
 
 class UnsafeArtifactError(VerificationError):
-    """An artifact would run code, or import something outside the allow-list, if loaded."""
+    """An artifact would run code, or import something outside the allow-list, if loaded.
+
+    ``findings`` holds ``(file, finding)`` pairs (``file`` relative to what was
+    scanned) when a scan decided the refusal, for front ends to show as data.
+    """
+
+    def __init__(self, message: str, *, findings: tuple[tuple[str, Any], ...] = ()) -> None:
+        super().__init__(message)
+        self.findings = findings
+
+    @classmethod
+    def of(cls, name: str, threshold: str, findings: list[tuple[str, Any]]) -> UnsafeArtifactError:
+        """The refusal of ``name`` for ``findings`` at or above ``threshold``."""
+        lines = [f"{path}: {f.severity.label} {f.rule}: {f.message}" for path, f in findings]
+        return cls(
+            f"refused {name}: findings at or above {threshold}:\n" + "\n".join(lines),
+            findings=tuple(findings),
+        )
 
 
 class ScanError(AtlasguardError):

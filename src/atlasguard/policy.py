@@ -71,6 +71,12 @@ class Deployment(_Table):
         description="Redis URL for shared quotas; empty means in-process, "
         'e.g. "redis://127.0.0.1:6379/0".',
     )
+    audit_durability: Literal["power-loss", "process-crash"] = Field(
+        default="power-loss",
+        description="What an acknowledged audit record survives: power-loss (synced to "
+        "stable storage before the answer) or process-crash (written to the operating "
+        "system; a power cut may lose the last records).",
+    )
 
 
 class KeyFiles(_Table):

@@ -4,13 +4,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from atlasguard.identity.store import open_identity_store
 from atlasguard.policy import load_policy
+from atlasguard.runtime.deployment import Deployment
 
 
 def _config(tmp_path: Path) -> Path:
     config = tmp_path / "atlasguard.toml"
-    config.write_text('[deployment]\nstate_dir = "state"\n', encoding="utf-8")
+    config.write_text(
+        '[deployment]\nstate_dir = "state"\n[controls.registry]\nenabled = true\n',
+        encoding="utf-8",
+    )
     return config
 
 
@@ -21,7 +24,7 @@ def test_add_list_remove(cli: Any, tmp_path: Path) -> None:
     assert "added alice to group:ml" in res.stdout
     assert cli("groups", "add", "group:ml", "bob", "--config", config).exit_code == 0
     assert cli("groups", "add", "ops", "bob", "--config", config).exit_code == 0
-    store = open_identity_store(load_policy(Path(config)))
+    store = Deployment.open(load_policy(Path(config))).identity
     store.grant("group:ml", "digits", "reader")
 
     listed = json.loads(cli("groups", "list", "--config", config, "--format", "json").stdout)
@@ -57,7 +60,7 @@ def test_keys_create_for_a_group_grants_and_issues_no_key(cli: Any, tmp_path: Pa
     assert res.exit_code == 0, res.stderr
     assert "agk_" not in res.stdout + res.stderr
     assert "groups hold no keys" in " ".join(res.stderr.split())
-    store = open_identity_store(load_policy(config))
+    store = Deployment.open(load_policy(config)).identity
     assert [(g.principal, g.models, g.role) for g in store.grants_of("group:ml")] == [
         ("group:ml", "digits", "user")
     ]
@@ -69,7 +72,7 @@ def test_keys_create_for_a_group_grants_and_issues_no_key(cli: Any, tmp_path: Pa
 
 def test_registry_grant_to_a_group(cli: Any, tmp_path: Path) -> None:
     config = _config(tmp_path)
-    store = open_identity_store(load_policy(config))
+    store = Deployment.open(load_policy(config)).identity
     store.ensure_principal("ops", admin=True)
     res = cli(
         "registry",

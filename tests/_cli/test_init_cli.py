@@ -10,8 +10,8 @@ from atlasguard._cli import init as init_cli
 from atlasguard._cli import main
 from atlasguard.artifacts.keys import load_public_key
 from atlasguard.artifacts.signing import verify_model
-from atlasguard.identity.store import open_identity_store
 from atlasguard.policy import load_policy
+from atlasguard.runtime.deployment import Deployment
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def test_init_demo_prints_keys_and_curl(cli: Any, tmp_path: Path) -> None:
     policy = load_policy(target / "atlasguard.toml")
     assert "digits" in policy.models
     verify_model(target / "models" / "digits", load_public_key(target / "keys" / "public.pem"))
-    store = open_identity_store(policy)
+    store = Deployment.open(policy).identity
     assert store.authenticate(admin_key).is_admin
     assert store.authorize(store.authenticate(demo_key), "digits")
 

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from atlasguard.identity.store import open_identity_store
 from atlasguard.policy import load_policy
+from atlasguard.runtime.deployment import Deployment
 
 
 def test_create_list_revoke(cli: Any, tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_create_list_revoke(cli: Any, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.stderr
     key = res.stdout.strip().splitlines()[-1]
     assert key.startswith("agk_")
-    store = open_identity_store(load_policy(config))
+    store = Deployment.open(load_policy(config)).identity
     alice = store.authenticate(key)
     assert [g.models for g in store.authorize(alice, "digits")] == ["digits"]
     assert store.authorize(alice, "digits")[0].quota == "1000/day"

@@ -9,8 +9,8 @@ import pytest
 
 from atlasguard._cli.main import app
 from atlasguard._cli.registry import register
-from atlasguard.identity.store import open_identity_store
 from atlasguard.policy import load_policy
+from atlasguard.runtime.deployment import Deployment
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +22,11 @@ def _registered() -> None:
 
 def _deployment(tmp_path: Path) -> Path:
     config = tmp_path / "atlasguard.toml"
-    config.write_text('[deployment]\nstate_dir = "state"\n', encoding="utf-8")
-    store = open_identity_store(load_policy(config))
+    config.write_text(
+        '[deployment]\nstate_dir = "state"\n[controls.registry]\nenabled = true\n',
+        encoding="utf-8",
+    )
+    store = Deployment.open(load_policy(config)).identity
     store.ensure_principal("ops", admin=True)
     store.grant("ann", "digits", "reader")
     return config
@@ -90,7 +93,7 @@ def test_reads_are_in_the_audit_log_and_it_verifies(cli: Any, tmp_path: Path) ->
         )
     )
     config = _deployment(tmp_path)
-    config.write_text(config.read_text() + '[keys]\nsigning_key = "audit.pem"\n', encoding="utf-8")
+    config.write_text('[keys]\nsigning_key = "audit.pem"\n' + config.read_text(), encoding="utf-8")
     data = tmp_path / "train.csv"
     data.write_text("x,y\n1,2\n")
     c = ("--config", str(config))

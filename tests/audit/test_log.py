@@ -239,7 +239,7 @@ def test_group_commit_batches_waiters_and_acknowledges_only_after_commit(
     for th in followers:
         th.start()
     deadline = 100
-    while len(log._waiting) < 6 and deadline:  # five followers queued behind the leader
+    while len(log._waiting) < 5 and deadline:  # five followers queued behind the batch
         threading.Event().wait(0.01)
         deadline -= 1
     assert not results  # nothing acknowledged while the first transaction is open
@@ -414,12 +414,11 @@ def test_migration_0005_adds_the_frontier_and_old_checkpoints_still_work(
 def test_an_interrupted_waiter_does_not_wedge_the_queue(
     engine: Engine, signer: CheckpointSigner
 ) -> None:
-    """A thread interrupted while its record waits (here: as it is promoted) leaves the
-    queue moving: its record is dropped and the next waiter leads."""
+    """A thread interrupted while its record waits in the queue withdraws the record (it is
+    never written) and the queue keeps moving."""
     log = AuditLog.create(engine, signer=signer, write_timeout=5)
     inside, release = threading.Event(), threading.Event()
-    real_insert, real_lead = log._insert, log._lead
-    interrupted: list[BaseException] = []
+    real_insert = log._insert
 
     def slow_insert(rows: list[tuple[bytes, str]]) -> int:
         if not inside.is_set():
@@ -427,32 +426,23 @@ def test_an_interrupted_waiter_does_not_wedge_the_queue(
             assert release.wait(10)
         return real_insert(rows)
 
-    def lead() -> None:
-        if threading.current_thread().name == "victim":
-            raise KeyboardInterrupt  # arrives just as this thread was made the leader
-        real_lead()
-
     log._insert = slow_insert  # type: ignore[method-assign]
-    log._lead = lead  # type: ignore[method-assign]
-
-    def victim() -> None:
-        try:
-            log.append(_rec(1))
-        except BaseException as exc:  # surfaced below
-            interrupted.append(exc)
-
     first = threading.Thread(target=log.append, args=(_rec(0),))
     first.start()
     assert inside.wait(10)
-    v = threading.Thread(target=victim, name="victim")
-    v.start()
-    while len(log._waiting) < 2:
-        threading.Event().wait(0.01)
+    ticket = log.submit(_rec(1))
+
+    class Interrupting:
+        def acquire(self, timeout: float = -1) -> bool:
+            raise KeyboardInterrupt  # arrives while the record is still queued
+
+    real_done, ticket._done = ticket._done, Interrupting()  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        log.wait(ticket)
+    ticket._done = real_done
     release.set()
     first.join(10)
-    v.join(10)
-    assert [type(e) for e in interrupted] == [KeyboardInterrupt]
-    assert log.append(_rec(2)) == 1  # not stuck behind the abandoned record
+    assert log.append(_rec(2)) == 1  # not stuck behind the withdrawn record
     assert list(log._waiting) == []
     assert [r.input_digest for _, r in log.records()] == [
         _rec(0).input_digest,
@@ -480,10 +470,125 @@ def test_a_batch_that_crosses_several_multiples_signs_each(
     rest = [threading.Thread(target=log.append, args=(_rec(i),)) for i in range(1, 6)]
     for th in rest:
         th.start()
-    while len(log._waiting) < 6:
+    while len(log._waiting) < 5:
         threading.Event().wait(0.01)
     release.set()  # then one batch of five: the log grows from 1 to 6 records
     for th in [first, *rest]:
         th.join(10)
     log.close()
     assert [c.size for c in log.checkpoints()] == [2, 4, 6]  # every multiple signed
+
+
+def test_coroutines_await_their_records_without_a_thread_each(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    """Records submitted from an event loop are settled on it, in one batch when announced."""
+    import asyncio
+
+    log = AuditLog.create(engine, signer=signer, commit_delay=5.0)
+    batches: list[int] = []
+    real_insert = log._insert
+
+    def counting(rows: list[tuple[bytes, str]]) -> int:
+        batches.append(len(rows))
+        return real_insert(rows)
+
+    log._insert = counting  # type: ignore[method-assign]
+
+    async def call(i: int) -> int:
+        with log.coming():
+            await asyncio.sleep(0.01 * i)  # the calls finish their work at different times
+            return await log.confirm(log.submit(_rec(i), loop=asyncio.get_running_loop()))
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(call(i) for i in range(6)))
+
+    indexes = asyncio.run(main())
+    assert sorted(indexes) == list(range(6))
+    assert batches == [6]  # the writer waited for every announced call, not the 5 s
+    assert log.size() == 6
+
+
+def test_a_call_that_never_submits_holds_the_writer_only_for_the_delay(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    import time
+
+    log = AuditLog.create(engine, signer=signer, commit_delay=0.3)
+    announced, done = threading.Event(), threading.Event()
+
+    def silent() -> None:
+        with log.coming():
+            announced.set()
+            done.wait(10)  # announced, and stays away without a record
+
+    t = threading.Thread(target=silent)
+    t.start()
+    assert announced.wait(10)
+    began = time.monotonic()
+    try:
+        log.append(_rec(0))
+    finally:
+        done.set()
+        t.join(10)
+    assert 0.25 <= time.monotonic() - began < 5  # the commit delay, then written anyway
+    assert log.size() == 1
+    assert log._announced == 0  # leaving without a record withdrew the announcement
+
+
+def test_a_record_still_queued_after_the_timeout_is_refused_on_the_loop(
+    tmp_path: Path, signer: CheckpointSigner
+) -> None:
+    import asyncio
+
+    log = AuditLog.create(connect(f"sqlite:///{tmp_path / 'd.db'}"), write_timeout=0.2)
+    inside, release = threading.Event(), threading.Event()
+    real_insert = log._insert
+
+    def stuck(rows: list[tuple[bytes, str]]) -> int:
+        inside.set()
+        assert release.wait(10)
+        return real_insert(rows)
+
+    log._insert = stuck  # type: ignore[method-assign]
+    first = threading.Thread(target=log.append, args=(_rec(0),))
+    first.start()
+    assert inside.wait(10)
+
+    async def late() -> None:
+        await log.confirm(log.submit(_rec(1), loop=asyncio.get_running_loop()))
+
+    with pytest.raises(AuditWriteError, match="not written within"):
+        asyncio.run(late())
+    release.set()
+    first.join(10)
+    log._insert = real_insert  # type: ignore[method-assign]
+    assert log.append(_rec(2)) == 1  # the refused record took no index
+
+
+@pytest.mark.parametrize(("durability", "pragma"), [("power-loss", 2), ("process-crash", 1)])
+def test_durability_sets_what_a_commit_waits_for(
+    tmp_path: Path, durability: Any, pragma: int
+) -> None:
+    log = AuditLog.create(connect(f"sqlite:///{tmp_path / 'e.db'}"), durability=durability)
+    log.append(_rec(0))
+    assert log._conn is not None
+    cur = log._conn.cursor()
+    cur.execute("PRAGMA synchronous")
+    assert cur.fetchone()[0] == pragma  # FULL = 2, NORMAL = 1
+    assert (tmp_path / "e.db.audit-lock").exists()  # writers of every process queue here
+    log.close()
+    with pytest.raises(Exception, match="durability"):
+        AuditLog(connect("sqlite://"), durability="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.services
+def test_postgresql_durability_is_synchronous_commit(tmp_path: Path) -> None:
+    with database("postgresql", tmp_path) as engine:
+        for durability, expected in (("power-loss", "on"), ("process-crash", "off")):
+            log = AuditLog.create(engine, durability=durability)  # type: ignore[arg-type]
+            log.append(_rec(0))
+            cur = log._conn.cursor()
+            cur.execute("SHOW synchronous_commit")
+            assert cur.fetchone()[0] == expected
+            log.close()

@@ -33,8 +33,11 @@ def coverage(monkeypatch: pytest.MonkeyPatch) -> Any:
     from atlasguard.policy import load_policy_text
 
     monkeypatch.setattr(policy_mod, "control_by_key", lambda: {c.key: c for c in FAKE})
+    from atlasguard.runtime.plan import Part
+
     policy = load_policy_text("[controls.alpha]\nenabled = true\n", source="p.toml")
-    return compute_coverage(policy, controls=FAKE)
+    part = Part("alpha", FAKE[0].mitigates, "Alpha", "controls.alpha.enabled", "p.toml:2")
+    return compute_coverage(policy, controls=FAKE, parts=(part,))
 
 
 def _types(d: dict[str, Any]) -> dict[str, type]:

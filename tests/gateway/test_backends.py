@@ -22,6 +22,7 @@ from atlasguard.gateway.backends import Backend, BackendError, OutputMeta, load_
 from atlasguard.gateway.backends.sklearn import trusted_types
 from atlasguard.gateway.backends.upstream import UpstreamBackend
 from atlasguard.gateway.demo import TrainedDigits, export_onnx, train_digits
+from atlasguard.gateway.http import STATUS
 from atlasguard.gateway.oip import InvalidInput
 from atlasguard.policy import ModelSpec, TensorSpec
 from atlasguard.runtime.pipeline import Denied
@@ -113,7 +114,7 @@ def test_onnx_run_failure_is_a_422(onnx_dir: Path) -> None:
     backend = load_backend("digits", spec, onnx_dir)
     with pytest.raises(InvalidInput) as info:
         backend.predict({"input": np.zeros((1, 63), dtype=np.float32)})
-    assert info.value.status == 422 and "cannot run on this input" in str(info.value)
+    assert STATUS[info.value.reason] == 422 and "cannot run on this input" in str(info.value)
 
 
 # -- scikit-learn with skops ----------------------------------------------------------------------
@@ -312,7 +313,7 @@ def test_upstream_failures_are_502_without_the_upstream_body(
     with pytest.raises(Denied) as info:
         backend.predict({"x": np.zeros((1, 2), dtype=np.float32)})
     backend.close()
-    assert (info.value.status, info.value.reason) == (502, "upstream")
+    assert (STATUS[info.value.reason], info.value.reason) == (502, "upstream")
     assert fragment in str(info.value)
     assert "secret" not in str(info.value) and "Traceback" not in str(info.value)
 
@@ -323,7 +324,7 @@ def test_upstream_timeout_is_502(upstream: str) -> None:
     with pytest.raises(Denied, match="timed out") as info:
         backend.predict({"x": np.zeros((1, 2), dtype=np.float32)})
     backend.close()
-    assert info.value.status == 502
+    assert STATUS[info.value.reason] == 502
 
 
 def test_upstream_unreachable(tmp_path: Path) -> None:
@@ -337,7 +338,7 @@ def test_upstream_unreachable(tmp_path: Path) -> None:
     with pytest.raises(Denied, match="unreachable") as info:
         backend.predict({"x": np.zeros((1, 2), dtype=np.float32)})
     backend.close()
-    assert info.value.status == 502
+    assert STATUS[info.value.reason] == 502
 
 
 def test_upstream_load_errors(upstream: str, tmp_path: Path) -> None:

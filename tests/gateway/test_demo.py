@@ -23,8 +23,8 @@ from atlasguard.gateway.demo import (
 )
 from atlasguard.gateway.oip import parse_infer_request
 from atlasguard.gateway.preprocess import Preprocessor
-from atlasguard.identity.store import open_identity_store
 from atlasguard.policy import ModelSpec, PreprocessStep, TensorSpec, load_policy
+from atlasguard.runtime.deployment import Deployment
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_demo_model_predicts_held_out_digits(project: Project) -> None:
 
 def test_demo_principals(project: Project) -> None:
     assert project.admin_key and project.demo_key
-    store = open_identity_store(load_policy(project.policy_path))
+    store = Deployment.open(load_policy(project.policy_path)).identity
     admin = store.authenticate(project.admin_key)
     demo = store.authenticate(project.demo_key)
     assert (admin.name, admin.is_admin) == ("admin", True)

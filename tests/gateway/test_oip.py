@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 from atlasguard.errors import UsageError
 from atlasguard.gateway.backends.base import OutputMeta
+from atlasguard.gateway.http import STATUS
 from atlasguard.gateway.oip import (
     DATATYPES,
     InferRequest,
@@ -120,8 +121,8 @@ def test_other_datatypes() -> None:
                 ]
             },
             spec,
-        ).status
-        == 422
+        ).reason
+        == "invalid-input"
     )
     with pytest.raises(InvalidInput, match="UINT8 range"):
         parse(
@@ -147,7 +148,7 @@ def test_zero_rows_are_accepted() -> None:
 def test_invalid_input_is_a_denial() -> None:
     err = refused(b"{")
     assert isinstance(err, Denied)
-    assert (err.status, err.reason) == (400, "invalid-input")
+    assert (STATUS[err.reason], err.reason) == (400, "malformed")
 
 
 @pytest.mark.parametrize(
@@ -250,25 +251,25 @@ def test_invalid_input_is_a_denial() -> None:
 )
 def test_refusals_are_precise(obj: Any, status: int, fragment: str) -> None:
     err = refused(obj)
-    assert err.status == status, str(err)
+    assert STATUS[err.reason] == status, str(err)
     assert fragment in str(err)
 
 
 def test_missing_input_is_named() -> None:
     spec = ModelSpec(inputs=(TensorSpec(name="a", shape=(-1,)), TensorSpec(name="b", shape=(-1,))))
     err = refused({"inputs": [tensor([1.0], shape=(1,), name="a")]}, spec)
-    assert err.status == 422 and "missing input: b" in str(err)
+    assert STATUS[err.reason] == 422 and "missing input: b" in str(err)
 
 
 def test_body_size_limit_is_413() -> None:
     err = refused({"inputs": [tensor([0] * 4)]}, max_body_bytes=10)
-    assert err.status == 413 and "limit is 10" in str(err)
+    assert STATUS[err.reason] == 413 and "limit is 10" in str(err)
 
 
 def test_value_outside_fp16_is_refused() -> None:
     spec = ModelSpec(inputs=(TensorSpec(name="h", datatype="FP16", shape=(-1,)),))
     err = refused({"inputs": [tensor([1e6], shape=(1,), name="h", datatype="FP16")]}, spec)
-    assert err.status == 422 and "too large for FP16" in str(err)
+    assert STATUS[err.reason] == 422 and "too large for FP16" in str(err)
 
 
 def test_int_types_reject_floats() -> None:
@@ -279,7 +280,7 @@ def test_int_types_reject_floats() -> None:
 
 def test_deep_nesting_is_refused_not_crashed() -> None:
     deep = b"[" * 200_000 + b"]" * 200_000
-    assert refused(deep, max_body_bytes=1 << 20).status == 400
+    assert refused(deep, max_body_bytes=1 << 20).reason == "malformed"
     nested: Any = [0.0]
     for _ in range(40):
         nested = [nested]
@@ -304,7 +305,7 @@ def test_huge_declared_shape_costs_nothing() -> None:
         for raw in bodies:
             with pytest.raises(InvalidInput) as info:
                 parse_infer_request(raw, spec, max_body_bytes=LIMIT)
-            assert info.value.status == 413
+            assert STATUS[info.value.reason] == 413
             assert "more than the" in str(info.value)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -318,7 +319,7 @@ def test_element_cap_counts_every_input() -> None:
         "inputs": [tensor([0.0] * 3, shape=(3,), name="a"), tensor([0.0] * 3, shape=(3,), name="b")]
     }
     assert parse(ok, spec, max_elements=6).inputs["b"].shape == (3,)
-    assert refused(ok, spec, max_elements=5).status == 413
+    assert refused(ok, spec, max_elements=5).reason == "too-large"
 
 
 def test_memory_stays_proportional_to_the_body() -> None:
@@ -382,7 +383,7 @@ def test_random_bytes_only_raise_invalid_input(raw: bytes) -> None:
     try:
         _check_accepted(parse_infer_request(raw, SPEC, max_body_bytes=LIMIT), SPEC)
     except InvalidInput as exc:
-        assert exc.status in (400, 413, 422)
+        assert STATUS[exc.reason] in (400, 413, 422)
 
 
 @PROPS
@@ -391,7 +392,7 @@ def test_random_json_only_raises_invalid_input(doc: Any) -> None:
     try:
         _check_accepted(parse(doc), SPEC)
     except InvalidInput as exc:
-        assert exc.status in (400, 413, 422)
+        assert STATUS[exc.reason] in (400, 413, 422)
 
 
 @PROPS
@@ -417,7 +418,7 @@ def test_random_requests_only_raise_invalid_input(doc: Any, datatype: str) -> No
     try:
         _check_accepted(parse_infer_request(raw, spec, max_body_bytes=LIMIT), spec)
     except InvalidInput as exc:
-        assert exc.status in (400, 413, 422)
+        assert STATUS[exc.reason] in (400, 413, 422)
 
 
 @PROPS

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from atlasguard.errors import ConfigurationError
+from atlasguard.gateway.http import STATUS
 from atlasguard.gateway.oip import InvalidInput
 from atlasguard.gateway.preprocess import Preprocessor
 from atlasguard.policy import PreprocessStep
@@ -58,7 +59,7 @@ def test_standardize_checks_feature_count() -> None:
         InvalidInput, match="expects 3 features in the last dimension, got 4"
     ) as info:
         pre({"input": np.zeros((2, 4), dtype=np.float32)})
-    assert info.value.status == 422
+    assert STATUS[info.value.reason] == 422
     with pytest.raises(InvalidInput):
         pre({"input": np.float32(1.0) * np.ones((), dtype=np.float32)})
 
@@ -67,7 +68,7 @@ def test_overflow_is_refused_not_warned() -> None:
     pre = Preprocessor.from_spec((PreprocessStep(op="scale", factor=1e30),))
     with pytest.raises(InvalidInput, match="representable range") as info:
         pre({"x": np.array([1e30], dtype=np.float32)})
-    assert info.value.status == 422
+    assert STATUS[info.value.reason] == 422
 
 
 @pytest.mark.parametrize(

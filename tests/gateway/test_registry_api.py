@@ -18,18 +18,16 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from atlasguard.artifacts.keys import load_private_key
 from atlasguard.artifacts.signing import sign_model
-from atlasguard.gateway.app import _credential, create_app
+from atlasguard.gateway.app import create_app
 from atlasguard.gateway.demo import init_project
-from atlasguard.gateway.registry_api import DEFAULT_MAX_PUSH_BYTES, registry_router
 from atlasguard.gateway.service import Gateway
 from atlasguard.policy import load_policy
-from atlasguard.runtime.pipeline import Denied
 from tests.corpus.malicious import build_pickle_tricks
+
+DEFAULT_MAX_PUSH_BYTES = 2 << 30  # [controls.registry] max_push_bytes by default
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +37,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     policy = load_policy(root / "atlasguard.toml")
     gateway = Gateway.from_policy(policy)
     assert gateway.registry is not None
-    ops = gateway.identity.create_key("ops", admin=True).secret
-    ann = gateway.identity.create_key("ann").secret
-    bob = gateway.identity.create_key("bob").secret
-    eve = gateway.identity.create_key("eve").secret
+    ops = gateway.deployment.identity.create_key("ops", admin=True).secret
+    ann = gateway.deployment.identity.create_key("ann").secret
+    bob = gateway.deployment.identity.create_key("bob").secret
+    eve = gateway.deployment.identity.create_key("eve").secret
     gateway.registry.push("ops", "digits", root / "models/digits", "model")
     gateway.registry.grant("ops", "ann", "digits", "reader")
     gateway.registry.grant("ops", "eve", "up-*", "editor")
@@ -129,7 +127,7 @@ def test_promote_needs_a_manager(setup: dict[str, Any]) -> None:
 
 
 def test_every_read_is_audited(setup: dict[str, Any]) -> None:
-    actions = [r.action for _, r in setup["gateway"].audit.records()]
+    actions = [r.action for _, r in setup["gateway"].deployment.audit.records()]
     assert "registry.pull" in actions and "registry.list" in actions
 
 
@@ -280,7 +278,7 @@ def test_push_refused_without_a_writer_grant(setup: dict[str, Any]) -> None:
     assert latest["version"]["number"] == 1
     denied = [
         r
-        for _, r in setup["gateway"].audit.records()
+        for _, r in setup["gateway"].deployment.audit.records()
         if r.action in {"registry.push", "registry.create"} and r.decision == "deny"
     ]
     assert {r.principal for r in denied} >= {"ann", "bob"}
@@ -296,8 +294,11 @@ def test_push_of_a_malicious_pickle_is_refused_with_findings(
     doc = res.json()
     assert doc["reason"] == "unsafe"
     assert doc["findings"], doc
-    assert all(f.startswith("up-evil: ") for f in doc["findings"]), doc["findings"]
+    assert all(f["file"] == "up-evil" for f in doc["findings"]), doc["findings"]
+    assert {"rule", "severity", "message"} <= set(doc["findings"][0])
+    assert any(f["severity"] in ("high", "critical") for f in doc["findings"])
     assert "atlasguard-push-" not in res.text  # no server paths
+    assert tempfile.gettempdir() not in res.text
     assert not canary.exists()
     listed = setup["client"].get("/v1/registry", headers=_h(setup["eve"])).json()
     assert "up-evil" not in [o["name"] for o in listed]
@@ -352,9 +353,9 @@ def test_push_needs_a_known_body_type_and_valid_parameters(setup: dict[str, Any]
     bad_lineage = _push(setup, "eve", "up-x", b"d", "application/octet-stream", lineage=["a@@b"])
     assert bad_lineage.status_code == 400
     bad_kind = _push(setup, "eve", "up-x", b"d", "application/octet-stream", kind="script")
-    assert bad_kind.status_code == 422
+    assert bad_kind.status_code == 400
     too_many = _push(setup, "eve", "up-x", b"d", "application/octet-stream", tags=["t"] * 101)
-    assert too_many.status_code == 422
+    assert too_many.status_code == 400
     assert _push(setup, "eve", "bad name", b"d", "application/octet-stream").status_code == 400
 
 
@@ -375,13 +376,16 @@ def test_push_past_the_declared_limit_is_413_before_the_body(setup: dict[str, An
 def test_push_past_the_limit_while_streaming_is_413_and_leaves_nothing(
     setup: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gateway = setup["gateway"]
-    app = FastAPI()
-    app.include_router(registry_router(gateway, gateway.registry, _credential, max_push_bytes=1000))
+    import dataclasses
 
-    @app.exception_handler(Denied)
-    async def _denied(_request: Request, exc: Denied) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    gateway = setup["gateway"]
+    policy = gateway.deployment.policy
+    small_pushes = policy.settings("registry").model_copy(update={"max_push_bytes": 1000})
+    controls = {**policy.controls, "registry": small_pushes}
+    monkeypatch.setattr(
+        gateway.deployment, "policy", dataclasses.replace(policy, controls=controls)
+    )
+    app = create_app(gateway)
 
     signature = _signed(b"y" * 900, setup, tmp_path)
     scratch = tmp_path / "scratch"
@@ -423,7 +427,7 @@ def test_push_refused_before_the_upload_is_read(setup: dict[str, Any]) -> None:
     assert head.startswith("HTTP/1.1 403"), head
     denied = [
         r
-        for _, r in setup["gateway"].audit.records()
+        for _, r in setup["gateway"].deployment.audit.records()
         if r.action == "registry.push" and r.principal == "ann" and r.decision == "deny"
     ]
     assert denied
@@ -437,7 +441,7 @@ def test_registry_routes_honour_the_groups_a_token_asserts(tmp_path: Path) -> No
     idp = TestIdp(root, groups_claim="groups")
     gateway = Gateway.from_policy(load_policy(idp.config))
     assert gateway.registry is not None
-    gateway.identity.ensure_principal("ops", admin=True)
+    gateway.deployment.identity.ensure_principal("ops", admin=True)
     gateway.registry.push("ops", "digits", root / "models/digits", "model")
     gateway.registry.grant("ops", "group:ml", "digits", "reader")
 
@@ -466,7 +470,7 @@ def test_refusals_decided_before_the_registry_are_audited_too(setup: dict[str, A
     def denials() -> list[tuple[str, str, str]]:
         return [
             (r.principal, r.action, r.reason)
-            for _, r in setup["gateway"].audit.records()
+            for _, r in setup["gateway"].deployment.audit.records()
             if r.decision == "deny"
         ]
 
@@ -478,5 +482,5 @@ def test_refusals_decided_before_the_registry_are_audited_too(setup: dict[str, A
     assert wrong_type.status_code == 415
     new = denials()[len(before) :]
     assert ("-", "registry.show", "unauthenticated") in new
-    assert ("eve", "registry.push", "bad-request") in new
-    assert ("eve", "registry.push", "invalid-input") in new
+    assert ("eve", "registry.push", "malformed") in new
+    assert ("eve", "registry.push", "unsupported-media") in new

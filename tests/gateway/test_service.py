@@ -6,6 +6,7 @@ import json
 import pickle
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,12 +14,29 @@ from sklearn.datasets import load_digits
 
 pytest.importorskip("onnxruntime")
 
+from starlette.testclient import TestClient
+
+from atlasguard.gateway.app import create_app
 from atlasguard.gateway.demo import init_project
 from atlasguard.gateway.service import Gateway
-from atlasguard.identity.store import open_identity_store
-from atlasguard.policy import load_policy
+from atlasguard.identity.store import IdentityStore
+from atlasguard.policy import Policy, load_policy
+from atlasguard.runtime.deployment import Deployment
 from atlasguard.runtime.pipeline import Denied
 from tests.gateway.jwtdemo import TestIdp
+
+
+def _identity(policy: Policy) -> IdentityStore:
+    """The deployment's identity store, as another process (the CLI) would open it."""
+    return Deployment.open(policy).identity
+
+
+def _infer(client: TestClient, credential: str) -> Any:
+    return client.post(
+        "/v2/models/digits/infer",
+        content=_one_digit(),
+        headers={"Authorization": f"Bearer {credential}"},
+    )
 
 
 @pytest.fixture
@@ -66,7 +84,7 @@ def test_a_model_that_fails_the_scan_is_not_served(root: Path) -> None:
     gateway = Gateway.from_policy(load_policy(config))
     try:
         assert gateway.models == {}
-        assert "failed the scan" in gateway.refused["digits"]
+        assert "findings at or above high" in gateway.refused["digits"]
         assert ".system" in gateway.refused["digits"]  # posix.system on Linux
     finally:
         gateway.close()
@@ -141,37 +159,28 @@ def test_jwt_tokens_reach_a_model_through_a_grant(root: Path) -> None:
     idp = TestIdp(root)
     policy = load_policy(idp.config)
     token = idp.token("erin")
-    gateway = Gateway.from_policy(policy)
-    try:
-        with pytest.raises(Denied) as info:
-            gateway.infer("digits", _one_digit(), credential=token)
-        assert info.value.status == 403
-        open_identity_store(policy).grant("jwt:erin", "digits", "user")
+    with TestClient(create_app(Gateway.from_policy(policy))) as client:
+        assert _infer(client, token).status_code == 403
+        _identity(policy).grant("jwt:erin", "digits", "user")
         time.sleep(5.1)  # grants are re-read after the identity cache's refresh
-        out = gateway.infer("digits", _one_digit(), credential=token)
-        assert out.outputs["label"].shape == (1,)
-    finally:
-        gateway.close()
+        answer = _infer(client, token)
+        assert answer.status_code == 200
+        assert answer.json()["outputs"][0]["shape"] == [1]
 
 
 def test_a_token_group_reaches_a_model_with_its_grant_rate(root: Path) -> None:
     """Grants to a group the token names apply, with the group grant's own rate."""
     idp = TestIdp(root, groups_claim="groups")
     policy = load_policy(idp.config)
-    open_identity_store(policy).grant("group:analysts", "digits", "user", rate="2/minute")
-    gateway = Gateway.from_policy(policy)
-    try:
-        with pytest.raises(Denied) as outsider:
-            gateway.infer("digits", _one_digit(), credential=idp.token("gail", groups=["sales"]))
-        assert outsider.value.status == 403
+    _identity(policy).grant("group:analysts", "digits", "user", rate="2/minute")
+    with TestClient(create_app(Gateway.from_policy(policy))) as client:
+        assert _infer(client, idp.token("gail", groups=["sales"])).status_code == 403
         member = idp.token("gail", groups=["sales", "analysts"])
         for _ in range(2):
-            assert gateway.infer("digits", _one_digit(), credential=member).outputs
-        with pytest.raises(Denied) as limited:
-            gateway.infer("digits", _one_digit(), credential=member)
-        assert limited.value.status == 429  # the group grant's 2/minute, not the policy's 10/s
-    finally:
-        gateway.close()
+            assert _infer(client, member).status_code == 200
+        limited = _infer(client, member)
+        assert limited.status_code == 429  # the group grant's 2/minute, not the policy's 10/s
+        assert limited.json()["reason"] == "rate"
 
 
 def test_protect_in_process_applies_the_same_guards(root: Path) -> None:
@@ -181,27 +190,25 @@ def test_protect_in_process_applies_the_same_guards(root: Path) -> None:
     policy = load_policy(root / "atlasguard.toml")
     backend = load_backend("digits", policy.models["digits"], policy.base_dir)
     protected = atlasguard.protect(backend.predict, policy, name="digits")
-    store = open_identity_store(policy)
+    store = _identity(policy)
     key = store.create_key("frank").secret
     store.grant("frank", "digits", "user")
     with pytest.raises(Denied) as info:
         protected({"input": np.zeros((1, 64), np.float32)})
-    assert info.value.status == 401
+    assert info.value.reason == "unauthenticated"
     out = protected({"input": np.zeros((2, 64), np.float32)}, credential=key)
     assert out.outputs["label"].shape == (2,)
     with pytest.raises(Denied) as bad:
         protected({"input": np.full((1, 64), 5.0, np.float32)}, credential=key)
     assert bad.value.reason == "invalid-input"
-    records = [r for _, r in protected._audit.records()]  # type: ignore[union-attr]
+    records = [r for _, r in protected.auditor.log.records()]  # type: ignore[union-attr]
     assert [r.decision for r in records][-3:] == ["deny", "allow", "deny"]
 
 
 def test_the_gateway_serves_a_model_straight_from_the_registry(root: Path) -> None:
-    from atlasguard.registry.service import open_registry
-
     policy = load_policy(root / "atlasguard.toml")
-    registry = open_registry(policy)
-    open_identity_store(policy).ensure_principal("ops", admin=True)
+    registry = Deployment.open(policy).registry
+    registry.identity.ensure_principal("ops", admin=True)
     registry.push("ops", "digits", root / "models/digits", "model")
     registry.promote("ops", "digits@1", "production")
     config = root / "atlasguard.toml"
@@ -227,7 +234,7 @@ def test_the_gateway_serves_a_model_straight_from_the_registry(root: Path) -> No
             {"input": (x[-50:] / 16.0).astype(np.float32)}
         )["label"]
         assert (labels == y[-50:]).mean() > 0.9
-        pulls = [r for _, r in gateway.audit.records() if r.action == "registry.pull"]
+        pulls = [r for _, r in gateway.deployment.audit.records() if r.action == "registry.pull"]
         assert pulls[-1].principal == "atlasguard-gateway"
     finally:
         gateway.close()
@@ -238,12 +245,11 @@ def test_closing_the_gateway_signs_the_audit_head(root: Path) -> None:
     from atlasguard.audit.log import open_audit_log
 
     policy = load_policy(root / "atlasguard.toml")
-    store = open_identity_store(policy)
+    store = _identity(policy)
     key = store.create_key("ivy").secret
     store.grant("ivy", "digits", "user")
-    gateway = Gateway.from_policy(policy)
-    gateway.infer("digits", _one_digit(), credential=key)
-    gateway.close()
+    with TestClient(create_app(Gateway.from_policy(policy))) as client:
+        assert _infer(client, key).status_code == 200
     log, verifier = open_audit_log(policy)
     assert verifier is not None
     report = log.verify(verifier)

@@ -15,16 +15,19 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from atlasguard.gateway.demo import init_project
-from atlasguard.identity.store import open_identity_store
 from atlasguard.policy import load_policy
+from atlasguard.runtime.deployment import Deployment
 from tests.gateway.test_http import _start
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LIMIT = 20
 
 
-def _demo_with_redis(tmp_path: Path, quota: str) -> tuple[Path, str, str]:
-    """The demo deployment counting in Redis under a fresh prefix; (root, prefix, key)."""
+def _demo_with_redis(tmp_path: Path, quota: str) -> tuple[Path, str, str, str]:
+    """The demo deployment counting in Redis under a fresh prefix.
+
+    Returns (root, prefix, the racer's key, an admin key for /metrics).
+    """
     root = tmp_path / "demo"
     init_project(root, demo=True)
     prefix = f"atlasguard:test:{uuid.uuid4().hex}"
@@ -33,9 +36,10 @@ def _demo_with_redis(tmp_path: Path, quota: str) -> tuple[Path, str, str]:
     text = text.replace('redis_url = ""', f'redis_url = "{REDIS_URL}"')
     text = text.replace('key_prefix = "atlasguard:quota"', f'key_prefix = "{prefix}"')
     config.write_text(text, encoding="utf-8")
-    store = open_identity_store(load_policy(config))
+    store = Deployment.open(load_policy(config)).identity
     store.grant("racer", "digits", "user", rate="100000/second", quota=quota)
-    return root, prefix, store.create_key("racer").secret
+    admin = store.create_key("scraper", admin=True).secret
+    return root, prefix, store.create_key("racer").secret, admin
 
 
 def _infer_body() -> str:
@@ -59,7 +63,7 @@ def _forget(prefix: str) -> None:
 
 @pytest.mark.services
 def test_four_workers_admit_exactly_the_quota(tmp_path: Path) -> None:
-    root, prefix, key = _demo_with_redis(tmp_path, f"{LIMIT}/day")
+    root, prefix, key, _admin = _demo_with_redis(tmp_path, f"{LIMIT}/day")
     body = _infer_body()
     proc, port = _start(root, workers=4)
     statuses: list[int] = []
@@ -96,6 +100,7 @@ def _allowed(metrics_text: str, model: str) -> float:
         for sample in family.samples:
             if (
                 sample.name == "atlasguard_requests_total"
+                and sample.labels.get("action") == "infer"
                 and sample.labels.get("model") == model
                 and sample.labels.get("decision") == "allow"
             ):
@@ -106,7 +111,7 @@ def _allowed(metrics_text: str, model: str) -> float:
 @pytest.mark.services
 def test_one_scrape_counts_every_worker(tmp_path: Path) -> None:
     requests = 48
-    root, prefix, key = _demo_with_redis(tmp_path, "100000/day")
+    root, prefix, key, admin = _demo_with_redis(tmp_path, "100000/day")
     body = _infer_body()
     scratch = tmp_path / "tmp"  # the server's TMPDIR: where its metrics directory goes
     scratch.mkdir()
@@ -140,7 +145,10 @@ def test_one_scrape_counts_every_worker(tmp_path: Path) -> None:
         for t in threads:
             t.join()
         for _ in range(6):  # each on a new connection: whichever worker answers
-            scrapes.append(_allowed(httpx.get(f"http://127.0.0.1:{port}/metrics").text, "digits"))
+            scraped = httpx.get(
+                f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {admin}"}
+            )
+            scrapes.append(_allowed(scraped.text, "digits"))
         # Both workers served some of the requests (one file of counters per process).
         writers = {f.stem.rpartition("_")[2] for f in metrics_dir.glob("counter_*.db")}
     finally:

@@ -31,8 +31,8 @@ from atlasguard.identity.store import (
 )
 from atlasguard.identity.tokens import MAX_GROUPS, JwtVerifier, parse_groups_claim
 from atlasguard.policy import load_policy_text
-from atlasguard.runtime.access import AccessGuard
-from atlasguard.runtime.pipeline import Denied, Request
+from atlasguard.runtime.access import Access
+from atlasguard.runtime.pipeline import Denied
 from tests.dbfixtures import database
 
 ISS, AUD = "https://idp.example", "atlasguard"
@@ -174,16 +174,15 @@ def test_membership_changes_reach_another_worker_within_the_refresh(engine: Engi
 
 def test_a_group_grant_reaches_a_model_through_the_access_guard(engine: Engine) -> None:
     store = IdentityStore.create(engine, refresh_seconds=0.0)
-    guard = AccessGuard(store)
+    access = Access(store)
     alice, bob = store.create_key("alice").secret, store.create_key("bob").secret
     store.grant("group:ml", "digits", "reader")
     store.add_member("ml", "alice")
-    req = guard.before(Request(model="digits", inputs={}, credential=alice))
-    assert req.principal is not None and req.principal.roles == frozenset({"reader"})
+    assert access.resolve(alice, "digits").roles == frozenset({"reader"})
     for credential, model in ((bob, "digits"), (alice, "fraud")):
         with pytest.raises(Denied) as info:
-            guard.before(Request(model=model, inputs={}, credential=credential))
-        assert info.value.status == 403
+            access.resolve(credential, model)
+        assert info.value.reason == "forbidden"
 
 
 # -- token groups --------------------------------------------------------------------
@@ -226,10 +225,10 @@ def test_malformed_groups_claim_is_a_401_at_the_guard(
 ) -> None:
     store = IdentityStore.create(engine, refresh_seconds=0.0)
     store.grant("jwt:alice", "digits", "user")
-    guard = AccessGuard(store, tokens=verifier)
+    access = Access(store, tokens=verifier)
     with pytest.raises(Denied) as info:
-        guard.before(Request(model="digits", inputs={}, credential=_token(groups=[1, 2])))
-    assert info.value.status == 401
+        access.resolve(_token(groups=[1, 2]), "digits")
+    assert info.value.reason == "unauthenticated"
 
 
 def test_a_subject_cannot_pose_as_a_group() -> None:
@@ -244,19 +243,20 @@ def test_token_groups_reach_a_model_and_never_make_an_admin(
 ) -> None:
     store = IdentityStore.create(engine, refresh_seconds=0.0)
     store.grant("group:ml", "digits", "user")
-    guard = AccessGuard(store, tokens=verifier)
+    access = Access(store, tokens=verifier)
     member = _token(groups=["ml"])
-    record = guard.authenticate(member)
+    record = access.authenticate(member)
     assert record == PrincipalRecord("jwt:alice", False, 0.0, ("group:ml",))
-    req = guard.before(Request(model="digits", inputs={}, credential=member))
-    assert req.principal is not None and req.principal.name == "jwt:alice"
+    assert access.resolve(member, "digits").name == "jwt:alice"
     for credential in (_token(), _token(groups=["ops"]), _token(sub="bob", groups="sales")):
         with pytest.raises(Denied) as info:
-            guard.before(Request(model="digits", inputs={}, credential=credential))
-        assert info.value.status == 403
+            access.resolve(credential, "digits")
+        assert info.value.reason == "forbidden"
     # Even a group literally named "admin", holding the admin role, makes no admin principal.
     store.grant("group:admin", "*", "admin")
-    assert not guard.authenticate(_token(groups=["admin"])).is_admin
+    assert not access.authenticate(_token(groups=["admin"])).is_admin
+    with pytest.raises(Denied):
+        access.admin(_token(groups=["admin"]))
 
 
 def test_a_store_membership_of_a_token_principal_counts_too(
@@ -265,8 +265,7 @@ def test_a_store_membership_of_a_token_principal_counts_too(
     store = IdentityStore.create(engine, refresh_seconds=0.0)
     store.grant("group:ml", "digits", "user")
     store.add_member("ml", "jwt:alice")
-    guard = AccessGuard(store, tokens=verifier)
-    assert guard.before(Request(model="digits", inputs={}, credential=_token())).principal
+    assert Access(store, tokens=verifier).resolve(_token(), "digits").name == "jwt:alice"
 
 
 _JSON = st.recursive(
@@ -306,8 +305,7 @@ def test_groups_claim_parser_keeps_every_valid_name(items: list[str]) -> None:
 
 
 def test_the_access_settings_turn_the_groups_claim_on(tmp_path: Path) -> None:
-    from atlasguard.db import connect
-    from atlasguard.gateway.service import build_guards
+    from atlasguard.runtime.deployment import Deployment
 
     (tmp_path / "jwks.json").write_text(json.dumps(JWKS), encoding="utf-8")
     policy = load_policy_text(
@@ -316,10 +314,10 @@ def test_the_access_settings_turn_the_groups_claim_on(tmp_path: Path) -> None:
         'jwt_groups_claim = "roles"\n',
         path=tmp_path / "atlasguard.toml",
     )
-    guard = build_guards(policy, IdentityStore.create(connect("sqlite://")))[0]
-    assert isinstance(guard, AccessGuard)
-    assert guard.authenticate(_token(roles="ml")).groups == ("group:ml",)
-    assert guard.authenticate(_token(groups="ml")).groups == ()
+    with Deployment.open(policy) as deployment:
+        access = deployment.access
+        assert access.authenticate(_token(roles="ml")).groups == ("group:ml",)
+        assert access.authenticate(_token(groups="ml")).groups == ()
 
 
 # -- migration -----------------------------------------------------------------------

@@ -16,8 +16,8 @@ from atlasguard.db import connect
 from atlasguard.errors import ConfigurationError
 from atlasguard.identity.store import AuthenticationError, IdentityStore
 from atlasguard.identity.tokens import JwtVerifier, looks_like_jwt
-from atlasguard.runtime.access import AccessGuard
-from atlasguard.runtime.pipeline import Denied, Request
+from atlasguard.runtime.access import Access
+from atlasguard.runtime.pipeline import Denied
 
 ISS, AUD = "https://idp.example", "atlasguard"
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -92,11 +92,10 @@ def test_jwks_file_and_configuration_errors(tmp_path: Path) -> None:
 
 def test_tokens_still_need_a_grant(verifier: JwtVerifier) -> None:
     store = IdentityStore.create(connect("sqlite://"), refresh_seconds=0.0)
-    guard = AccessGuard(store, tokens=verifier)
-    req = Request(model="digits", inputs={}, credential=_token())
+    access = Access(store, tokens=verifier)
     with pytest.raises(Denied) as info:
-        guard.before(req)
-    assert info.value.status == 403
+        access.resolve(_token(), "digits")
+    assert info.value.reason == "forbidden"
     store.grant("jwt:alice", "digits", "user")
-    assert guard.before(req).principal.name == "jwt:alice"  # type: ignore[union-attr]
+    assert access.resolve(_token(), "digits").name == "jwt:alice"
     assert not looks_like_jwt("agk_0123456789abcdef_" + "a" * 43)

@@ -9,24 +9,35 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine
 
+from atlasguard.artifacts.findings import Severity
 from atlasguard.artifacts.keys import Keyring
+from atlasguard.artifacts.load_gate import LoadGate
 from atlasguard.audit.checkpoint import CheckpointSigner
 from atlasguard.audit.log import AuditLog
 from atlasguard.identity.store import IdentityStore
 from atlasguard.registry.service import Registry
 from atlasguard.registry.stores.local import LocalStore
+from atlasguard.runtime.auditor import Auditor
 from tests.dbfixtures import database
 
 
 def make_registry(
-    engine: Engine, root: Path, *, keyring: Keyring | None = None, **kwargs: object
+    engine: Engine,
+    root: Path,
+    *,
+    keyring: Keyring | None = None,
+    signature_key: ec.EllipticCurvePublicKey | None = None,
+    fail_on: Severity = Severity.HIGH,
+    allow: tuple[str, ...] = (),
+    **kwargs: object,
 ) -> Registry:
     signer = CheckpointSigner(ec.generate_private_key(ec.SECP256R1()))
     return Registry(
         engine,
         LocalStore(root / "blobs"),
         identity=IdentityStore.create(engine),
-        audit=AuditLog.create(engine, signer=signer),
+        auditor=Auditor(AuditLog.create(engine, signer=signer)),
+        load_gate=LoadGate(fail_on=fail_on, allow=allow, signature_key=signature_key),
         keyring=keyring,
         **kwargs,  # type: ignore[arg-type]
     )

@@ -20,7 +20,8 @@ from atlasguard.errors import (
 )
 from atlasguard.policy import load_policy_text
 from atlasguard.registry.access import AccessDeniedError
-from atlasguard.registry.service import Registry, UnknownObjectError, open_registry
+from atlasguard.registry.service import Registry, UnknownObjectError
+from atlasguard.runtime.deployment import Deployment
 from tests.corpus import build_corpus
 from tests.dbfixtures import database
 from tests.registry.conftest import make_registry
@@ -204,17 +205,19 @@ def test_open_registry_from_policy(tmp_path: Path) -> None:
     create_keyring(tmp_path / "keys" / "kek.json")
     text = (
         '[deployment]\nstate_dir = "state"\n[keys]\nkeyring = "keys/kek.json"\n'
-        '[controls.scan]\nfail_on = "critical"\n'
+        '[controls.scan]\nfail_on = "critical"\n[controls.registry]\nenabled = true\n'
     )
     policy = load_policy_text(text, path=tmp_path / "atlasguard.toml")
-    reg = open_registry(policy)
-    assert reg.keyring is None and reg.store.root == (tmp_path / "state" / "registry").resolve()  # type: ignore[attr-defined]
-    assert reg.fail_on.label == "critical"
-    reg.audit.close()
+    with Deployment.open(policy) as deployment:
+        reg = deployment.registry
+        assert reg.keyring is None
+        assert reg.store.root == (tmp_path / "state" / "registry").resolve()  # type: ignore[attr-defined]
+        assert reg.load_gate.fail_on.label == "critical"
+        assert reg.auditor is deployment.auditor  # one auditor per deployment
 
 
 def test_keyring_inside_the_store_is_refused(tmp_path: Path) -> None:
-    from atlasguard.registry.service import RegistrySettings
+    from atlasguard.registry.settings import RegistrySettings
 
     create_keyring(tmp_path / "state" / "registry" / "kek.json")
     policy = load_policy_text(
@@ -228,7 +231,7 @@ def test_keyring_inside_the_store_is_refused(tmp_path: Path) -> None:
         path=policy.path,
     )
     with pytest.raises(ConfigurationError, match="keep keys apart"):
-        open_registry(policy)
+        _ = Deployment.open(policy).registry
 
 
 def test_symlink_inside_a_pushed_directory_is_refused(registry: Registry, tmp_path: Path) -> None:

@@ -31,8 +31,9 @@ boto3 = pytest.importorskip("boto3", reason="boto3 is not installed: pip install
 from atlasguard.artifacts.keys import create_keyring  # noqa: E402
 from atlasguard.errors import ConfigurationError, IntegrityError, UsageError  # noqa: E402
 from atlasguard.policy import load_policy_text  # noqa: E402
-from atlasguard.registry.service import open_registry  # noqa: E402
+from atlasguard.registry.service import Registry  # noqa: E402
 from atlasguard.registry.stores.s3 import S3Store, parse_s3_url  # noqa: E402
+from atlasguard.runtime.deployment import Deployment  # noqa: E402
 
 MiB = 1 << 20
 
@@ -267,6 +268,10 @@ def test_malformed_s3_urls_are_refused(url: str) -> None:
 # -- the registry on S3 -----------------------------------------------------------------
 
 
+def open_registry(policy: Any) -> Registry:
+    return Deployment.open(policy).registry
+
+
 def _policy(
     tmp_path: Path, endpoint: str, bucket: str, *, extra: str = "", encrypt: bool = False
 ) -> Any:
@@ -343,7 +348,7 @@ def test_registry_on_s3_encrypted_keyring_outside_the_bucket(
 
 def test_s3_settings_without_an_s3_store_are_refused(tmp_path: Path) -> None:
     policy = load_policy_text(
-        '[deployment]\nstate_dir = "state"\n[controls.registry]\n'
+        '[deployment]\nstate_dir = "state"\n[controls.registry]\nenabled = true\n'
         's3_endpoint_url = "http://127.0.0.1:9"\n',
         path=tmp_path / "atlasguard.toml",
     )
@@ -353,7 +358,8 @@ def test_s3_settings_without_an_s3_store_are_refused(tmp_path: Path) -> None:
 
 def test_a_bad_store_url_names_the_policy_line(tmp_path: Path) -> None:
     policy = load_policy_text(
-        '[deployment]\nstate_dir = "state"\n[controls.registry]\nstore = "gs://bucket/x"\n',
+        '[deployment]\nstate_dir = "state"\n[controls.registry]\nenabled = true\n'
+        'store = "gs://bucket/x"\n',
         path=tmp_path / "atlasguard.toml",
     )
     with pytest.raises(ConfigurationError, match=r"atlasguard\.toml:\d+: 'gs://bucket/x'"):

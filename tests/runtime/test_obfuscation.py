@@ -15,16 +15,15 @@ from sklearn.linear_model import LogisticRegression
 from atlasguard.errors import UsageError
 from atlasguard.policy import render_default_policy
 from atlasguard.runtime.obfuscation import (
-    CONTROLS,
     OutputGuard,
     OutputPolicy,
-    OutputSettings,
     add_noise,
     label_only,
     round_scores,
     top_k,
 )
 from atlasguard.runtime.pipeline import Pipeline, Principal, Request
+from atlasguard.runtime.settings import CONTROLS, OutputSettings
 
 Scores = npt.NDArray[np.float32]
 
@@ -157,10 +156,10 @@ def test_settings_validate_and_render() -> None:
         OutputSettings(roles={"x": "label+round"})
     with pytest.raises(ValidationError):
         OutputSettings(top_k=0)
-    (control,) = CONTROLS
+    control = next(c for c in CONTROLS if c.key == "output")
     assert control.key == "output" and control.mitigates == frozenset({"AML.M0002"})
     assert OutputGuard.mitigates == control.mitigates
-    text = render_default_policy(CONTROLS)
+    text = render_default_policy((control,))
     assert '[controls.output]\nenabled = true\ndefault = "round"' in text
 
 

@@ -12,18 +12,19 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from atlasguard.errors import UsageError
+from atlasguard.gateway.http import ratelimit_headers
 from atlasguard.policy import render_default_policy
 from atlasguard.runtime._quota_memory import MemoryQuotaStore
-from atlasguard.runtime.pipeline import Denied, Pipeline, Principal, Request, Response
+from atlasguard.runtime.pipeline import Denied, Pipeline, Principal, Request
 from atlasguard.runtime.quotas import (
-    CONTROLS,
-    DAY,
     QuotaGuard,
     QuotaPolicy,
     QuotaSettings,
     parse_daily,
     parse_rate,
+    settings_policy,
 )
+from atlasguard.runtime.settings import CONTROLS, DAY
 
 # A UTC midnight, so tests can cross a day boundary on purpose.
 MIDNIGHT = 20_000 * DAY
@@ -112,13 +113,12 @@ def test_cost_over_burst_or_daily_is_never_admissible() -> None:
     guard = guard_for(QuotaPolicy.parse(rate="10/second", burst=20, daily="100/day"))
     with pytest.raises(Denied) as info:
         guard.before(request(21))
-    assert info.value.status == 422
-    assert info.value.reason == "quota"
+    assert info.value.reason == "over-limit"
     assert "burst of 20" in str(info.value)
     guard = guard_for(QuotaPolicy.parse(daily="100/day"))
     with pytest.raises(Denied, match="daily quota of 100") as info:
         guard.before(request(101))
-    assert info.value.status == 422
+    assert info.value.reason == "over-limit"
 
 
 def test_burst_then_refill() -> None:
@@ -127,7 +127,7 @@ def test_burst_then_refill() -> None:
     assert admitted(guard, 25) == 20
     with pytest.raises(Denied) as info:
         guard.before(request())
-    assert info.value.headers["Retry-After"] == "1"  # 0.1 s, rounded up
+    assert info.value.retry_after == 1  # 0.1 s, rounded up
     clock.advance(0.1)
     assert admitted(guard, 3) == 1
     clock.advance(1.0)
@@ -211,14 +211,15 @@ def test_rate_refusal_headers_and_message() -> None:
     with pytest.raises(Denied) as info:
         guard.before(request(5))
     denied = info.value
-    assert (denied.status, denied.reason) == (429, "rate")
+    assert denied.reason == "rate"
     assert "rate limit" in str(denied)
-    assert int(denied.headers["Retry-After"]) >= 1
+    assert denied.retry_after is not None and denied.retry_after >= 1
     # The bucket is the limit closest to exhaustion: 20, 0 left, full again in 2 s.
-    assert denied.headers["RateLimit-Limit"] == "20"
-    assert denied.headers["RateLimit-Remaining"] == "0"
-    assert denied.headers["RateLimit-Reset"] == "2"
-    assert denied.headers["RateLimit-Policy"] == "20;w=2, 1000;w=86400"
+    headers = ratelimit_headers(denied.limits)
+    assert headers["RateLimit-Limit"] == "20"
+    assert headers["RateLimit-Remaining"] == "0"
+    assert headers["RateLimit-Reset"] == "2"
+    assert headers["RateLimit-Policy"] == "20;w=2, 1000;w=86400"
 
 
 def test_daily_and_lifetime_refusals_say_quota() -> None:
@@ -226,27 +227,25 @@ def test_daily_and_lifetime_refusals_say_quota() -> None:
     guard.before(request(3))
     with pytest.raises(Denied, match="daily quota") as info:
         guard.before(request())
-    assert (info.value.status, info.value.reason) == (429, "quota")
-    assert int(info.value.headers["Retry-After"]) > 0
-    assert info.value.headers["RateLimit-Remaining"] == "0"
+    assert info.value.reason == "quota"
+    assert info.value.retry_after is not None and info.value.retry_after > 0
+    assert ratelimit_headers(info.value.limits)["RateLimit-Remaining"] == "0"
     guard = guard_for(QuotaPolicy.parse(lifetime=3))
     guard.before(request(3))
     with pytest.raises(Denied, match="lifetime quota") as info:
         guard.before(request())
-    assert (info.value.status, info.value.reason) == (429, "quota")
-    assert "Retry-After" not in info.value.headers  # a lifetime quota never resets
+    assert info.value.reason == "quota"
+    assert info.value.retry_after is None  # a lifetime quota never resets
 
 
-def test_admitted_responses_carry_ratelimit_headers() -> None:
+def test_admitted_responses_carry_the_limits_left() -> None:
     guard = guard_for(QuotaPolicy.parse(rate="10/second", burst=20, daily="1000/day"))
     pipe = Pipeline(guards=(guard,), predict=lambda inputs: {"scores": inputs["input"]})
-    response = pipe(request(5))
-    assert response.headers["RateLimit-Limit"] == "20"
-    assert response.headers["RateLimit-Remaining"] == "15"
-    assert response.headers["RateLimit-Reset"] == "1"  # 0.5 s to refill, rounded up
-    # ``after`` without a matching ``before`` leaves the response alone.
-    bare = Response(outputs={})
-    assert guard.after(request(), bare) is bare
+    headers = ratelimit_headers(pipe(request(5)).limits)
+    assert headers["RateLimit-Limit"] == "20"
+    assert headers["RateLimit-Remaining"] == "15"
+    assert headers["RateLimit-Reset"] == "1"  # 0.5 s to refill, rounded up
+    assert ratelimit_headers(()) == {}
 
 
 def test_unlimited_and_anonymous() -> None:
@@ -270,8 +269,8 @@ def test_unlimited_and_anonymous() -> None:
 
 def test_settings_and_factory() -> None:
     settings = QuotaSettings(enabled=True)
-    assert settings.policy() == QuotaPolicy(rate=(10, 1.0), burst=20, daily=10000)
-    assert QuotaSettings(rate="", daily="").policy() is None
+    assert settings_policy(settings) == QuotaPolicy(rate=(10, 1.0), burst=20, daily=10000)
+    assert settings_policy(QuotaSettings(rate="", daily="")) is None
     with pytest.raises(ValidationError):
         QuotaSettings(rate="fast")
     with pytest.raises(ValidationError):
@@ -292,11 +291,10 @@ def test_settings_and_factory() -> None:
 
 
 def test_control_declaration_renders_in_the_default_policy() -> None:
-    (control,) = CONTROLS
-    assert control.key == "quotas"
+    control = next(c for c in CONTROLS if c.key == "quotas")
     assert control.mitigates == frozenset({"AML.M0004"})
     assert QuotaGuard.mitigates == control.mitigates
-    text = render_default_policy(CONTROLS)
+    text = render_default_policy((control,))
     assert '[controls.quotas]\nenabled = true\nrate = "10/second"\nburst = 20' in text
 
 
@@ -378,6 +376,6 @@ def test_policy_file_table_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     text = '[controls.quotas]\nenabled = true\nrate = "5/second"\nburst = 8\ndaily = ""\n'
     loaded = policy_module.load_policy_text(text).settings("quotas")
     assert isinstance(loaded, QuotaSettings)
-    assert loaded.policy() == QuotaPolicy(rate=(5, 1.0), burst=8)
+    assert settings_policy(loaded) == QuotaPolicy(rate=(5, 1.0), burst=8)
     with pytest.raises(PolicyError, match=r"controls\.quotas\.rate"):
         policy_module.load_policy_text('[controls.quotas]\nrate = "5/fortnight"\n')

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
+from atlasguard._cli.deployment import passphrase
 from atlasguard.errors import ConfigurationError, UsageError
 
 if TYPE_CHECKING:
@@ -30,11 +30,6 @@ audit_app = typer.Typer(
 _CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
 
 
-def _passphrase() -> bytes | None:
-    value = os.environ.get("ATLASGUARD_KEY_PASSPHRASE")
-    return value.encode() if value else None
-
-
 def _open(config: Path, *, need_signer: bool = False) -> tuple[AuditLog, CheckpointVerifier | None]:
     try:
         from atlasguard.audit.log import open_audit_log
@@ -44,7 +39,7 @@ def _open(config: Path, *, need_signer: bool = False) -> tuple[AuditLog, Checkpo
         ) from None
     from atlasguard.policy import load_policy
 
-    return open_audit_log(load_policy(config), passphrase=_passphrase(), need_signer=need_signer)
+    return open_audit_log(load_policy(config), passphrase=passphrase(), need_signer=need_signer)
 
 
 @audit_app.command("verify")

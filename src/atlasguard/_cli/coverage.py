@@ -89,9 +89,9 @@ def _render_table(out: Any, cov: Coverage, techniques: bool) -> None:
     table.add_column("evidence")
     styles = {"enabled": "green", "available": "yellow", "not implemented": "dim"}
     for m in cov.mitigations:
-        evidence = "\n".join(f"{e.setting} ({e.location})" for e in m.evidence)
+        evidence = "\n".join(f"{e.control}: {e.setting} ({e.location})" for e in m.evidence)
         if not evidence and m.implemented:
-            evidence = "off: " + ", ".join(f"controls.{c}.enabled" for c in m.controls)
+            evidence = "off: " + ", ".join(f"[controls.{c}]" for c in m.controls)
         table.add_row(
             m.mitigation.id,
             escape(m.mitigation.name),

@@ -10,17 +10,14 @@ from __future__ import annotations
 import enum
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console
-from atlasguard._cli.keys import identity_store
-
-if TYPE_CHECKING:
-    from atlasguard.identity.store import IdentityStore
+from atlasguard._cli.deployment import local_actor, open_deployment
 
 __all__ = ["register"]
 
@@ -37,10 +34,6 @@ class Format(enum.StrEnum):
     json = "json"
 
 
-def _store(config: Path) -> IdentityStore:
-    return identity_store(config, "groups")
-
-
 @groups_app.command("add")
 def add(
     group: str = typer.Argument(..., help="The group: NAME or group:NAME (created if needed)."),
@@ -51,7 +44,8 @@ def add(
     from atlasguard.identity.store import group_name
 
     name = group_name(group)
-    _store(config).add_member(name, member)
+    with open_deployment(config, "groups") as deployment:
+        deployment.admin.add_member(local_actor(), name, member)
     console.print(f"added {escape(member)} to {escape(name)}")
 
 
@@ -65,7 +59,8 @@ def remove(
     from atlasguard.identity.store import group_name
 
     name = group_name(group)
-    _store(config).remove_member(name, member)
+    with open_deployment(config, "groups") as deployment:
+        deployment.admin.remove_member(local_actor(), name, member)
     console.print(f"removed {escape(member)} from {escape(name)}")
 
 
@@ -78,20 +73,21 @@ def list_groups(
     """Groups kept in the store, with their members and grants."""
     from atlasguard.identity.store import group_name
 
-    store = _store(config)
-    if group is not None:
-        name = group_name(group)
-        found = {name: store.members(name)}
-    else:
-        found = store.list_groups()
-    rows: list[dict[str, Any]] = [
-        {
-            "group": name,
-            "members": members,
-            "grants": [f"{g.role}:{g.models}" for g in store.grants_of(name)],
-        }
-        for name, members in found.items()
-    ]
+    with open_deployment(config, "groups") as deployment:
+        store = deployment.identity
+        if group is not None:
+            name = group_name(group)
+            found = {name: store.members(name)}
+        else:
+            found = store.list_groups()
+        rows: list[dict[str, Any]] = [
+            {
+                "group": name,
+                "members": members,
+                "grants": [f"{g.role}:{g.models}" for g in store.grants_of(name)],
+            }
+            for name, members in found.items()
+        ]
     if output is Format.json:
         console.out(json.dumps(rows, indent=2))
         return

@@ -5,17 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
-from atlasguard.errors import ConfigurationError, UsageError
-
-if TYPE_CHECKING:
-    from atlasguard.identity.store import IdentityStore
+from atlasguard._cli.deployment import local_actor, open_deployment
 
 __all__ = ["register"]
 
@@ -25,19 +22,6 @@ keys_app = typer.Typer(
 )
 
 _CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
-
-
-def identity_store(config: Path, what: str = "API keys") -> IdentityStore:
-    """The deployment's identity store (``what`` names the feature if an extra is missing)."""
-    try:
-        from atlasguard.identity.store import open_identity_store
-    except ModuleNotFoundError as exc:
-        raise ConfigurationError(
-            f"{what} need {exc.name}: pip install 'atlasguard[gateway]'"
-        ) from None
-    from atlasguard.policy import load_policy
-
-    return open_identity_store(load_policy(config))
 
 
 @keys_app.command("create")
@@ -58,24 +42,25 @@ def create(
 
     For a group (``group:NAME``) only the grants are made: groups hold no keys.
     """
-    store = identity_store(config)
-    from atlasguard.identity.store import group_name, is_group
+    from atlasguard.identity.store import is_group
 
-    if is_group(principal):
-        principal = group_name(principal)
-        if admin:
-            raise UsageError(f"{principal} is a group: groups are never admins")
-        if not models.strip():
-            raise UsageError(f"{principal} is a group: give --models to grant it; it holds no key")
-    for pattern in filter(None, (m.strip() for m in models.split(","))):
-        store.grant(principal, pattern, role, rate=rate, quota=quota)
-    if is_group(principal):
+    patterns = [m for m in (p.strip() for p in models.split(",")) if m]
+    with open_deployment(config, "API keys") as deployment:
+        issued = deployment.admin.create_key(
+            local_actor(),
+            principal,
+            models=patterns,
+            role=role,
+            rate=rate,
+            quota=quota,
+            admin=admin,
+        )
+    if issued is None or is_group(principal):
         err_console.print(
             f"granted {escape(role)} on {escape(models)} to {escape(principal)} "
             "(groups hold no keys: atlasguard groups add GROUP MEMBER)"
         )
         return
-    issued = store.create_key(principal, admin=admin)
     err_console.print(
         f"created key {issued.key_id} for {escape(principal)}; "
         "it is shown only now, store it safely"
@@ -90,8 +75,9 @@ def list_keys(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List keys (ids only, never secrets) with their principal, grants and state."""
-    store = identity_store(config)
-    keys = store.list_keys(principal)
+    with open_deployment(config, "API keys") as deployment:
+        keys = deployment.admin.list_keys(local_actor(), principal)
+        grants = {k.principal: deployment.identity.grants_of(k.principal) for k in keys}
     rows: list[dict[str, Any]] = [
         {
             "key_id": k.key_id,
@@ -100,7 +86,7 @@ def list_keys(
             "created": dt.datetime.fromtimestamp(k.created_at, dt.UTC).isoformat(
                 timespec="seconds"
             ),
-            "grants": [f"{g.role}:{g.models}" for g in store.grants_of(k.principal)],
+            "grants": [f"{g.role}:{g.models}" for g in grants[k.principal]],
         }
         for k in keys
     ]
@@ -126,7 +112,8 @@ def revoke(
     key_id: str = typer.Argument(..., help="The key id (not the key)."), config: Path = _CONFIG
 ) -> None:
     """Revoke a key; it stops working within seconds on every worker."""
-    identity_store(config).revoke_key(key_id)
+    with open_deployment(config, "API keys") as deployment:
+        deployment.admin.revoke_key(local_actor(), key_id)
     console.print(f"revoked {escape(key_id)}")
 
 

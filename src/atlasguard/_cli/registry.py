@@ -12,7 +12,6 @@ import dataclasses
 import enum
 import getpass
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +20,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
-from atlasguard.errors import ConfigurationError, UsageError
+from atlasguard._cli.deployment import open_deployment
+from atlasguard.errors import UsageError
 
 if TYPE_CHECKING:
-    from atlasguard.registry.service import Registry
+    pass
 
 __all__ = ["register"]
 
@@ -58,17 +58,10 @@ class Format(enum.StrEnum):
     json = "json"
 
 
-def _open(config: Path) -> Registry:
-    try:
-        from atlasguard.registry.service import open_registry
-    except ModuleNotFoundError as exc:  # SQLAlchemy/Alembic come with the gateway extra
-        raise ConfigurationError(
-            f"the registry needs {exc.name}: pip install 'atlasguard[gateway]'"
-        ) from None
-    from atlasguard.policy import load_policy
-
-    value = os.environ.get("ATLASGUARD_KEY_PASSPHRASE")
-    return open_registry(load_policy(config), passphrase=value.encode() if value else None)
+def _call(config: Path, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Call one method of the deployment's registry, then close the deployment."""
+    with open_deployment(config, "the registry") as deployment:
+        return getattr(deployment.registry, method)(*args, **kwargs)
 
 
 def _who(principal: str | None) -> str:
@@ -113,7 +106,9 @@ def push(
     """Scan, hash and store a new version; exit 1 with the findings when refused."""
     if kind not in ("model", "dataset"):
         raise UsageError(f"--kind {kind!r}: expected model or dataset")
-    version = _open(config).push(
+    version = _call(
+        config,
+        "push",
         _who(principal),
         name,
         path,
@@ -135,7 +130,7 @@ def pull(
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Write a version to DEST after re-verifying it against its manifest."""
-    out = _open(config).pull(_who(principal), ref, dest)
+    out = _call(config, "pull", _who(principal), ref, dest)
     err_console.print(f"verified and wrote {escape(str(out))}")
 
 
@@ -149,8 +144,11 @@ def list_objects(
     """The objects the principal may see."""
     if kind not in (None, "model", "dataset"):
         raise UsageError(f"--kind {kind!r}: expected model or dataset")
-    objs = _open(config).list(
-        _who(principal), kind=None if kind is None else ("model" if kind == "model" else "dataset")
+    objs = _call(
+        config,
+        "list",
+        _who(principal),
+        kind=None if kind is None else ("model" if kind == "model" else "dataset"),
     )
     if fmt is Format.json:
         console.out(json.dumps([_jsonable(o) for o in objs], indent=2))
@@ -172,7 +170,7 @@ def show(
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """An object and one of its versions (the latest by default)."""
-    obj, version = _open(config).show(_who(principal), ref)
+    obj, version = _call(config, "show", _who(principal), ref)
     if fmt is Format.json:
         console.out(json.dumps({"object": _jsonable(obj), "version": _jsonable(version)}, indent=2))
         return
@@ -198,7 +196,7 @@ def grant(
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Give GRANTEE a role on PATTERN (managers and owners only)."""
-    _open(config).grant(_who(principal), grantee, pattern, role)
+    _call(config, "grant", _who(principal), grantee, pattern, role)
     console.print(f"granted {escape(role)} on {escape(pattern)} to {escape(grantee)}")
 
 
@@ -211,7 +209,7 @@ def revoke(
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Remove GRANTEE's grants on PATTERN."""
-    removed = _open(config).revoke(_who(principal), grantee, pattern, role)
+    removed = _call(config, "revoke", _who(principal), grantee, pattern, role)
     console.print(f"removed {removed} grant(s)")
 
 
@@ -223,7 +221,7 @@ def promote(
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Move ALIAS to the version REF names (audited)."""
-    version = _open(config).promote(_who(principal), ref, alias)
+    version = _call(config, "promote", _who(principal), ref, alias)
     console.print(f"{escape(version.name)}@{escape(alias)} → {version.number}")
 
 

@@ -19,6 +19,7 @@ import typer
 from rich.markup import escape
 
 from atlasguard._cli.console import err_console
+from atlasguard._cli.deployment import passphrase
 from atlasguard.errors import ConfigurationError, UsageError
 
 if TYPE_CHECKING:
@@ -27,13 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["app_factory", "register"]
 
 _CONFIG_ENV = "ATLASGUARD_CONFIG"
-_PASSPHRASE_ENV = "ATLASGUARD_KEY_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
 _METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client reads it at import
-
-
-def _passphrase() -> bytes | None:
-    value = os.environ.get(_PASSPHRASE_ENV)
-    return value.encode() if value else None
 
 
 def _build(config: Path, *, metrics_dir: Path | None = None) -> FastAPI:
@@ -46,7 +41,7 @@ def _build(config: Path, *, metrics_dir: Path | None = None) -> FastAPI:
         ) from None
     from atlasguard.policy import load_policy
 
-    gateway = Gateway.from_policy(load_policy(config), passphrase=_passphrase())
+    gateway = Gateway.from_policy(load_policy(config), passphrase=passphrase())
     for name, reason in gateway.refused.items():
         err_console.print(f"[red]not serving {escape(name)}:[/] {escape(reason)}", soft_wrap=True)
     return create_app(gateway, metrics_dir=metrics_dir)

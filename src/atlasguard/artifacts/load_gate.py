@@ -1,6 +1,11 @@
-"""The load gate: verify, check, decrypt, and only then load (AML.M0013, M0014, M0012).
+"""The load gate: verify, check, decrypt, scan, and only then load (AML.M0013, M0014, M0016).
 
-:func:`load_verified` is the one call a server makes before it loads a model
+:class:`LoadGate` is the one gate of a deployment, built from its policy: the
+gateway passes every model file through :meth:`LoadGate.stage` before loading
+it, and the registry every push through :meth:`LoadGate.screen`, so both refuse
+the same things for the same reasons.
+
+:func:`load_verified` is the one call a program makes before it loads a model
 file: it verifies the directory's signature and every file against the signed
 manifest, copies the requested file into a private temporary directory while
 checking the copy against its signed digest (so a file swapped after the check
@@ -25,18 +30,24 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from atlasguard.artifacts._enc_header import MAGIC
 from atlasguard.artifacts.encryption import KeySource, decrypt_path
+from atlasguard.artifacts.findings import FileReport, Finding, Severity
 from atlasguard.artifacts.manifest import Manifest, ManifestDiff, ManifestError, hash_model
-from atlasguard.artifacts.signing import verify_model
-from atlasguard.errors import UsageError
+from atlasguard.artifacts.signing import DEFAULT_SIGNATURE_NAME, verify_model
+from atlasguard.errors import ConfigurationError, UnsafeArtifactError, UsageError
 
-__all__ = ["load_verified", "stage_verified"]
+if TYPE_CHECKING:
+    from atlasguard.artifacts.keys import Keyring
+    from atlasguard.policy import Policy
+
+__all__ = ["LoadGate", "load_verified", "stage_verified"]
 
 
 def stage_verified(
@@ -99,3 +110,130 @@ def load_verified(
     with tempfile.TemporaryDirectory(dir=workdir, prefix="atlasguard-load-") as tmp:
         staged = stage_verified(model, member, manifest, tmp, key=key)
         return safe_load(staged, allow=allow)
+
+
+def _is_encrypted(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
+@dataclass(frozen=True)
+class LoadGate:
+    """What every model must pass before a deployment loads or stores it.
+
+    ``fail_on`` and ``allow`` are the scan's threshold and extra allowed imports
+    (``[controls.scan]``); ``signature_key`` is set when signatures are required
+    (``[controls.signing] enabled`` and ``require``, ``[keys] public_key``), with
+    the signature file named ``signature_name`` inside the model's directory;
+    ``keyring`` (``[keys] keyring``) decrypts models encrypted at rest.
+    """
+
+    fail_on: Severity = Severity.HIGH
+    allow: tuple[str, ...] = ()
+    signature_key: ec.EllipticCurvePublicKey | None = None
+    signature_name: str = DEFAULT_SIGNATURE_NAME
+    keyring: Keyring | None = None
+
+    @classmethod
+    def from_policy(cls, policy: Policy) -> LoadGate:
+        """The gate ``policy`` describes; raises :class:`ConfigurationError` if it cannot."""
+        from atlasguard.artifacts.keys import load_keyring, load_public_key
+        from atlasguard.artifacts.scan import ScanSettings
+        from atlasguard.artifacts.signing import SigningSettings
+
+        scan = policy.settings("scan")
+        signing = policy.settings("signing")
+        fail_on = Severity.parse(scan.fail_on) if isinstance(scan, ScanSettings) else Severity.HIGH
+        allow = scan.allow if isinstance(scan, ScanSettings) else ()
+        key = None
+        name = DEFAULT_SIGNATURE_NAME
+        if isinstance(signing, SigningSettings) and signing.enabled and signing.require:
+            if not policy.keys.public_key:
+                raise ConfigurationError(
+                    f"{policy.where('controls.signing.require')}: require = true needs "
+                    "[keys] public_key"
+                )
+            key = load_public_key(policy.base_dir / policy.keys.public_key)
+            name = signing.signature_name
+        keyring = None
+        if policy.keys.keyring:
+            keyring = load_keyring(policy.base_dir / policy.keys.keyring)
+        return cls(
+            fail_on=fail_on, allow=allow, signature_key=key, signature_name=name, keyring=keyring
+        )
+
+    @property
+    def mitigates(self) -> frozenset[str]:
+        """What this gate does: scan always (M0016); signatures and manifests when required."""
+        out = {"AML.M0016"}
+        if self.signature_key is not None:
+            out |= {"AML.M0013", "AML.M0014"}
+        return frozenset(out)
+
+    def scan(self, path: Path, *, name: str) -> None:
+        """Refuse ``path`` (a file or directory) with findings at or above ``fail_on``.
+
+        Raises :class:`UnsafeArtifactError` whose ``findings`` name each file
+        relative to ``path`` (never where the server keeps it).
+        """
+        from atlasguard.artifacts.scan import scan_path
+
+        failing: list[tuple[str, Finding]] = []
+        for report in scan_path(path, allow=self.allow):
+            for finding in report.findings:
+                if finding.severity >= self.fail_on:
+                    failing.append((_relative(report, path), finding))
+        if failing:
+            raise UnsafeArtifactError.of(name, self.fail_on.label, failing)
+
+    def verify(self, directory: Path) -> Manifest | None:
+        """The signed manifest of ``directory`` when signatures are required, else ``None``."""
+        if self.signature_key is None:
+            return None
+        return verify_model(
+            directory, self.signature_key, signature=directory / self.signature_name
+        )
+
+    def screen(self, path: Path, *, name: str) -> None:
+        """For content arriving to be stored (a registry push): scan, then check its signature.
+
+        A file's signature is ``<file>.sig`` beside it, as ``atlasguard sign`` writes it.
+        """
+        self.scan(path, name=name)
+        if self.signature_key is not None:
+            signature = path / self.signature_name if path.is_dir() else None
+            verify_model(path, self.signature_key, signature=signature)
+
+    def stage(self, path: Path, staging: Path, *, name: str) -> Path:
+        """For a model about to be loaded: verify, copy, decrypt, scan; return the copy.
+
+        With signatures required the model's directory and every file are
+        verified and the file is copied and re-checked against its signed digest
+        (a file swapped after the check is never loaded). An encrypted file is
+        decrypted with the keyring, fully authenticated first. The plaintext copy
+        in ``staging`` (a private directory the caller deletes) is then scanned.
+        """
+        if not path.is_file():
+            raise ConfigurationError(f"models.{name}: {path} is not a file")
+        encrypted = _is_encrypted(path)
+        if encrypted and self.keyring is None:
+            raise ConfigurationError(f"models.{name} is encrypted; set [keys] keyring")
+        key = self.keyring if encrypted else None
+        manifest = self.verify(path.parent)
+        if manifest is not None:
+            checked = stage_verified(path.parent, path.name, manifest, staging, key=key)
+        elif key is not None:
+            checked = staging / path.name
+            decrypt_path(path, checked, key)
+        else:
+            checked = staging / path.name
+            shutil.copyfile(path, checked)
+        self.scan(checked, name=name)
+        return checked
+
+
+def _relative(report: FileReport, root: Path) -> str:
+    try:
+        return str(Path(report.path).relative_to(root)) if root.is_dir() else root.name
+    except ValueError:
+        return Path(report.path).name

@@ -4,8 +4,9 @@ Appends are committed in batches, each batch in one transaction under a lock
 (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so leaf indexes
 are dense and in commit order whatever the number of workers. :meth:`AuditLog.append` raises
 :class:`AuditWriteError` when the record cannot be written: callers refuse the
-request (fail closed). A record is acknowledged only once committed, and
-SQLite runs with ``synchronous=FULL``, so a crash loses no acknowledged record.
+request (fail closed). A record is acknowledged only once committed as the
+deployment's ``audit_durability`` promises (:data:`DURABILITY`): by default on
+stable storage, so neither a crash nor a power cut loses an acknowledged record.
 
 :meth:`AuditLog.verify` recomputes every leaf from the stored record and every
 checkpoint's head from the leaves: an edited, deleted, reordered or inserted
@@ -21,13 +22,22 @@ record is found, and an external checkpoint proves the log only grew.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import os
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: SQLite's own locking alone
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
@@ -50,9 +60,12 @@ from atlasguard.errors import AtlasguardError, ConfigurationError, IntegrityErro
 from atlasguard.policy import Policy
 
 __all__ = [
+    "DURABILITY",
     "AuditLog",
     "AuditWriteError",
+    "Durability",
     "InclusionProof",
+    "Ticket",
     "UsageRow",
     "VerifyReport",
     "open_audit_log",
@@ -114,34 +127,101 @@ class UsageRow:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+Durability = Literal["power-loss", "process-crash"]
+DURABILITY: tuple[Durability, ...] = ("power-loss", "process-crash")
+"""What an acknowledged record survives (``[deployment] audit_durability``).
+
+``power-loss`` (the default): a record is acknowledged once it is on stable
+storage (SQLite ``synchronous=FULL``; PostgreSQL ``synchronous_commit = on``), so it
+survives a crash of the gateway, of the machine and a power cut.
+``process-crash``: acknowledged once written to the operating system (SQLite
+``synchronous=NORMAL``, the WAL synced at its checkpoints; PostgreSQL
+``synchronous_commit = off``), so it survives ``kill -9`` of the gateway but a power
+cut or an operating-system crash may lose the last records acknowledged (and then
+``audit verify`` reports the gap against the last signed checkpoint).
+"""
+
+
 def _held_lock() -> threading.Lock:
     lock = threading.Lock()
     lock.acquire()
     return lock
 
 
-@dataclass(slots=True)
-class _Pending:
-    body: bytes
-    leaf: bytes
-    # Held until this record has an outcome or its thread is made the leader: a bare
-    # C-level lock (acquired here, released once), cheaper than an Event.
-    wake: threading.Lock = field(default_factory=_held_lock)
-    state: str = "queued"  # queued -> writing -> done
-    leader: bool = False
-    index: int = -1
-    error: BaseException | None = None
+class Ticket:
+    """A record submitted to the log: wait for it (``wait``) or await it (``future``).
+
+    Created by :meth:`AuditLog.submit`. It holds the record's index once written,
+    or the error that kept it from being written.
+    """
+
+    __slots__ = ("_done", "_future", "_loop", "error", "index", "state")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self._done = _held_lock()  # released once, when the outcome is known
+        self._loop = loop
+        self._future: asyncio.Future[int] | None = loop.create_future() if loop else None
+        self.state = "queued"  # queued -> writing -> done (or abandoned)
+        self.index = -1
+        self.error: BaseException | None = None
+
+    @property
+    def future(self) -> asyncio.Future[int]:
+        """The record's index, for a coroutine on the loop given to :meth:`AuditLog.submit`."""
+        if self._future is None:
+            raise RuntimeError("this ticket was submitted without an event loop")
+        return self._future
+
+    def result(self) -> int:
+        """The index once written; raises :class:`AuditWriteError` if it was not."""
+        if self.error is not None:
+            raise AuditWriteError(
+                f"audit record could not be written: {self.error.__class__.__name__}"
+            ) from self.error
+        return self.index
+
+
+class _Announcement:
+    """A call announced with :meth:`AuditLog.coming` whose record is not submitted yet."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = True
+
+
+_ANNOUNCED: contextvars.ContextVar[_Announcement | None] = contextvars.ContextVar(
+    "atlasguard_audit_announced", default=None
+)
+
+
+def _resolve(tickets: list[Ticket]) -> None:
+    """On the event loop: settle the futures of a written batch."""
+    for ticket in tickets:
+        future = ticket._future
+        if future is None or future.done():
+            continue
+        if ticket.error is not None:
+            try:
+                ticket.result()
+            except AuditWriteError as exc:
+                future.set_exception(exc)
+        else:
+            future.set_result(ticket.index)
 
 
 class AuditLog:
     """The audit log stored in the deployment's metadata database.
 
-    Appends from many threads are committed together (group commit, as in
-    LevelDB's write queue): the thread at the head of the queue becomes the
-    leader, writes every record waiting in one transaction and only then
-    acknowledges each; the next waiting thread then leads the next batch. One
-    disk sync serves many requests, a lone request writes its own record with no
-    hand-off to another thread, and no record is acknowledged before it is durable.
+    Records are written by one writer thread per log, in batches (group commit):
+    while one batch commits, the next gathers, and each batch is one
+    transaction — one disk sync for many requests. Calls announced with
+    :meth:`coming` are waited for (at most ``commit_delay`` seconds) before a
+    batch is written, so concurrent requests share one sync. A record is acknowledged
+    (its :class:`Ticket` settled) only once its batch is durable as
+    ``durability`` promises. Threads wait with :meth:`append`; coroutines submit
+    with their event loop and await :attr:`Ticket.future`, so a request waiting
+    for its record holds no thread.
     """
 
     def __init__(
@@ -153,15 +233,31 @@ class AuditLog:
         checkpoint_every: int = 1000,
         max_batch: int = 512,
         write_timeout: float = 30.0,
+        durability: Durability = "power-loss",
+        commit_delay: float = 0.001,
     ) -> None:
+        if durability not in DURABILITY:
+            raise ConfigurationError(
+                f"audit durability {durability!r}: expected one of {', '.join(DURABILITY)}"
+            )
         self._engine = engine
         self._signer = signer
         self.log_id = log_id
         self.checkpoint_every = checkpoint_every
+        self.durability: Durability = durability
         self._max_batch = max_batch
         self._timeout = write_timeout
-        self._mutex = threading.Lock()  # guards the queue and every _Pending's state
-        self._waiting: deque[_Pending] = deque()
+        self._mutex = threading.Lock()  # guards the queue, every Ticket's state, the writer
+        self._wake = threading.Condition(self._mutex)
+        self._waiting: deque[Ticket] = deque()
+        self._bodies: dict[int, tuple[bytes, bytes]] = {}  # id(ticket) -> (leaf, body)
+        self._writer: threading.Thread | None = None
+        self._stopping = False
+        self._commit_delay = commit_delay
+        self._announced = 0  # calls inside coming() that have not submitted yet
+        self._gathering = False
+        self._conn: Any = None  # the writer's own DB-API connection
+        self._file_lock: int | None = None  # SQLite file: serialises writers of all processes
         self._frontier = Frontier()
         self._frontier_lock = threading.Lock()
         self._rowid_idx: bool | None = None  # SQLite: is idx the rowid? (checked once)
@@ -174,10 +270,10 @@ class AuditLog:
         return self._signer is not None
 
     @classmethod
-    def create(cls, engine: Engine, **kwargs: object) -> AuditLog:
+    def create(cls, engine: Engine, **kwargs: Any) -> AuditLog:
         """Migrate the database to the current schema and open the log on it."""
         migrate(engine)
-        return cls(engine, **kwargs)  # type: ignore[arg-type]
+        return cls(engine, **kwargs)
 
     # -- writing -------------------------------------------------------------------
 
@@ -187,87 +283,183 @@ class AuditLog:
         Raises :class:`AuditWriteError` when it cannot be written (the action it
         records must then not happen).
         """
+        return self.wait(self.submit(record))
+
+    def submit(
+        self, record: AuditRecord, *, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Ticket:
+        """Queue ``record`` for the writer and return its ticket at once.
+
+        With ``loop`` (the caller's running event loop) the ticket's
+        :attr:`~Ticket.future` is settled on that loop; await it with
+        :meth:`confirm`. Nothing may act on the record's decision before then.
+        """
         body = record.to_bytes()
-        pending = _Pending(body=body, leaf=leaf_hash(body))
+        entry = (leaf_hash(body), body)
+        ticket = Ticket(loop)
+        mark = _ANNOUNCED.get()
         with self._mutex:
-            self._waiting.append(pending)
-            lead = pending.leader = self._waiting[0] is pending
-        try:
-            if not lead:
-                lead = self._follow(pending)
-            if lead:
-                self._lead()
-        except BaseException:
-            self._abandon(pending)
-            raise
-        if pending.error is not None:
-            raise AuditWriteError(
-                f"audit record could not be written: {pending.error.__class__.__name__}"
-            ) from pending.error
-        return pending.index
+            if mark is not None and mark.open:  # announced: no longer on its way
+                mark.open = False
+                self._announced -= 1
+            self._bodies[id(ticket)] = entry
+            self._waiting.append(ticket)
+            if self._writer is None:
+                self._stopping = False
+                self._writer = threading.Thread(
+                    target=self._write_forever, name="atlasguard-audit-writer", daemon=True
+                )
+                self._writer.start()
+            elif len(self._waiting) == 1 or self._gathering:
+                self._wake.notify()
+        return ticket
 
-    def _follow(self, pending: _Pending) -> bool:
-        """Wait for a leader to write ``pending``; True when this thread must lead instead.
+    def wait(self, ticket: Ticket) -> int:
+        """Block until ``ticket``'s record is written; its index, or :class:`AuditWriteError`.
 
-        The timeout applies only while the record waits in the queue: once a
-        leader has taken it into a batch, that batch's outcome is its outcome (a
+        The timeout applies only while the record waits in the queue: once the
+        writer has taken it into a batch, that batch's outcome is its outcome (a
         request is never refused while its record is being committed).
         """
-        woken = pending.wake.acquire(timeout=self._timeout)
-        with self._mutex:
-            if pending.state == "done":
-                return False
-            if pending.leader:
-                return True
-            if not woken and pending.state == "queued":
-                self._waiting.remove(pending)  # never written, so refused
+        try:
+            written = ticket._done.acquire(timeout=self._timeout)
+        except BaseException:  # interrupted: withdraw the record if it is still queued
+            self._give_up(ticket)
+            raise
+        if not written:
+            if self._give_up(ticket):
                 raise AuditWriteError(f"audit record not written within {self._timeout:g} s")
-        pending.wake.acquire()  # in a batch being written: wait for its outcome
-        return False
+            ticket._done.acquire()
+        return ticket.result()
 
-    def _abandon(self, pending: _Pending) -> None:
-        """A thread leaves (interrupted) with its record still queued: keep the queue moving."""
+    async def confirm(self, ticket: Ticket) -> int:
+        """Await ``ticket`` (submitted with this loop); its index, or :class:`AuditWriteError`.
+
+        As :meth:`wait`: refused if still queued after the write timeout.
+        """
+        future = ticket.future
+        if not future.done():
+            # One timer, not wait_for's task: this runs for every request.
+            timer = future.get_loop().call_later(self._timeout, self._expire, ticket)
+            try:
+                return await future
+            finally:
+                timer.cancel()
+        return future.result()
+
+    def _expire(self, ticket: Ticket) -> None:
+        """On the loop, after the write timeout: refuse a record still queued."""
+        future = ticket._future
+        if future is not None and not future.done() and self._give_up(ticket):
+            future.set_exception(
+                AuditWriteError(f"audit record not written within {self._timeout:g} s")
+            )
+
+    def _give_up(self, ticket: Ticket) -> bool:
+        """Withdraw a ticket still queued (never to be written); False if it is being written."""
         with self._mutex:
-            if pending.state != "queued" or pending not in self._waiting:
-                return  # written or being written: the batch's leader hands on the lead
-            head = self._waiting[0] is pending
-            self._waiting.remove(pending)
-            if head and self._waiting:
-                self._promote(self._waiting[0])
+            if ticket.state != "queued":
+                return False
+            ticket.state = "abandoned"
+            self._waiting.remove(ticket)
+            self._bodies.pop(id(ticket), None)
+            return True
 
-    @staticmethod
-    def _promote(successor: _Pending) -> None:
-        successor.leader = True
-        successor.wake.release()
+    def _write_forever(self) -> None:
+        """The writer thread: take what is queued, write it as one batch, settle it; repeat."""
+        while True:
+            with self._mutex:
+                while not self._waiting and not self._stopping:
+                    self._wake.wait()
+                if not self._waiting:  # stopping, and nothing left to write
+                    self._writer = None
+                    self._close_connection()
+                    return
+                self._gather()
+                batch = [
+                    self._waiting.popleft() for _ in range(min(len(self._waiting), self._max_batch))
+                ]
+                rows = []
+                for ticket in batch:
+                    ticket.state = "writing"
+                    rows.append(self._bodies.pop(id(ticket)))
+            self._write_batch(batch, rows)
 
-    def _lead(self) -> None:
-        """Write the records at the head of the queue; hand the lead to the next waiter."""
+    def _gather(self) -> None:
+        """Hold the batch open while calls in progress are about to add their records.
+
+        Called with the mutex held. A sync costs the same for one record as for
+        many, so while calls announced with :meth:`coming` have not submitted
+        yet, the writer waits for them — at most ``commit_delay`` seconds —
+        instead of syncing once per record (PostgreSQL's ``commit_delay``, but
+        only when records really are on their way). A lone call never waits.
+        """
+        if not self._announced or self._commit_delay <= 0:
+            return
+        deadline = time.monotonic() + self._commit_delay
+        self._gathering = True
+        try:
+            while (
+                self._announced
+                and len(self._waiting) < self._max_batch
+                and not self._stopping
+                and (left := deadline - time.monotonic()) > 0
+            ):
+                self._wake.wait(left)
+        finally:
+            self._gathering = False
+
+    @contextmanager
+    def coming(self) -> Iterator[None]:
+        """Announce that this call (thread or task) will submit a record before it ends.
+
+        The writer then waits for the record rather than syncing without it
+        (see :meth:`_gather`); the announcement ends at the call's first
+        :meth:`submit`, or when the context exits without one.
+        """
+        mark = _Announcement()
+        token = _ANNOUNCED.set(mark)
         with self._mutex:
-            batch = [self._waiting[i] for i in range(min(len(self._waiting), self._max_batch))]
-            for p in batch:
-                p.state = "writing"
+            self._announced += 1
+        try:
+            yield
+        finally:
+            _ANNOUNCED.reset(token)
+            self._withdraw(mark)
+
+    def _withdraw(self, mark: _Announcement) -> None:
+        if mark.open:
+            mark.open = False
+            with self._mutex:
+                self._announced -= 1
+                if self._gathering:
+                    self._wake.notify()
+
+    def _write_batch(self, batch: list[Ticket], rows: list[tuple[bytes, bytes]]) -> None:
         error: BaseException | None = None
         first = -1
         try:
-            first = self._insert([(p.leaf, p.body.decode("utf-8")) for p in batch])
-        except BaseException as exc:  # every waiting request must learn it failed
+            first = self._insert([(leaf, body.decode("utf-8")) for leaf, body in rows])
+        except Exception as exc:  # every waiting request must learn it failed
+            logger.error("audit batch of %d records could not be written: %s", len(batch), exc)
             error = exc
-        finally:  # even if this thread is interrupted, every waiter gets an outcome
-            with self._mutex:
-                for i, p in enumerate(batch):
-                    self._waiting.popleft()
-                    p.state = "done"
-                    if error is None and first >= 0:
-                        p.index = first + i
-                    else:
-                        p.error = error or AuditWriteError("the leader was interrupted")
-                    if i:  # the leader (batch[0]) is this thread
-                        p.wake.release()
-                if self._waiting:
-                    self._promote(self._waiting[0])
+        by_loop: dict[asyncio.AbstractEventLoop, list[Ticket]] = {}
+        with self._mutex:
+            for i, ticket in enumerate(batch):
+                ticket.state = "done"
+                if error is None:
+                    ticket.index = first + i
+                else:
+                    ticket.error = error
+                if ticket._loop is not None:
+                    by_loop.setdefault(ticket._loop, []).append(ticket)
+                ticket._done.release()
+        for loop, tickets in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, tickets)
+            except RuntimeError:  # the loop is closed: nobody awaits these any more
+                continue
         if error is not None:
-            if not isinstance(error, Exception):
-                raise error  # an interrupt is not an audit failure: let it through
             return
         last = first + len(batch)
         every = self.checkpoint_every
@@ -306,12 +498,18 @@ class AuditLog:
     def _insert(self, rows: list[tuple[bytes, str]]) -> int:
         """Append ``rows`` (leaf, body) in one transaction; return the first index.
 
-        The leader speaks to the driver directly on a pooled DB-API connection:
-        this is the request path, and SQLAlchemy's per-transaction machinery
-        cost more than the commit itself. A failed batch discards the
-        connection instead of returning it to the pool.
+        The writer speaks to the driver directly on a DB-API connection of its
+        own (SQLAlchemy's per-transaction machinery cost more than the commit
+        itself), set up once for the log's durability. A failed batch discards
+        the connection; the next batch opens a new one.
         """
-        conn = self._engine.raw_connection()
+        shared = isinstance(self._engine.pool, StaticPool)
+        if shared:  # the one connection of in-memory SQLite, lent per batch
+            conn = self._engine.raw_connection()
+        else:
+            if self._conn is None:
+                self._conn = self._open_connection()
+            conn = self._conn
         try:
             cur = conn.cursor()
             try:
@@ -331,16 +529,46 @@ class AuditLog:
             finally:
                 cur.close()
         except BaseException:
-            if isinstance(self._engine.pool, StaticPool):
-                conn.close()  # the one shared connection (in-memory SQLite) must survive
-                raise
-            try:
-                conn.invalidate()
-            except Exception:  # the connection is being discarded anyway
-                logger.debug("discarding the audit connection failed", exc_info=True)
+            if shared:
+                conn.close()  # back to the pool: the one shared connection must survive
+            else:
+                self._close_connection(invalidate=True)
             raise
-        conn.close()  # back to the pool
+        if shared:
+            conn.close()
         return first
+
+    def _open_connection(self) -> Any:
+        """The writer's connection, set up for ``durability``."""
+        conn = self._engine.raw_connection()
+        cur = conn.cursor()
+        try:
+            if self._engine.dialect.name == "sqlite":
+                sync = "FULL" if self.durability == "power-loss" else "NORMAL"
+                cur.execute(f"PRAGMA synchronous={sync}")
+                self._file_lock = _sqlite_file_lock(self._engine)
+            else:
+                sync = "on" if self.durability == "power-loss" else "off"
+                cur.execute(f"SET synchronous_commit TO {sync}")
+                conn.commit()
+        finally:
+            cur.close()
+        return conn
+
+    def _close_connection(self, *, invalidate: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if self._file_lock is not None:
+            os.close(self._file_lock)
+            self._file_lock = None
+        if conn is None:
+            return
+        try:
+            if invalidate:
+                conn.invalidate()
+            else:
+                conn.close()
+        except Exception:  # the connection is being discarded anyway
+            logger.debug("discarding the audit connection failed", exc_info=True)
 
     def _insert_sqlite(self, cur: Any, rows: list[tuple[bytes, str]]) -> int:
         """The whole batch as one autocommitted statement: one call into SQLite.
@@ -359,6 +587,18 @@ class AuditLog:
             )
             keys, is_idx = cur.fetchone()
             self._rowid_idx = keys == 1 and bool(is_idx)
+        if self._file_lock is not None:
+            # Writers of every process queue on the lock file, woken by the kernel the
+            # moment it is free, instead of polling SQLite's write lock (its busy
+            # handler sleeps 1, 2, 5, 10... ms between tries).
+            fcntl.flock(self._file_lock, fcntl.LOCK_EX)
+            try:
+                return self._insert_sqlite_locked(cur, rows)
+            finally:
+                fcntl.flock(self._file_lock, fcntl.LOCK_UN)
+        return self._insert_sqlite_locked(cur, rows)
+
+    def _insert_sqlite_locked(self, cur: Any, rows: list[tuple[bytes, str]]) -> int:
         if not self._rowid_idx or len(rows) > _ROWS_PER_STATEMENT:
             # Not the schema this code creates, or more placeholders than an old SQLite
             # (before 3.32: 999) binds in one statement: the general path.
@@ -383,21 +623,25 @@ class AuditLog:
     def close(self) -> None:
         """Return once the records queued are written and due checkpoints signed.
 
-        (Or once the write timeout passed.) The log holds no connection between
-        appends and starts its checkpoint thread on demand, so it stays usable.
+        (Or once the write timeout passed.) The writer thread stops and its
+        connection closes; a later :meth:`submit` starts them again, so the log
+        stays usable.
         """
         deadline = time.monotonic() + self._timeout
+        with self._mutex:
+            writer = self._writer
+            self._stopping = True
+            self._wake.notify()
+        if writer is not None:
+            writer.join(max(0.0, deadline - time.monotonic()))
         while True:
             with self._mutex:
                 signing = self._signing
                 if signing is not None and not signing.is_alive():
                     signing = None
-                if (not self._waiting and signing is None) or time.monotonic() > deadline:
-                    return
-            if signing is not None and not self._waiting:
-                signing.join(max(0.0, deadline - time.monotonic()))
-            else:
-                time.sleep(0.005)
+            if signing is None or time.monotonic() > deadline:
+                return
+            signing.join(max(0.0, deadline - time.monotonic()))
 
     def checkpoint(self, *, size: int | None = None) -> Checkpoint:
         """Sign the head (or the head at ``size``) and store it; returns the checkpoint.
@@ -646,6 +890,15 @@ class AuditLog:
         return proof
 
 
+def _sqlite_file_lock(engine: Engine) -> int | None:
+    """An open lock file beside a SQLite database file (``None`` in memory or off POSIX)."""
+    database = engine.url.database
+    if fcntl is None or not database or database == ":memory:":
+        return None
+    path = f"{database}.audit-lock"
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
 def _checkpoint_from_row(log_id: str, row: object) -> Checkpoint:
     m = dict(row)  # type: ignore[call-overload]
     return Checkpoint(
@@ -659,13 +912,18 @@ def _checkpoint_from_row(log_id: str, row: object) -> Checkpoint:
 
 
 def open_audit_log(
-    policy: Policy, *, passphrase: bytes | None = None, need_signer: bool = False
+    policy: Policy,
+    *,
+    passphrase: bytes | None = None,
+    need_signer: bool = False,
+    engine: Engine | None = None,
 ) -> tuple[AuditLog, CheckpointVerifier | None]:
     """The audit log of a deployment, and the verifier for its checkpoints.
 
     The database is the policy's ``database_url`` (SQLite in the state
     directory by default); checkpoints are signed with ``[keys] signing_key``
     and verified with ``[keys] public_key`` (or the signing key's public half).
+    ``engine`` is the deployment's engine when the caller has one open already.
     """
     url = database_url(policy.deployment.database_url, policy.state_dir)
     signer = None
@@ -680,5 +938,10 @@ def open_audit_log(
         )
     if policy.keys.public_key:
         verifier = load_verifier(policy.base_dir / policy.keys.public_key)
-    log = AuditLog.create(connect(url), signer=signer, log_id=policy.deployment.name)
+    log = AuditLog.create(
+        engine or connect(url),
+        signer=signer,
+        log_id=policy.deployment.name,
+        durability=policy.deployment.audit_durability,
+    )
     return log, verifier

@@ -1,9 +1,11 @@
 """Coverage: which ATLAS mitigations a deployment's policy really enables.
 
-Computed from the controls atlasguard declares (:mod:`atlasguard.controls`)
-and a :class:`~atlasguard.policy.Policy`, never from a hand-kept list. For
-each of the twenty seed mitigations: implemented (a control exists), enabled
-(the policy turns one on) and the evidence (control, setting, file and line).
+Computed from what runs, never from a hand-kept list or a flag: a mitigation
+is *implemented* when a control declared beside its code names it
+(:mod:`atlasguard.controls`), and *enabled* only through a part the deployment
+builds for the policy — a guard, the load gate, the registry
+(:func:`atlasguard.runtime.plan.plan`), each shown by the tests to act on its
+setting. The evidence names the part, the setting, its file and line.
 For each technique: the enabled mitigations that cover it, according to the
 chosen relation (ATLAS or MISP).
 
@@ -18,18 +20,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from atlasguard.catalog.atlas import Catalog, RelationSource, load_catalog
 from atlasguard.catalog.model import Mitigation, Technique
 from atlasguard.controls import Control, implemented_controls
 from atlasguard.policy import Policy
 
+if TYPE_CHECKING:
+    from atlasguard.runtime.plan import Part
+
 __all__ = ["Coverage", "Evidence", "MitigationCoverage", "TechniqueCoverage", "compute_coverage"]
 
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """Why a mitigation counts as enabled: which control, which setting, where."""
+    """Why a mitigation counts as enabled: which part runs, what it does, which setting, where."""
 
     control: str
     title: str
@@ -92,24 +98,27 @@ def compute_coverage(
     relation: RelationSource = "atlas",
     catalog: Catalog | None = None,
     controls: Sequence[Control] | None = None,
+    parts: Sequence[Part] | None = None,
 ) -> Coverage:
-    """Coverage of the twenty seed mitigations and of every technique under ``policy``."""
+    """Coverage of the twenty seed mitigations and of every technique under ``policy``.
+
+    ``parts`` are what the deployment runs (default: :func:`~atlasguard.runtime.plan.plan`).
+    """
     catalog = catalog or load_catalog()
     controls = implemented_controls() if controls is None else controls
+    if parts is None:
+        from atlasguard.runtime.plan import plan
+
+        parts = plan(policy)
     rel = catalog.relation(relation)
 
     mitigations: list[MitigationCoverage] = []
     for mitigation in catalog.seed_mitigations():
         mine = [c for c in controls if mitigation.id in c.mitigates]
         evidence = tuple(
-            Evidence(
-                control=c.key,
-                title=c.title,
-                setting=f"controls.{c.key}.enabled = true",
-                location=policy.where(f"controls.{c.key}.enabled"),
-            )
-            for c in mine
-            if policy.enabled(c.key)
+            Evidence(control=p.name, title=p.summary, setting=p.setting, location=p.location)
+            for p in parts
+            if mitigation.id in p.mitigates
         )
         mitigations.append(
             MitigationCoverage(

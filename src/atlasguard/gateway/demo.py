@@ -254,12 +254,13 @@ def init_project(directory: str | os.PathLike[str], *, demo: bool = False) -> Pr
     project = Project(policy_path=policy_path, private_key=private, public_key=public, demo=model)
     if not demo:
         return project
-    from atlasguard.identity.store import open_identity_store
+    from atlasguard.runtime.deployment import Deployment
 
-    store = open_identity_store(load_policy(policy_path))
-    admin = store.create_key("admin", admin=True)
-    store.grant("demo", DEMO_MODEL, "user")
-    user = store.create_key("demo")
+    with Deployment.open(load_policy(policy_path)) as deployment:
+        admin = deployment.admin.create_key("atlasguard-init", "admin", admin=True)
+        user = deployment.admin.create_key("atlasguard-init", "demo", models=[DEMO_MODEL])
+    if admin is None or user is None:  # pragma: no cover - principals, not groups
+        raise UsageError("the demo principals could not be given keys")
     return Project(
         policy_path=policy_path,
         private_key=private,

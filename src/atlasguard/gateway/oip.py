@@ -2,8 +2,9 @@
 
 :func:`parse_infer_request` is a parser of hostile input: it turns an HTTP body
 into arrays of the declared dtype and shape, or raises :class:`InvalidInput`
-(a :class:`~atlasguard.runtime.pipeline.Denied` with reason ``invalid-input``
-and status 400, 413 or 422) with a message that says exactly what is wrong.
+(a :class:`~atlasguard.runtime.pipeline.Denied` with reason ``malformed``,
+``too-large`` or ``invalid-input``) with a message that says exactly what is
+wrong. A JSON object that names a key twice is refused (no last-wins).
 Nothing is allocated in proportion to a *declared* shape before the data has
 been counted, so a ten-line body cannot ask for 10^12 elements.
 
@@ -34,7 +35,8 @@ import numpy.typing as npt
 from atlasguard.errors import UsageError
 from atlasguard.gateway.backends.base import OutputMeta
 from atlasguard.policy import ModelSpec, TensorSpec
-from atlasguard.runtime.pipeline import Denied
+from atlasguard.runtime.pipeline import Denied, Reason
+from atlasguard.runtime.validate import DATATYPES, numpy_dtype
 
 __all__ = [
     "DATATYPES",
@@ -57,21 +59,6 @@ MAX_DIMS = 16
 MAX_ID_CHARS = 256
 MAX_NAME_CHARS = 256
 
-DATATYPES: Mapping[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
-}
 _BY_DTYPE = {dt: name for name, dt in DATATYPES.items() if name != "BYTES"}
 
 # JSON element types each datatype accepts. bool is not an int here: `true` in an
@@ -104,14 +91,14 @@ _PLATFORMS = {"onnx": "onnxruntime_onnx", "sklearn": "sklearn_skops", "upstream"
 
 
 class InvalidInput(Denied):
-    """A request body the model cannot take: 400 malformed, 413 too large, 422 off-contract.
+    """A request body the model cannot take: malformed, too large, or off-contract.
 
-    >>> InvalidInput("bad").status, InvalidInput("bad").reason
-    (400, 'invalid-input')
+    >>> InvalidInput("bad").reason, InvalidInput("bad", reason="too-large").reason
+    ('malformed', 'too-large')
     """
 
-    def __init__(self, message: str, *, status: int = 400) -> None:
-        super().__init__(message, status=status, reason="invalid-input")
+    def __init__(self, message: str, *, reason: Reason = "malformed") -> None:
+        super().__init__(message, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -122,14 +109,6 @@ class InferRequest:
     inputs: dict[str, npt.NDArray[Any]]
     outputs: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
-
-
-def numpy_dtype(datatype: str) -> np.dtype[Any]:
-    """The numpy dtype of an Open Inference Protocol datatype (``BYTES`` is ``object``)."""
-    try:
-        return DATATYPES[datatype]
-    except KeyError:
-        raise UsageError(f"unknown Open Inference Protocol datatype {datatype!r}") from None
 
 
 def oip_datatype(dtype: np.dtype[Any]) -> str:
@@ -160,7 +139,7 @@ def parse_infer_request(
     """
     if len(body) > max_body_bytes:
         raise InvalidInput(
-            f"request body is {len(body)} bytes; the limit is {max_body_bytes}", status=413
+            f"request body is {len(body)} bytes; the limit is {max_body_bytes}", reason="too-large"
         )
     doc = _load_json(body)
     if not isinstance(doc, dict):
@@ -188,7 +167,9 @@ def parse_infer_request(
         tensor = declared.get(name)
         if tensor is None:
             known = ", ".join(sorted(declared)) or "none"
-            raise InvalidInput(f"{where}: unknown input; this model takes: {known}", status=422)
+            raise InvalidInput(
+                f"{where}: unknown input; this model takes: {known}", reason="invalid-input"
+            )
         if name in inputs:
             raise InvalidInput(f"{where}: input given twice")
         _check_contract(tensor, shape, datatype, spec.max_batch, where)
@@ -197,7 +178,7 @@ def parse_infer_request(
             raise InvalidInput(
                 f"{where}: shape {list(shape)} holds more than the {max_elements} elements "
                 "one request may carry",
-                status=413,
+                reason="too-large",
             )
         budget -= count
         flat, kinds = _flatten(data, count, where)
@@ -206,7 +187,8 @@ def parse_infer_request(
     missing = [n for n in declared if n not in inputs]
     if missing:
         raise InvalidInput(
-            f"missing input{'s' if len(missing) > 1 else ''}: {', '.join(missing)}", status=422
+            f"missing input{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
+            reason="invalid-input",
         )
     return InferRequest(
         id=request_id,
@@ -227,14 +209,31 @@ def decode_tensor(
     name, shape, datatype, data = _tensor_header(raw, where)
     count = _element_count(shape, max_elements)
     if count is None:
-        raise InvalidInput(f"{where}: shape {list(shape)} holds too many elements", status=413)
+        raise InvalidInput(
+            f"{where}: shape {list(shape)} holds too many elements", reason="too-large"
+        )
     flat, kinds = _flatten(data, count, where)
     return name, _to_array(flat, kinds, datatype, where).reshape(shape)
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # some key came twice: name it
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidInput(f"request body names the key {_show(key)} twice in one object")
+            seen.add(key)
+    return obj
+
+
+# One decoder for every request: json.loads would build a new one per call for the hook.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+
+
 def _load_json(body: bytes) -> object:
     try:
-        return json.loads(body)
+        return _DECODER.decode(body.decode("utf-8"))
     except RecursionError:
         raise InvalidInput("request body nests too deeply") from None
     except json.JSONDecodeError as exc:
@@ -289,7 +288,7 @@ def _check_contract(
     if datatype != tensor.datatype:
         raise InvalidInput(
             f"{where}: datatype {datatype} does not match the declared {tensor.datatype}",
-            status=422,
+            reason="invalid-input",
         )
     declared = tensor.shape
     if len(shape) != len(declared) or any(
@@ -297,12 +296,13 @@ def _check_contract(
     ):
         want = "[" + ", ".join("N" if d == -1 else str(d) for d in declared) + "]"
         raise InvalidInput(
-            f"{where}: shape {list(shape)} does not match the declared shape {want}", status=422
+            f"{where}: shape {list(shape)} does not match the declared shape {want}",
+            reason="invalid-input",
         )
     if shape and shape[0] > max_batch:
         raise InvalidInput(
             f"{where}: batch of {shape[0]} rows is larger than the limit of {max_batch}",
-            status=422,
+            reason="invalid-input",
         )
 
 
@@ -391,7 +391,7 @@ def _to_array(
         if flat and (min(flat) < info.min or max(flat) > info.max):
             raise InvalidInput(
                 f"{where}: a value lies outside the {datatype} range [{info.min}, {info.max}]",
-                status=422,
+                reason="invalid-input",
             )
         values = np.array(flat, dtype=dtype)
         _check_range(values, low, high, where)
@@ -399,15 +399,21 @@ def _to_array(
     try:
         wide = np.array(flat, dtype=np.float64)
     except OverflowError:
-        raise InvalidInput(f"{where}: a value is too large for {datatype}", status=422) from None
+        raise InvalidInput(
+            f"{where}: a value is too large for {datatype}", reason="invalid-input"
+        ) from None
     if wide.size:
         # Two reductions answer every question: NaN propagates into both and an
         # infinity is the minimum or the maximum, so finite extremes mean finite values.
         lowest, highest = float(wide.min()), float(wide.max())
         if not (math.isfinite(lowest) and math.isfinite(highest)):
-            raise InvalidInput(f"{where}: values must be finite (no NaN or infinity)", status=422)
+            raise InvalidInput(
+                f"{where}: values must be finite (no NaN or infinity)", reason="invalid-input"
+            )
         if max(-lowest, highest) > float(np.finfo(dtype).max):
-            raise InvalidInput(f"{where}: a value is too large for {datatype}", status=422)
+            raise InvalidInput(
+                f"{where}: a value is too large for {datatype}", reason="invalid-input"
+            )
         if (low is not None and lowest < low) or (high is not None and highest > high):
             _check_range(wide, low, high, where)
     return wide.astype(dtype)
@@ -422,13 +428,13 @@ def _check_range(
         at = int(np.argmax(values < low))
         raise InvalidInput(
             f"{where}: value {values.flat[at]} at index {at} is below the declared minimum {low}",
-            status=422,
+            reason="invalid-input",
         )
     if high is not None and values.max() > high:
         at = int(np.argmax(values > high))
         raise InvalidInput(
             f"{where}: value {values.flat[at]} at index {at} is above the declared maximum {high}",
-            status=422,
+            reason="invalid-input",
         )
 
 
@@ -453,7 +459,7 @@ def _requested_outputs(raw: object, spec: ModelSpec) -> tuple[str, ...]:
             served = ", ".join(spec.outputs)
             raise InvalidInput(
                 f"{where} ({_show(name)}): unknown output; this model returns: {served}",
-                status=422,
+                reason="invalid-input",
             )
         names.append(name)
     return tuple(names)

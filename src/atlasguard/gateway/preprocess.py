@@ -65,7 +65,7 @@ class Preprocessor:
             if not np.isfinite(value).all():
                 raise InvalidInput(
                     f"input {name!r}: values leave the representable range in preprocessing",
-                    status=422,
+                    reason="invalid-input",
                 )
             out[name] = value.astype(array.dtype, copy=False)
         return out
@@ -109,7 +109,7 @@ def _apply(
         raise InvalidInput(
             f"input {name!r}: standardize expects {len(step.mean)} features in the last "
             f"dimension, got {features}",
-            status=422,
+            reason="invalid-input",
         )
     mean = np.asarray(step.mean, dtype=value.dtype)
     std = np.asarray(step.std, dtype=value.dtype)

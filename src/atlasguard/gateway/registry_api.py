@@ -23,32 +23,29 @@ import base64
 import binascii
 import dataclasses
 import os
-import re
 import shutil
 import tarfile
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from atlasguard.errors import UnsafeArtifactError, UsageError, VerificationError
+from atlasguard.errors import UsageError
+from atlasguard.gateway.calls import Call, audited
+from atlasguard.gateway.http import body_chunks, gateway_of, read_body
 from atlasguard.registry.model import Kind, check_name, parse_ref
 from atlasguard.runtime.pipeline import Denied
 
 if TYPE_CHECKING:
-    from atlasguard.gateway.service import Gateway
     from atlasguard.registry.service import Registry
 
-__all__ = ["DEFAULT_MAX_PUSH_BYTES", "registry_router"]
-
-DEFAULT_MAX_PUSH_BYTES = 2 << 30
-"""The largest body ``POST /v1/registry/{name}`` reads (2 GiB)."""
+__all__ = ["router"]
 
 _MAX_MEMBERS = 100_000
 _MAX_NAME = 1024  # characters in a member's name
@@ -61,12 +58,18 @@ _PUSH_BODY: dict[str, Any] = {
 }
 _TAR = "application/x-tar"
 _FILE = "application/octet-stream"
-# Where the registry's private snapshot lived: not the caller's business.
-_SNAPSHOT = re.compile(r"\S*/atlasguard-(?:push|upload)-[^/\s]+/")
+_MAX_PROMOTE_BYTES = 4096
+P = TypeVar("P", bound=BaseModel)
 
 
 class PromoteRequest(BaseModel):
     alias: str = Field(min_length=1, max_length=100)
+
+
+_PROMOTE_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/json": {"schema": PromoteRequest.model_json_schema()}},
+}
 
 
 def _plain(value: Any) -> Any:
@@ -75,11 +78,6 @@ def _plain(value: Any) -> Any:
         k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v)
         for k, v in data.items()
     }
-
-
-def _clean(message: str) -> str:
-    """A refusal fit to send: no server temporary paths, only encodable characters."""
-    return _SNAPSHOT.sub("", message).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _safe_untar(archive: Path, dest: Path, *, max_bytes: int) -> None:
@@ -181,85 +179,105 @@ def _signature(header: str | None, media: str) -> bytes | None:
         raise UsageError("X-Atlasguard-Signature: expected base64") from None
 
 
-def registry_router(
-    gateway: Gateway,
-    registry: Registry,
-    credential_of: Any,
-    *,
-    max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES,
-) -> APIRouter:
-    """The routes, bound to one gateway (for authentication) and its registry."""
-    from atlasguard.gateway.app import _body_chunks
-    from atlasguard.identity.store import AuthenticationError
-    from atlasguard.registry.access import AccessDeniedError
+router = APIRouter(prefix="/v1/registry")
 
-    router = APIRouter(prefix="/v1/registry")
 
-    def refused(principal: str, action: str, ref: str, reason: str) -> None:
-        """Audit a refusal decided here, before the registry (which audits its own)."""
-        from atlasguard.audit.records import AuditRecord
+async def _caller(call: Call) -> tuple[str, Registry]:
+    """The caller, and the registry as it sees it (with the groups its token asserts)."""
+    record = await call.authenticate()
+    registry = call.gateway.registry
+    if registry is None:  # pragma: no cover - the router is mounted only with a registry
+        raise Denied("the registry is off", reason="not-found")
+    view = registry.acting_with_groups(record.groups) if record.groups else registry
+    return record.name, view
 
-        gateway.audit.append(
-            AuditRecord(
-                time=time.time(),
-                principal=principal,
-                action=f"registry.{action}",
-                decision="deny",
-                reason=reason,
-                model=ref[:200],
-            )
-        )
 
-    def who(request: Request, action: str, ref: str = "*") -> tuple[str, Registry]:
-        """The caller, and the registry as it sees it (with the groups its token asserts)."""
+class ListParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Kind | None = None
+
+
+class PushParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Kind = "model"
+    description: str = Field(default="", max_length=1000)
+    framework: str = Field(default="", max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    lineage: list[str] = Field(default_factory=list, max_length=100)
+    metadata: list[str] = Field(default_factory=list, max_length=100)
+
+
+def _params(request: Request, model: type[P]) -> P:
+    """Query parameters, validated only once the caller is authenticated."""
+    lists = {n for n, f in model.model_fields.items() if f.annotation == list[str]}
+    raw: dict[str, Any] = {}
+    for key in request.query_params:
+        values = request.query_params.getlist(key)
+        raw[key] = values if key in lists else values[-1]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "query"
+        raise Denied(f"query {where}: {first['msg']}", reason="malformed") from None
+
+
+def _documented(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI ``parameters`` for a query model (validated by the route, not the framework)."""
+    schema = model.model_json_schema()
+    return [
+        {"name": name, "in": "query", "required": False, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+@router.get("", openapi_extra={"parameters": _documented(ListParams)})
+async def list_objects(request: Request) -> Response:
+    async def work(call: Call) -> Response:
+        principal, reg = await _caller(call)
+        kind = _params(request, ListParams).kind
+        found = await call.delegate(reg.list, principal, kind=kind)
+        return JSONResponse([_plain(o) for o in found])
+
+    return await audited(request, "registry.list", None, work)
+
+
+@router.get("/{ref}")
+async def show(ref: str, request: Request) -> Response:
+    async def work(call: Call) -> Response:
+        principal, reg = await _caller(call)
+        obj, version = await call.delegate(reg.show, principal, ref)
+        return JSONResponse({"object": _plain(obj), "version": _plain(version)})
+
+    return await audited(request, "registry.show", ref, work)
+
+
+@router.post("/{ref}/promote", openapi_extra={"requestBody": _PROMOTE_BODY})
+async def promote(ref: str, request: Request) -> Response:
+    async def work(call: Call) -> Response:
+        principal, reg = await _caller(call)  # before the body: its shape is not for strangers
+        raw = await read_body(request, _MAX_PROMOTE_BYTES)
         try:
-            record = gateway.access.authenticate(credential_of(request))
-        except AuthenticationError as exc:
-            refused("-", action, ref, "unauthenticated")
-            raise Denied(
-                f"authentication failed: {exc}",
-                status=401,
-                reason="unauthenticated",
-                headers={"WWW-Authenticate": 'Bearer realm="atlasguard"'},
-            ) from None
-        view = registry.acting_with_groups(record.groups) if record.groups else registry
-        return record.name, view
+            body = PromoteRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "body"
+            raise Denied(f"{where}: {first['msg']}", reason="invalid-input") from None
+        version = await call.delegate(reg.promote, principal, ref, body.alias)
+        return JSONResponse({"alias": body.alias, "version": _plain(version)})
 
-    def call(fn: Any, *args: Any) -> Any:  # the registry's refusals, as HTTP answers
-        try:
-            return fn(*args)
-        except AccessDeniedError as exc:
-            raise Denied(str(exc), status=403, reason="forbidden") from None
+    return await audited(request, "registry.promote", ref, work)
 
-    @router.get("")
-    async def list_objects(request: Request, kind: Kind | None = None) -> list[dict[str, Any]]:
-        principal, reg = await run_in_threadpool(who, request, "list")
 
-        def listing() -> list[Any]:
-            return list(call(lambda: reg.list(principal, kind=kind)))
-
-        return [_plain(o) for o in await run_in_threadpool(listing)]
-
-    @router.get("/{ref}")
-    async def show(ref: str, request: Request) -> dict[str, Any]:
-        principal, reg = await run_in_threadpool(who, request, "show", ref)
-        obj, version = await run_in_threadpool(call, reg.show, principal, ref)
-        return {"object": _plain(obj), "version": _plain(version)}
-
-    @router.post("/{ref}/promote")
-    async def promote(ref: str, body: PromoteRequest, request: Request) -> dict[str, Any]:
-        principal, reg = await run_in_threadpool(who, request, "promote", ref)
-        version = await run_in_threadpool(call, reg.promote, principal, ref, body.alias)
-        return {"alias": body.alias, "version": _plain(version)}
-
-    @router.get("/{ref}/content")
-    async def content(ref: str, request: Request) -> StreamingResponse:
-        principal, reg = await run_in_threadpool(who, request, "pull", ref)
+@router.get("/{ref}/content")
+async def content(ref: str, request: Request) -> Response:
+    async def work(call: Call) -> Response:
+        principal, reg = await _caller(call)
 
         def pull_as_tar() -> tempfile.SpooledTemporaryFile[bytes]:
             with tempfile.TemporaryDirectory(prefix="atlasguard-pull-") as tmp:
                 dest = Path(tmp) / "object"
-                call(reg.pull, principal, ref, dest)  # re-verified before it leaves
+                reg.pull(principal, ref, dest)  # re-verified before it leaves
                 # closed by the response's generator once streamed
                 spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
                     max_size=16 << 20
@@ -269,7 +287,7 @@ def registry_router(
                 spool.seek(0)
                 return spool
 
-        spool = await run_in_threadpool(pull_as_tar)
+        spool = await call.delegate(pull_as_tar)
 
         def chunks() -> Iterator[bytes]:
             try:
@@ -285,130 +303,86 @@ def registry_router(
             headers={"Content-Disposition": f'attachment; filename="{name}.tar"'},
         )
 
-    @router.post("/{name}", status_code=201, openapi_extra={"requestBody": _PUSH_BODY})
-    async def push(
-        name: str,
-        request: Request,
-        kind: Kind = "model",
-        description: Annotated[str, Query(max_length=1000)] = "",
-        framework: Annotated[str, Query(max_length=100)] = "",
-        tags: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006 - FastAPI copies
-        lineage: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006
-        metadata: Annotated[list[str], Query(max_length=100)] = [],  # noqa: B006
-        signature: Annotated[str | None, Header(alias="X-Atlasguard-Signature")] = None,
-    ) -> Any:
-        # Authenticate and check what is cheap before reading a byte of the body.
-        principal, reg = await run_in_threadpool(who, request, "push", name)
-        try:
-            return await push_body(
-                request,
-                principal,
-                reg,
-                name,
-                kind,
-                description,
-                framework,
-                tags,
-                lineage,
-                metadata,
-                signature,
-            )
-        except (Denied, UsageError) as exc:
-            # Refusals decided here (bad parameters, body type or size, a bad tar) are
-            # audited here; the registry audits its own (grants, findings, signatures).
-            if not isinstance(exc, Denied) or exc.reason == "invalid-input":
-                reason = "invalid-input" if isinstance(exc, Denied) else "bad-request"
-                await run_in_threadpool(refused, principal, "push", name, reason)
-            raise
+    return await audited(request, "registry.pull", ref, work)
 
-    async def push_body(
-        request: Request,
-        principal: str,
-        reg: Registry,
-        name: str,
-        kind: Kind,
-        description: str,
-        framework: str,
-        tags: list[str],
-        lineage: list[str],
-        metadata: list[str],
-        signature: str | None,
-    ) -> Any:
-        check_name(name)
-        for ref in lineage:
-            parse_ref(ref)
-        meta = _pairs(metadata, "metadata")
-        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media not in (_FILE, _TAR):
-            raise Denied(
-                f"the body must be {_FILE} (one file) or {_TAR} (a directory)",
-                status=415,
-                reason="invalid-input",
-            )
-        bundle = _signature(signature, media)
-        try:  # refused (and audited) before a byte of the upload is accepted
-            await run_in_threadpool(reg.check_push, principal, name)
-        except AccessDeniedError:
-            raise Denied(
-                f"{principal} may not push {name}", status=403, reason="forbidden"
-            ) from None
-        work = Path(tempfile.mkdtemp(prefix="atlasguard-upload-"))  # 0700
+
+_SIGNATURE_HEADER = {
+    "name": "X-Atlasguard-Signature",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+}
+
+
+@router.post(
+    "/{name}",
+    status_code=201,
+    openapi_extra={
+        "requestBody": _PUSH_BODY,
+        "parameters": [*_documented(PushParams), _SIGNATURE_HEADER],
+    },
+)
+async def push(name: str, request: Request) -> Response:
+    limit = getattr(gateway_of(request).policy.settings("registry"), "max_push_bytes", 2 << 30)
+
+    async def work(call: Call) -> Response:
+        # Authenticate and check what is cheap before reading a byte of the body.
+        principal, reg = await _caller(call)
+        params = _params(request, PushParams)
+        signature = request.headers.get("x-atlasguard-signature")
         try:
-            upload = work / ("body.tar" if media == _TAR else name)
+            check_name(name)
+            for ref in params.lineage:
+                parse_ref(ref)
+            meta = _pairs(params.metadata, "metadata")
+            media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if media not in (_FILE, _TAR):
+                raise Denied(
+                    f"the body must be {_FILE} (one file) or {_TAR} (a directory)",
+                    reason="unsupported-media",
+                )
+            bundle = _signature(signature, media)
+        except UsageError as exc:
+            raise Denied(str(exc), reason="malformed") from None
+        # refused (and recorded by the registry) before a byte of the upload is accepted
+        await call.delegate(reg.check_push, principal, name)
+        call.delegated = False  # what follows until the push is decided here
+        work_dir = Path(tempfile.mkdtemp(prefix="atlasguard-upload-"))  # 0700
+        try:
+            upload = work_dir / ("body.tar" if media == _TAR else name)
             if bundle is not None:  # where the registry looks for a file's signature
                 upload.with_name(f"{name}.sig").write_bytes(bundle)
             with upload.open("wb") as out:
-                async for chunk in _body_chunks(request, max_push_bytes):
+                async for chunk in body_chunks(request, limit):
                     out.write(chunk)  # page-cache writes: brief next to the network read
 
             def unpack() -> Path:
                 if media != _TAR:
                     return upload
-                unpacked = work / "unpacked"
+                unpacked = work_dir / "unpacked"
                 unpacked.mkdir(mode=0o700)
-                _safe_untar(upload, unpacked, max_bytes=max_push_bytes)
+                _safe_untar(upload, unpacked, max_bytes=limit)
                 upload.unlink()
                 return _source_of(unpacked)
 
-            source = await run_in_threadpool(unpack)
-
-            def store() -> Any:
-                return reg.push(
-                    principal,
-                    name,
-                    source,
-                    kind,
-                    description=description,
-                    framework=framework,
-                    tags=tags,
-                    metadata=meta,
-                    lineage=lineage,
-                )
-
             try:
-                version = await run_in_threadpool(store)
-            except AccessDeniedError:
-                # One answer whether or not the object exists (create vs push).
-                raise Denied(
-                    f"{principal} may not push {name}", status=403, reason="forbidden"
-                ) from None
-            except UnsafeArtifactError as exc:
-                head, *lines = str(exc).splitlines()
-                return JSONResponse(
-                    {
-                        "error": head.rstrip(":"),
-                        "reason": "unsafe",
-                        "findings": [_clean(line) for line in lines],
-                    },
-                    status_code=422,
-                )
-            except VerificationError as exc:  # a missing or bad signature, a symbolic link
-                message = _clean(str(exc))
-                raise Denied(f"refused {name}: {message}", status=422, reason="refused") from None
-            except UsageError as exc:  # the registry refused (and audited) it, e.g. wrong kind
-                raise Denied(_clean(str(exc)), status=400, reason="refused") from None
+                source = await run_in_threadpool(unpack)
+            except UsageError as exc:
+                raise Denied(str(exc), reason="malformed") from None
+            version = await call.delegate(
+                reg.push,
+                principal,
+                name,
+                source,
+                params.kind,
+                description=params.description,
+                framework=params.framework,
+                tags=params.tags,
+                metadata=meta,
+                lineage=params.lineage,
+            )
         finally:
-            await run_in_threadpool(shutil.rmtree, work, True)
-        return {"version": _plain(version)}
+            await run_in_threadpool(shutil.rmtree, work_dir, True)
+        return JSONResponse({"version": _plain(version)}, status_code=201)
 
-    return router
+    return await audited(request, "registry.push", name, work)

@@ -1,11 +1,15 @@
-"""The gateway without HTTP: models loaded behind the load gate, guards, identity, audit.
+"""The gateway without HTTP: a deployment's models, loaded through its load gate.
 
-:class:`Gateway` is built from a policy (:meth:`Gateway.from_policy`). Before a
-model is served, the scanner runs on it and, when ``[controls.signing] require``
-is set, its signature is verified with ``[keys] public_key``; a model that fails
-is not served (it is listed, with the reason, in :attr:`Gateway.refused`).
-Each served model is a :class:`~atlasguard.runtime.protect.Protected`: access,
-validation, quotas and output policy, and one audit record per request.
+:class:`Gateway` is built over a :class:`~atlasguard.runtime.deployment.Deployment`
+(:meth:`Gateway.from_policy` opens one). Before a model is served it passes the
+deployment's load gate (verify, decrypt, scan); a model that fails is not
+served (it is listed, with the reason, in :attr:`Gateway.refused`). Each
+served model is a :class:`~atlasguard.runtime.protect.Protected`: access,
+guards, the model, one audit record per request.
+
+:class:`Placement` decides, per request, whether a model's call may run on the
+server's event loop (short, never waiting on the network) or must go to a
+worker thread.
 """
 
 from __future__ import annotations
@@ -13,69 +17,65 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from atlasguard.controls import Control, ControlSettings
+import numpy as np
+
 from atlasguard.errors import AtlasguardError, ConfigurationError
 from atlasguard.policy import ModelSpec, Policy
-from atlasguard.runtime.access import AccessGuard
-from atlasguard.runtime.pipeline import Arrays, Denied, Guard, Principal, Response
+from atlasguard.runtime.deployment import Deployment
+from atlasguard.runtime.pipeline import Arrays
 from atlasguard.runtime.protect import Protected
-from atlasguard.runtime.validate import ValidateGuard
+from atlasguard.runtime.settings import ServingSettings
+from atlasguard.runtime.validate import numpy_dtype
 
 if TYPE_CHECKING:
-    from atlasguard.audit.log import AuditLog
     from atlasguard.gateway.backends.base import Backend
-    from atlasguard.identity.store import IdentityStore
-    from atlasguard.identity.tokens import JwtVerifier
     from atlasguard.registry.service import Registry
-    from atlasguard.runtime.quotas import QuotaPolicy
 
-__all__ = ["CONTROLS", "Gateway", "ServedModel", "ServingSettings", "build_guards"]
+__all__ = ["GATEWAY_PRINCIPAL", "REGISTRY_PREFIX", "Gateway", "Placement", "ServedModel"]
 
 logger = logging.getLogger("atlasguard.gateway")
 
-
-class AccessSettings(ControlSettings):
-    """``[controls.access]``: API keys always; JWT bearer tokens when an issuer is set."""
-
-    jwt_issuer: str = ""
-    jwt_audience: str = ""
-    jwks_file: str = ""
-    jwks_url: str = ""
-    jwt_principal_claim: str = "sub"
-    jwt_groups_claim: str = ""  # e.g. "groups": each becomes a group:<name> principal
+REGISTRY_PREFIX = "registry:"
+GATEWAY_PRINCIPAL = "atlasguard-gateway"
+"""The principal the gateway pulls registry models as: grant it ``reader`` on them."""
 
 
-class ServingSettings(ControlSettings):
-    """``[controls.serving]``: serve models from the server only, behind the guards."""
+@dataclass
+class Placement:
+    """Where a model's calls run: on the event loop while they are short, else a thread.
 
-    max_body_bytes: int = 8 * 1024 * 1024
+    A call runs inline only when nothing in it may wait on the network
+    (``blocking``: an upstream model, a shared quota store) and its expected CPU
+    time — the moving average of past calls' time per row, times the rows — is
+    within ``budget`` seconds. A call that overran moves the model off the loop
+    until calls are short again, so a slow model never holds other requests up
+    for long; until a model has been measured, its calls go to threads.
+    """
 
+    blocking: bool
+    budget: float = 0.0005
+    per_row: float | None = None  # seconds of CPU per row, moving average
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-CONTROLS = (
-    Control(
-        key="access",
-        title="Authenticated, granted access to models",
-        mitigates=frozenset({"AML.M0019"}),
-        summary="Per-principal API keys (scrypt-hashed), deny by default: a principal reaches "
-        "a model only through a grant; every request is a record in the tamper-evident audit log.",
-        enable="[controls.access] enabled = true; atlasguard keys create --principal P --models M",
-        settings=AccessSettings,
-    ),
-    Control(
-        key="serving",
-        title="Server-side model serving",
-        mitigates=frozenset({"AML.M0017"}),
-        summary="Models and their preprocessing stay on the server; clients only ever see "
-        "declared inputs and outputs (Open Inference Protocol).",
-        enable="[controls.serving] enabled = true; atlasguard serve --config atlasguard.toml",
-        settings=ServingSettings,
-    ),
-)
+    def inline(self, rows: int) -> bool:
+        per_row = self.per_row
+        return not self.blocking and per_row is not None and per_row * max(1, rows) <= self.budget
+
+    def observe(self, seconds: float, rows: int) -> None:
+        """Record that a call of ``rows`` rows took ``seconds`` of CPU."""
+        sample = seconds / max(1, rows)
+        with self._lock:
+            old = self.per_row
+            self.per_row = sample if old is None else 0.9 * old + 0.1 * max(sample, 0.0)
+            if sample * max(1, rows) > 4 * self.budget:
+                self.per_row = max(self.per_row, sample)  # an overrun counts at once
 
 
 @dataclass
@@ -84,211 +84,109 @@ class ServedModel:
     spec: ModelSpec
     backend: Backend
     protected: Protected
+    placement: Placement
 
 
-@dataclass
 class Gateway:
-    """Everything a gateway process serves, built once per worker."""
+    """Everything a gateway process serves, built once per worker over one deployment."""
 
-    policy: Policy
-    identity: IdentityStore
-    audit: AuditLog
-    models: dict[str, ServedModel]
-    access: AccessGuard
-    registry: Registry | None = None
-    refused: dict[str, str] = field(default_factory=dict)
-    max_body_bytes: int = 8 * 1024 * 1024
+    def __init__(
+        self,
+        deployment: Deployment,
+        models: dict[str, ServedModel],
+        refused: dict[str, str] | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self.models = models
+        self.refused = dict(refused or {})
+        serving = deployment.policy.settings("serving")
+        self.max_body_bytes = (
+            serving.max_body_bytes if isinstance(serving, ServingSettings) else 8 << 20
+        )
 
     @classmethod
     def from_policy(cls, policy: Policy, *, passphrase: bytes | None = None) -> Gateway:
-        """Open the deployment's stores and load every declared model through the load gate."""
-        from atlasguard.audit.log import open_audit_log
-        from atlasguard.identity.store import open_identity_store
-
+        """Open the deployment and load every declared model through its load gate."""
         if not policy.enabled("access"):
             raise ConfigurationError(
                 f"{policy.where('controls.access')}: the gateway never serves without access "
                 "control; set [controls.access] enabled = true"
             )
-        identity = open_identity_store(policy)
-        audit, _ = open_audit_log(policy, passphrase=passphrase)
-        serving = policy.settings("serving")
-        max_body = getattr(serving, "max_body_bytes", 8 * 1024 * 1024)
-        guards = build_guards(policy, identity, max_body_bytes=max_body)
-        registry = None
-        if policy.enabled("registry"):
-            from atlasguard.registry.service import open_registry
+        return cls.over(Deployment.open(policy, passphrase=passphrase))
 
-            registry = open_registry(policy, passphrase=passphrase)
+    @classmethod
+    def over(cls, deployment: Deployment) -> Gateway:
+        """The gateway of an open deployment: its models loaded through its load gate."""
+        policy = deployment.policy
+        registry = deployment.registry if deployment.has("registry") else None
         models: dict[str, ServedModel] = {}
         refused: dict[str, str] = {}
         for name, spec in policy.models.items():
             try:
-                backend, predict = _load_model(policy, name, spec, registry)
+                backend, predict = _load_model(deployment, name, spec, registry)
             except AtlasguardError as exc:
                 logger.error("model %s is not served: %s", name, exc)
                 refused[name] = str(exc)
                 continue
-            models[name] = ServedModel(
-                name=name,
-                spec=spec,
-                backend=backend,
-                protected=Protected(name=name, predict=predict, guards=guards, audit=audit),
-            )
-        access = next(g for g in guards if isinstance(g, AccessGuard))
-        return cls(
-            registry=registry,
-            policy=policy,
-            identity=identity,
-            audit=audit,
-            models=models,
-            access=access,
-            refused=refused,
-            max_body_bytes=max_body,
-        )
+            protected = deployment.protect(predict, name=name)
+            placement = Placement(blocking=backend.blocking or protected.pipeline.blocking)
+            models[name] = ServedModel(name, spec, backend, protected, placement)
+            _warm_up(models[name])
+        return cls(deployment, models, refused)
 
-    def infer(
-        self,
-        model: str,
-        body: bytes,
-        *,
-        credential: str | None,
-        client: str | None = None,
-        request_id: str | None = None,
-    ) -> Response:
-        """Serve one Open Inference Protocol request; raises :class:`Denied` on refusal."""
-        served = self.models.get(model)
-        if served is None:
-            # Same answers as for a model that exists: authenticate, then "no grant".
-            self.require(model, credential)
-            raise Denied("model is not being served", status=404, reason="not-found")
-        return served.protected(
-            body=body, credential=credential, client=client, request_id=request_id
-        )
+    @property
+    def policy(self) -> Policy:
+        return self.deployment.policy
 
-    def require(self, model: str, credential: str | None) -> Principal:
-        """Authenticate and authorize without running a model (metadata, readiness)."""
-        from atlasguard.runtime.pipeline import Request
-
-        guard = self.access
-        request = guard.before(Request(model=model, inputs={}, credential=credential))
-        if request.principal is None:  # the guard sets it or raises; never serve anonymously
-            raise Denied("authentication failed", status=401, reason="unauthenticated")
-        return request.principal
+    @property
+    def registry(self) -> Registry | None:
+        return self.deployment.registry if self.deployment.has("registry") else None
 
     def close(self) -> None:
-        """Release the models; finish the audit log and sign its head (graceful shutdown).
-
-        Signing at shutdown means ``atlasguard audit verify`` covers every record
-        the gateway wrote, not only those up to the last periodic checkpoint.
-        """
+        """Release the models; write what the audit log holds and sign its head."""
         for served in self.models.values():
             served.backend.close()
-        self.audit.close()
-        if self.audit.signs_checkpoints:
-            from atlasguard.audit.log import AuditWriteError
-
-            try:
-                self.audit.checkpoint()
-            except AuditWriteError:
-                logger.exception("could not sign the audit log's head at shutdown")
+        self.deployment.close(sign_head=True)
 
 
-def _tokens(policy: Policy) -> JwtVerifier | None:
-    """The JWT verifier ``[controls.access]`` describes, if it names an issuer."""
-    settings = policy.settings("access")
-    if not isinstance(settings, AccessSettings) or not settings.jwt_issuer:
-        return None
-    from atlasguard.identity.tokens import JwtVerifier
-
-    common: dict[str, Any] = {
-        "issuer": settings.jwt_issuer,
-        "audience": settings.jwt_audience,
-        "principal_claim": settings.jwt_principal_claim,
-        "groups_claim": settings.jwt_groups_claim,
-    }
-    if settings.jwks_file:
-        return JwtVerifier.from_file(policy.base_dir / settings.jwks_file, **common)
-    return JwtVerifier(jwks_url=settings.jwks_url or None, **common)
-
-
-def build_guards(
-    policy: Policy, identity: IdentityStore, *, max_body_bytes: int = 8 * 1024 * 1024
-) -> tuple[Guard, ...]:
-    """The guards a policy enables, in order: access, validate, quotas, output."""
-    guards: list[Guard] = [
-        AccessGuard(identity, tokens=_tokens(policy)),
-        ValidateGuard(policy.models, max_body_bytes=max_body_bytes),
-    ]
-    if policy.enabled("quotas"):
-        from atlasguard.runtime.quotas import QuotaGuard, QuotaSettings
-
-        settings = policy.settings("quotas")
-        if not isinstance(settings, QuotaSettings):
-            raise ConfigurationError("controls.quotas: unexpected settings type")
-        guards.append(
-            QuotaGuard.from_settings(
-                settings,
-                overrides=_grant_quotas(identity, settings),
-                redis_url=policy.deployment.redis_url,
-            )
-        )
-    if policy.enabled("output"):
-        from atlasguard.runtime.obfuscation import OutputGuard, OutputSettings
-
-        out = policy.settings("output")
-        if not isinstance(out, OutputSettings):
-            raise ConfigurationError("controls.output: unexpected settings type")
-        guards.append(OutputGuard.from_settings(out))
-    return tuple(guards)
-
-
-def _grant_quotas(
-    identity: IdentityStore, settings: Any
-) -> Callable[[Principal, str], QuotaPolicy | None]:
-    """Per-grant limits (``keys create --rate --quota``) override the policy's table."""
-    from atlasguard.identity.store import PrincipalRecord
-    from atlasguard.runtime.quotas import QuotaPolicy
-
-    def resolve(principal: Principal, model: str) -> QuotaPolicy | None:
-        record = PrincipalRecord(
-            name=principal.name, is_admin=False, created_at=0.0, groups=principal.groups
-        )
-        for grant in identity.authorize(record, model):
-            if grant.rate or grant.quota:
-                # A grant's own rate means what it says: its burst is the rate's amount.
-                return QuotaPolicy.parse(
-                    rate=grant.rate or settings.rate,
-                    burst=0 if grant.rate else settings.burst,
-                    daily=grant.quota or settings.daily,
-                    lifetime=settings.lifetime,
-                )
-        return None
-
-    return resolve
-
-
-REGISTRY_PREFIX = "registry:"
-GATEWAY_PRINCIPAL = "atlasguard-gateway"
-"""The principal the gateway pulls registry models as: grant it ``reader`` on them."""
+def _warm_up(served: ServedModel) -> None:
+    """Measure the model on zeros of its declared shape (one row), if it has one."""
+    inputs: dict[str, np.ndarray] = {}
+    for tensor in served.spec.inputs:
+        dims = tensor.shape[1:]
+        if tensor.datatype == "BYTES" or any(d < 0 for d in dims):
+            return  # no shape to make up: the first real calls measure it
+        inputs[tensor.name] = np.zeros((1, *dims), dtype=numpy_dtype(tensor.datatype))
+    if served.placement.blocking or not inputs:
+        return
+    predict = served.protected.pipeline.predict
+    try:
+        for _ in range(5):
+            start = time.thread_time()
+            predict(inputs)
+            served.placement.observe(time.thread_time() - start, 1)
+    except Exception:  # a model that refuses zeros is measured by its first real calls
+        served.placement.per_row = None
 
 
 def _load_model(
-    policy: Policy, name: str, spec: ModelSpec, registry: Registry | None = None
+    deployment: Deployment, name: str, spec: ModelSpec, registry: Registry | None
 ) -> tuple[Backend, Callable[[Arrays], Arrays]]:
     from atlasguard.gateway.backends import load_backend
     from atlasguard.gateway.preprocess import Preprocessor
 
-    scan = policy.settings("scan")
-    allow = tuple(getattr(scan, "allow", ()))
+    policy = deployment.policy
+    gate = deployment.load_gate
     if spec.backend == "upstream":
-        backend = load_backend(name, spec, policy.base_dir, allow=allow)
+        backend = load_backend(name, spec, policy.base_dir, allow=gate.allow)
     else:
         staging = Path(tempfile.mkdtemp(prefix="atlasguard-load-"))  # mode 0700
         try:
             source = _model_file(policy, name, spec, registry, staging)
-            checked = _load_gate(policy, name, source, staging)
-            backend = load_backend(name, spec, policy.base_dir, allow=allow, model_path=checked)
+            checked = gate.stage(source, staging, name=name)
+            backend = load_backend(
+                name, spec, policy.base_dir, allow=gate.allow, model_path=checked
+            )
         finally:
             # the backend holds the model in memory: no plaintext copy stays on disk
             shutil.rmtree(staging, ignore_errors=True)
@@ -298,13 +196,6 @@ def _load_model(
         return backend.predict(preprocess(inputs))
 
     return backend, predict
-
-
-def _is_encrypted(path: Path) -> bool:
-    from atlasguard.artifacts._enc_header import MAGIC
-
-    with path.open("rb") as f:
-        return f.read(len(MAGIC)) == MAGIC
 
 
 def _model_file(
@@ -327,58 +218,3 @@ def _model_file(
     ref, _, member = spec.path[len(REGISTRY_PREFIX) :].partition("/")
     pulled = registry.pull(GATEWAY_PRINCIPAL, ref, staging / "pulled")
     return pulled / member if member else pulled
-
-
-def _load_gate(policy: Policy, name: str, path: Path, staging: Path) -> Path:
-    """The load gate: verify, check, decrypt, scan; return the checked copy to load.
-
-    With ``[controls.signing] require = true`` the model directory's signature
-    and every file are verified and the model file is copied and re-checked
-    against the signed digest (so a file swapped after the check is never
-    loaded). An encrypted model (``atlasguard encrypt``) is decrypted with
-    ``[keys] keyring``, fully authenticated first. The plaintext is then scanned;
-    anything at or above ``[controls.scan] fail_on`` refuses the model.
-    """
-    from atlasguard.artifacts.findings import Severity
-    from atlasguard.artifacts.scan import scan_path
-
-    if not path.is_file():
-        raise ConfigurationError(f"models.{name}: {path} is not a file")
-    keyring = None
-    if _is_encrypted(path):
-        if not policy.keys.keyring:
-            raise ConfigurationError(f"models.{name} is encrypted; set [keys] keyring")
-        from atlasguard.artifacts.keys import load_keyring
-
-        keyring = load_keyring(policy.base_dir / policy.keys.keyring)
-    signing = policy.settings("signing")
-    if getattr(signing, "enabled", False) and getattr(signing, "require", False):
-        from atlasguard.artifacts.keys import load_public_key
-        from atlasguard.artifacts.load_gate import stage_verified
-        from atlasguard.artifacts.signing import verify_model
-
-        if not policy.keys.public_key:
-            raise ConfigurationError("[controls.signing] require = true needs [keys] public_key")
-        key = load_public_key(policy.base_dir / policy.keys.public_key)
-        model_dir = path.parent
-        signature = model_dir / str(getattr(signing, "signature_name", "model.sig"))
-        manifest = verify_model(model_dir, key, signature=signature)
-        checked = stage_verified(model_dir, path.name, manifest, staging, key=keyring)
-    elif keyring is not None:
-        from atlasguard.artifacts.encryption import decrypt_path
-
-        checked = staging / path.name
-        decrypt_path(path, checked, keyring)
-    else:
-        checked = staging / path.name
-        shutil.copyfile(path, checked)
-    scan = policy.settings("scan")
-    threshold = Severity.parse(str(getattr(scan, "fail_on", "high")))
-    allow = tuple(getattr(scan, "allow", ()))
-    for report in scan_path(checked, allow=allow):
-        bad = [f for f in report.findings if f.severity >= threshold]
-        if bad:
-            raise ConfigurationError(
-                f"models.{name}: {path} failed the scan: {bad[0].rule}: {bad[0].message}"
-            )
-    return checked

@@ -43,7 +43,6 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from atlasguard.db.migrate import migrate
 from atlasguard.db.schema import api_keys, grants, group_members, principals
 from atlasguard.errors import UsageError, VerificationError
-from atlasguard.policy import Policy
 
 __all__ = [
     "GROUP_PREFIX",
@@ -56,7 +55,6 @@ __all__ = [
     "PrincipalRecord",
     "group_name",
     "is_group",
-    "open_identity_store",
 ]
 
 ROLES = ("user", "reader", "editor", "manager", "admin")
@@ -279,6 +277,29 @@ class IdentityStore:
             raise AuthenticationError("API key revoked or expired")
         return cached.principal
 
+    def cached_principal(self, credential: str | None) -> PrincipalRecord | None:
+        """The principal behind ``credential`` if memory alone can say so, else ``None``.
+
+        ``None`` whenever :meth:`authenticate` would read the database or hash the
+        key (unknown, stale or mismatching entries): callers then use
+        :meth:`authenticate`, which decides and explains. Never blocks.
+        """
+        if not credential:
+            return None
+        match = _KEY.match(credential)
+        if match is None:
+            return None
+        key_id, secret = match.groups()
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is None or time.monotonic() - cached.fetched_at > self._refresh:
+            return None
+        if not cached.active or cached.principal is None:
+            return None
+        if not hmac.compare_digest(cached.digest, hashlib.sha256(secret.encode()).digest()):
+            return None
+        return cached.principal
+
     def _load(self, key_id: str, secret: str, digest: bytes, old: _Cached | None) -> _Cached:
         with self._engine.connect() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
@@ -384,6 +405,14 @@ class IdentityStore:
                 self._grants[key] = cached
         return [g for g in cached[1] if g.covers(model)]
 
+    def cached_grants(self, principal: PrincipalRecord, model: str) -> list[Grant] | None:
+        """:meth:`authorize` from memory, or ``None`` when the grants must be read again."""
+        with self._lock:
+            cached = self._grants.get((principal.name, principal.groups))
+        if cached is None or time.monotonic() - cached[0] > self._refresh:
+            return None
+        return [g for g in cached[1] if g.covers(model)]
+
     # -- groups ----------------------------------------------------------------------
 
     def add_member(self, group: str, member: str) -> None:
@@ -478,11 +507,3 @@ def _token_groups(groups: Iterable[str]) -> list[str]:
             raise UsageError(f"{name!r} is not a group (expected {GROUP_PREFIX}<name>)")
         out.append(group_name(name))
     return out
-
-
-def open_identity_store(policy: Policy) -> IdentityStore:
-    """The identity store of a deployment (its metadata database, migrated)."""
-    from atlasguard.db.engine import connect, database_url
-
-    url = database_url(policy.deployment.database_url, policy.state_dir)
-    return IdentityStore.create(connect(url))

@@ -6,18 +6,21 @@ gateway), and every decision, allowed or refused, is an audit record
 (``registry.push``, ``registry.pull``...) written before anything happens, so
 an audit log that cannot be written stops the action (fail closed).
 
-Nothing unsafe gets in: a push is scanned and refused at or above
-``[controls.scan] fail_on``, its signature is verified when
-``[controls.signing] require = true``, and it is hashed into a manifest kept
-with the version. Nothing altered gets out: a pull rebuilds the object in a
-temporary directory beside the destination, re-verifies it against the stored
-manifest, and only then renames it into place.
+Nothing unsafe gets in: a push passes the deployment's load gate
+(:class:`~atlasguard.artifacts.load_gate.LoadGate`, the same one the gateway
+loads models through: scanned and refused at or above ``[controls.scan]
+fail_on``, its signature verified when ``[controls.signing] require = true``),
+and it is hashed into a manifest kept with the version. Nothing altered gets
+out: a pull rebuilds the object in a temporary directory beside the
+destination, re-verifies it against the stored manifest, and only then renames
+it into place.
 
 >>> import tempfile, pathlib
 >>> from atlasguard.policy import load_policy_text
+>>> from atlasguard.runtime.deployment import Deployment
 >>> root = pathlib.Path(tempfile.mkdtemp())
->>> policy = load_policy_text("", path=root / "atlasguard.toml")
->>> reg = open_registry(policy)
+>>> policy = load_policy_text("[controls.registry]\\nenabled = true\\n", path=root / "p.toml")
+>>> reg = Deployment.open(policy).registry
 >>> _ = reg.identity.ensure_principal("ops", admin=True)
 >>> _ = (root / "data.csv").write_text("x,y\\n1,2\\n")
 >>> reg.push("ops", "iris", root / "data.csv", "dataset").number
@@ -39,15 +42,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import Field
 from sqlalchemy import Engine, RowMapping, func, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
-from atlasguard.artifacts.findings import Severity
 from atlasguard.artifacts.manifest import Manifest, hash_model, verify_manifest
-from atlasguard.artifacts.scan import scan_path
-from atlasguard.audit.records import AuditRecord
-from atlasguard.controls import Control, ControlSettings
 from atlasguard.db.schema import registry_aliases, registry_objects, registry_versions
 from atlasguard.errors import (
     ConfigurationError,
@@ -78,46 +76,19 @@ from atlasguard.registry.model import (
     check_name,
     parse_ref,
 )
+from atlasguard.registry.settings import CONTROLS, RegistrySettings
 from atlasguard.registry.stores import Store
+from atlasguard.runtime.auditor import Outcome
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     from atlasguard.artifacts.keys import Keyring
+    from atlasguard.artifacts.load_gate import LoadGate
     from atlasguard.audit.log import AuditLog
     from atlasguard.policy import Policy
+    from atlasguard.runtime.auditor import Auditor
+    from atlasguard.runtime.deployment import Deployment
 
-__all__ = [
-    "CONTROLS",
-    "Registry",
-    "RegistrySettings",
-    "UnknownObjectError",
-    "open_registry",
-]
-
-
-class RegistrySettings(ControlSettings):
-    """``[controls.registry]``: encryption at rest and where the blobs live."""
-
-    encrypt: bool = False  # with the deployment's [keys] keyring
-    store: str = "registry"  # directory under the state directory, or s3://BUCKET/PREFIX
-    s3_endpoint_url: str = ""  # an S3-compatible service (MinIO, Ceph...); empty: AWS
-    s3_region: str = ""  # empty: boto3's default (AWS_DEFAULT_REGION, profile)
-    max_push_bytes: int = Field(default=2 << 30, gt=0)  # largest upload over HTTP
-
-
-CONTROLS = (
-    Control(
-        key="registry",
-        title="Registry under access control",
-        mitigates=frozenset({"AML.M0005"}),
-        summary="Deny-by-default registry of models and data sets: roles on names or "
-        "patterns, every push scanned, hashed (and signature-checked), every pull "
-        "re-verified, every read and write in the audit log; optional encryption at rest.",
-        enable="set [controls.registry] enabled = true; atlasguard registry push NAME PATH",
-        settings=RegistrySettings,
-    ),
-)
+__all__ = ["CONTROLS", "Registry", "RegistrySettings", "UnknownObjectError"]
 
 
 class UnknownObjectError(UsageError, LookupError):
@@ -137,25 +108,67 @@ class Registry:
         store: Store,
         *,
         identity: IdentityStore,
-        audit: AuditLog,
-        fail_on: Severity = Severity.HIGH,
-        allow: Sequence[str] = (),
+        auditor: Auditor,
+        load_gate: LoadGate,
         keyring: Keyring | None = None,
-        signature_key: ec.EllipticCurvePublicKey | None = None,
         policy: Rule = DEFAULT_POLICY,
     ) -> None:
         self._engine = engine
         self.store = store
         self.identity = identity
-        self.audit = audit
-        self.fail_on = fail_on
-        self.allow = tuple(allow)
-        self.keyring = keyring
-        self.signature_key = signature_key
+        self.auditor = auditor
+        self.load_gate = load_gate
+        self.keyring = keyring  # encryption at rest, when [controls.registry] encrypt
         self.policy = policy
         self._token_groups: tuple[str, ...] = ()
 
     # -- decisions and audit ---------------------------------------------------------
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log this registry records every decision in."""
+        if self.auditor.log is None:
+            raise ConfigurationError("this registry records nothing: it has no audit log")
+        return self.auditor.log
+
+    @classmethod
+    def open(cls, deployment: Deployment) -> Registry:
+        """The registry of ``deployment``: its database, identities, auditor and load gate.
+
+        Blobs live in ``<state_dir>/<[controls.registry] store>``, or in a bucket
+        when ``store = "s3://BUCKET/PREFIX"``; with ``encrypt = true`` they are
+        sealed with ``[keys] keyring``, which must not lie inside a local store
+        (keys never beside the data).
+        """
+        from atlasguard.artifacts.keys import load_keyring
+        from atlasguard.registry.stores.local import LocalStore
+
+        policy = deployment.policy
+        raw = policy.settings("registry")
+        settings = raw if isinstance(raw, RegistrySettings) else RegistrySettings()
+        store = _open_store(policy, settings)
+        keyring = None
+        if settings.encrypt:
+            if not policy.keys.keyring:
+                raise ConfigurationError(
+                    f"{policy.where('controls.registry.encrypt')}: encrypt = true needs "
+                    "[keys] keyring"
+                )
+            ring_path = (policy.base_dir / policy.keys.keyring).resolve()
+            if isinstance(store, LocalStore) and ring_path.is_relative_to(store.root):
+                raise ConfigurationError(
+                    f"{policy.where('keys.keyring')}: the keyring lies inside the registry "
+                    f"store {store.root}: keep keys apart from the data they protect"
+                )
+            keyring = load_keyring(ring_path)
+        return cls(
+            deployment.engine,
+            store,
+            identity=deployment.identity,
+            auditor=deployment.auditor,
+            load_gate=deployment.load_gate,
+            keyring=keyring,
+        )
 
     def acting_with_groups(self, groups: Sequence[str]) -> Registry:
         """This registry for a caller whose credential asserts ``groups`` (a token's claim).
@@ -183,17 +196,14 @@ class Registry:
         ref: str,
         details: Mapping[str, str] | None = None,
     ) -> None:
-        self.audit.append(
-            AuditRecord(
-                time=time.time(),
-                principal=principal,
-                action=f"registry.{action}",
-                decision="allow" if decision.allowed else "deny",
-                reason=decision.reason,
-                model=ref,
-                details=dict(details or {}),
-            )
+        outcome = Outcome(
+            action=f"registry.{action}", model=ref, principal=principal, details=dict(details or {})
         )
+        if decision.allowed:
+            outcome.reason = decision.reason
+        else:
+            outcome.refuse(decision.reason)
+        self.auditor.record(outcome)
 
     def _check(
         self, principal: str, action: Action, target: Target, ref: str
@@ -456,32 +466,12 @@ class Registry:
             return None
 
     def _screen(self, principal: str, action: Action, name: str, source: Path) -> None:
-        reports = scan_path(source, allow=self.allow)
-        failing = [r for r in reports if r.fails(self.fail_on)]
-        if failing:
-            lines = [
-                f"{r.path}: {f.severity.label} {f.rule}: {f.message}"
-                for r in failing
-                for f in r.findings
-                if f.severity >= self.fail_on
-            ]
-            raise self._refuse(
-                principal,
-                action,
-                name,
-                "unsafe",
-                UnsafeArtifactError(
-                    f"refused {name}: findings at or above {self.fail_on.label}:\n"
-                    + "\n".join(lines)
-                ),
-            )
-        if self.signature_key is not None:
-            from atlasguard.artifacts.signing import verify_model
-
-            try:
-                verify_model(source, self.signature_key)
-            except VerificationError as exc:
-                raise self._refuse(principal, action, name, "signature", exc) from None
+        try:
+            self.load_gate.screen(source, name=name)
+        except UnsafeArtifactError as exc:
+            raise self._refuse(principal, action, name, "unsafe", exc) from None
+        except VerificationError as exc:
+            raise self._refuse(principal, action, name, "signature", exc) from None
 
     def promote(self, principal: str, ref: ObjectRef | str, alias: str) -> Version:
         """Point ``alias`` (``production``, ``staging``...) at the version ``ref`` names."""
@@ -621,65 +611,6 @@ class Registry:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return target
-
-
-def open_registry(policy: Policy, *, passphrase: bytes | None = None) -> Registry:
-    """The registry of a deployment: its database, audit log, identities and store.
-
-    Blobs live in ``<state_dir>/<[controls.registry] store>``, or in a bucket
-    when ``store = "s3://BUCKET/PREFIX"``; with ``encrypt = true`` they are sealed
-    with ``[keys] keyring``, which must not lie inside a local store (keys never
-    beside the data).
-    """
-    from atlasguard.artifacts.keys import load_keyring, load_public_key
-    from atlasguard.artifacts.scan import ScanSettings
-    from atlasguard.artifacts.signing import SigningSettings
-    from atlasguard.audit.log import open_audit_log
-    from atlasguard.db.engine import connect, database_url
-    from atlasguard.registry.stores.local import LocalStore
-
-    raw = policy.controls.get("registry")
-    settings = raw if isinstance(raw, RegistrySettings) else RegistrySettings()
-    scan = policy.controls.get("scan")
-    scan_settings = scan if isinstance(scan, ScanSettings) else ScanSettings()
-    signing = policy.controls.get("signing")
-    require_sig = isinstance(signing, SigningSettings) and signing.require
-    store = _open_store(policy, settings)
-    keyring = None
-    if settings.encrypt:
-        if not policy.keys.keyring:
-            raise ConfigurationError(
-                f"{policy.where('controls.registry.encrypt')}: encrypt = true needs [keys] keyring"
-            )
-        ring_path = (policy.base_dir / policy.keys.keyring).resolve()
-        if isinstance(store, LocalStore) and ring_path.is_relative_to(store.root):
-            raise ConfigurationError(
-                f"{policy.where('keys.keyring')}: the keyring lies inside the registry store "
-                f"{store.root}: keep keys apart from the data they protect"
-            )
-        keyring = load_keyring(ring_path)
-    signature_key = None
-    if require_sig:
-        if not policy.keys.public_key:
-            raise ConfigurationError(
-                f"{policy.where('controls.signing.require')}: require = true needs "
-                "[keys] public_key"
-            )
-        signature_key = load_public_key(policy.base_dir / policy.keys.public_key)
-    url = database_url(policy.deployment.database_url, policy.state_dir)
-    engine = connect(url)
-    identity = IdentityStore.create(engine)
-    audit, _ = open_audit_log(policy, passphrase=passphrase)
-    return Registry(
-        engine,
-        store,
-        identity=identity,
-        audit=audit,
-        fail_on=Severity.parse(scan_settings.fail_on),
-        allow=scan_settings.allow,
-        keyring=keyring,
-        signature_key=signature_key,
-    )
 
 
 def _open_store(policy: Policy, settings: RegistrySettings) -> Store:

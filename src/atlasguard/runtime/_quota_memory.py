@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from atlasguard.runtime.quotas import DAY, QuotaDecision, QuotaPolicy, decide
+from atlasguard.runtime.quotas import QuotaDecision, QuotaPolicy, decide
+from atlasguard.runtime.settings import DAY
 
 __all__ = ["MemoryQuotaStore"]
 
@@ -38,6 +39,8 @@ class MemoryQuotaStore:
     ``clock`` returns seconds since the Unix epoch (UTC days are counted from it);
     tests inject a fake one.
     """
+
+    shared = False  # this process only; never waits on anything but its lock
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock

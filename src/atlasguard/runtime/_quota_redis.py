@@ -26,13 +26,13 @@ from urllib.parse import quote
 
 import redis
 
+from atlasguard.runtime.pipeline import Limit
 from atlasguard.runtime.quotas import (
-    DAY,
     QuotaBackendError,
     QuotaDecision,
     QuotaPolicy,
-    QuotaWindow,
 )
+from atlasguard.runtime.settings import DAY
 
 __all__ = ["RedisQuotaStore"]
 
@@ -111,6 +111,8 @@ _REASONS: tuple[Literal["ok", "rate", "daily", "lifetime"], ...] = (
 class RedisQuotaStore:
     """Counters in Redis, checked and charged by one atomic script per request."""
 
+    shared = True  # every worker and replica sees the same counts, over the network
+
     def __init__(self, client: redis.Redis, *, prefix: str = "atlasguard:quota") -> None:
         self.client = client
         self.prefix = prefix
@@ -144,17 +146,17 @@ class RedisQuotaStore:
         code, retry, held, used_today, used_total, to_midnight = raw
         reason = _REASONS[int(code)]
         held_us = float(held)
-        windows: list[QuotaWindow] = []
+        windows: list[Limit] = []
         interval = policy.interval_us
         if interval:
             capacity = policy.capacity
             remaining = max(0, int((capacity * interval - held_us + 1.0) // interval))
             windows.append(
-                QuotaWindow("rate", capacity, remaining, held_us / 1e6, capacity * interval / 1e6)
+                Limit("rate", capacity, remaining, held_us / 1e6, capacity * interval / 1e6)
             )
         if policy.daily is not None:
             windows.append(
-                QuotaWindow(
+                Limit(
                     "daily",
                     policy.daily,
                     max(0, policy.daily - int(used_today)),
@@ -164,7 +166,7 @@ class RedisQuotaStore:
             )
         if policy.lifetime is not None:
             windows.append(
-                QuotaWindow(
+                Limit(
                     "lifetime",
                     policy.lifetime,
                     max(0, policy.lifetime - int(used_total)),

@@ -35,14 +35,18 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import field_validator
 
-from atlasguard.controls import Control, ControlSettings
 from atlasguard.errors import UsageError
 from atlasguard.runtime.pipeline import Principal, Request, Response
+from atlasguard.runtime.settings import (
+    DEFAULT_SCORE_OUTPUTS,
+    STEPS,
+    OutputSettings,
+    Step,
+    output_steps,
+)
 
 __all__ = [
-    "CONTROLS",
     "DEFAULT_SCORE_OUTPUTS",
     "STEPS",
     "OutputGuard",
@@ -54,10 +58,6 @@ __all__ = [
     "top_k",
 ]
 
-Step = Literal["full", "top_k", "round", "label", "noise"]
-STEPS: tuple[Step, ...] = ("full", "top_k", "round", "label", "noise")
-# Output names skl2onnx, scikit-learn wrappers and common exporters give probabilities.
-DEFAULT_SCORE_OUTPUTS: tuple[str, ...] = ("probabilities", "output_probability", "scores")
 
 FloatArray = npt.NDArray[np.floating]
 
@@ -156,14 +156,8 @@ class OutputPolicy:
         noise: Literal["laplace", "gaussian"] = "laplace",
     ) -> OutputPolicy:
         """``"top_k+round"`` -> the policy that keeps the top k, then rounds."""
-        steps: list[Step] = []
-        for part in text.split("+"):
-            step = next((s for s in STEPS if s == part.strip()), None)
-            if step is None:
-                raise UsageError(f"unknown output policy {part.strip()!r}; expected {STEPS}")
-            steps.append(step)
         return cls(
-            tuple(steps), top_k=top_k, decimals=decimals, noise_scale=noise_scale, noise=noise
+            output_steps(text), top_k=top_k, decimals=decimals, noise_scale=noise_scale, noise=noise
         )
 
     @property
@@ -209,6 +203,7 @@ class OutputGuard:
 
     name = "output"
     mitigates = frozenset({"AML.M0002"})
+    blocking = False
 
     def __init__(
         self,
@@ -275,67 +270,3 @@ class OutputGuard:
                 else:
                     outputs[name] = policy.apply(outputs[name])
         return response.with_outputs(outputs)
-
-
-class OutputSettings(ControlSettings):
-    """``[controls.output]``: what each role may see of a model's scores."""
-
-    default: str = "round"
-    decimals: int = 2
-    top_k: int = 3
-    noise_scale: float = 0.02
-    noise: Literal["laplace", "gaussian"] = "laplace"
-    roles: dict[str, str] | None = None
-    score_outputs: tuple[str, ...] = DEFAULT_SCORE_OUTPUTS
-    models: dict[str, tuple[str, ...]] | None = None
-
-    # Refuse a bad policy name when the policy file is read, not at the first request.
-    @field_validator("default")
-    @classmethod
-    def _check_default(cls, value: str) -> str:
-        OutputPolicy.parse(value)
-        return value
-
-    @field_validator("roles")
-    @classmethod
-    def _check_roles(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        for role, name in (value or {}).items():
-            try:
-                OutputPolicy.parse(name)
-            except UsageError as exc:
-                raise ValueError(f"role {role!r}: {exc}") from None
-        return value
-
-    @field_validator("top_k")
-    @classmethod
-    def _check_top_k(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("top_k must be positive")
-        return value
-
-    @field_validator("decimals")
-    @classmethod
-    def _check_decimals(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("decimals must be 0 or more")
-        return value
-
-    @field_validator("noise_scale")
-    @classmethod
-    def _check_noise_scale(cls, value: float) -> float:
-        if not value >= 0:  # also refuses NaN
-            raise ValueError("noise_scale must be 0 or more")
-        return value
-
-
-CONTROLS = (
-    Control(
-        key="output",
-        title="Output obfuscation",
-        mitigates=frozenset({"AML.M0002"}),
-        summary="Per role: full scores, top-k, rounded scores, label only or calibrated "
-        "noise, keeping the output a valid Open Inference Protocol tensor.",
-        enable='[controls.output] enabled = true; default = "round"',
-        settings=OutputSettings,
-    ),
-)

@@ -1,12 +1,15 @@
-"""The guard pipeline: authenticate, authorize, quota, validate, restore, detect, predict,
-obfuscate.
+"""The guard pipeline: authorize, quota, restore, detect, predict, obfuscate.
 
 A :class:`Guard` is a small object with one job and a ``mitigates`` attribute
 naming its ATLAS mitigations. Guards run in order around one predict call:
-``before`` may refuse the request by raising :class:`Denied` (with the HTTP
-status and reason the gateway will use) or replace its inputs; ``after`` may
-rewrite the outputs (output obfuscation). The same pipeline runs in-process
-(``atlasguard.protect``) and behind HTTP; the HTTP layer adds no security logic.
+``before`` may refuse the request by raising :class:`Denied` or replace its
+inputs; ``after`` may rewrite the outputs (output obfuscation). The same
+pipeline runs in-process (:func:`atlasguard.protect`) and behind HTTP.
+
+The runtime knows no HTTP: a request is a model name, arrays and an
+authenticated principal; a refusal is a :class:`Denied` with a stable
+``reason`` (:data:`REASONS`), which each front end translates in one place
+(the gateway to an HTTP status, the command line to an exit code).
 
 >>> import numpy as np
 >>> from atlasguard.runtime.pipeline import Pipeline, Request
@@ -17,11 +20,12 @@ array([[2., 2.]], dtype=float32)
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -29,16 +33,73 @@ import numpy.typing as npt
 from atlasguard.errors import AtlasguardError
 
 __all__ = [
+    "REASONS",
     "Arrays",
     "Denied",
     "Guard",
+    "Limit",
     "Pipeline",
     "Principal",
+    "Reason",
     "Request",
     "Response",
+    "new_request_id",
 ]
 
 Arrays = Mapping[str, npt.NDArray[np.generic]]
+
+_PROCESS = os.urandom(8).hex()  # this process's part of every request id
+_COUNT = itertools.count()
+
+
+def new_request_id() -> str:
+    """A request id unique across processes and restarts: 16 random hex digits, then a count.
+
+    Cheaper than a UUID per request (one random read per process, not per call).
+    """
+    return f"{_PROCESS}{next(_COUNT):012x}"
+
+
+Reason = Literal[
+    "unauthenticated",
+    "throttled",
+    "forbidden",
+    "not-found",
+    "malformed",
+    "too-large",
+    "unsupported-media",
+    "invalid-input",
+    "over-limit",
+    "rate",
+    "quota",
+    "unsafe",
+    "refused",
+    "unavailable",
+    "audit-unavailable",
+    "model-error",
+    "upstream",
+]
+
+REASONS: Mapping[Reason, str] = {
+    "unauthenticated": "no valid credential (missing, malformed, unknown, expired or revoked)",
+    "throttled": "too many failed authentications from this client or in all",
+    "forbidden": "no grant for this principal and object (never says whether it exists)",
+    "not-found": "the caller may ask, but no such model or object is served",
+    "malformed": "the request is not well-formed (JSON, tensor structure, parameters)",
+    "too-large": "the request is larger than the deployment accepts",
+    "unsupported-media": "the request body is of a type this endpoint does not take",
+    "invalid-input": "a well-formed request breaks the model's declared contract",
+    "over-limit": "the request alone exceeds a limit that can never admit it",
+    "rate": "the principal's rate limit is exhausted for now",
+    "quota": "the principal's daily or lifetime quota is exhausted",
+    "unsafe": "an artifact failed the scan",
+    "refused": "an artifact failed verification (signature, manifest, kind)",
+    "unavailable": "a store the decision needs cannot be reached (fail closed)",
+    "audit-unavailable": "the audit log cannot record the request (fail closed)",
+    "model-error": "the model failed on an input it accepted",
+    "upstream": "the upstream model server failed or answered wrongly",
+}
+"""Every reason a request can be refused for, with what it means."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +112,35 @@ class Principal:
 
 
 @dataclass(frozen=True, slots=True)
+class Limit:
+    """One limit's state after a decision (a quota window).
+
+    ``reset`` is seconds until the limit is fully available again (``None`` for a
+    limit that never resets); ``window`` is the limit's window in seconds.
+    """
+
+    name: Literal["rate", "daily", "lifetime"]
+    limit: int
+    remaining: int
+    reset: float | None
+    window: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
-    """One inference request as the guards see it.
+    """One inference request as the guards see it: a model, arrays, a principal.
 
     ``cost`` is what quotas charge: by default the number of rows (the first
     dimension of the first input), so a large batch cannot carry what a quota
-    forbids as many requests.
+    forbids as many requests. ``limits`` is what a quota guard reported.
     """
 
     model: str
     inputs: Arrays
     principal: Principal | None = None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=new_request_id)
     received_at: float = field(default_factory=time.time)
-    client: str | None = None
-    credential: str | None = field(default=None, repr=False)
-    body: bytes | None = field(default=None, repr=False)
-    requested_outputs: tuple[str, ...] = ()
+    limits: tuple[Limit, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -85,40 +158,52 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """The outputs of a request, plus headers guards want the client to see."""
+    """The outputs of a request, and the limits the principal has left."""
 
     outputs: Arrays
-    headers: Mapping[str, str] = field(default_factory=dict)
+    limits: tuple[Limit, ...] = ()
 
     def with_outputs(self, outputs: Arrays) -> Response:
         return replace(self, outputs=outputs)
 
 
 class Denied(AtlasguardError):
-    """A guard refused a request. ``status`` is the HTTP status, ``reason`` a stable code.
+    """A guard refused a request, for a stable :data:`REASONS` ``reason``.
 
-    ``reason`` values: ``unauthenticated`` (401), ``forbidden`` (403; never says
-    whether the model exists), ``rate`` / ``quota`` (429), ``invalid-input``
-    (400/422), ``adversarial`` (403)...
+    ``retry_after`` (seconds) says when the same request may succeed (rate and
+    quota refusals); ``limits`` the state of the principal's limits. ``recorded``
+    is set once an audit record tells of this refusal (so no front end records
+    it twice).
     """
 
     exit_code = 1
 
     def __init__(
-        self, message: str, *, status: int, reason: str, headers: Mapping[str, str] | None = None
+        self,
+        message: str,
+        *,
+        reason: Reason,
+        retry_after: float | None = None,
+        limits: tuple[Limit, ...] = (),
     ) -> None:
         super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.headers = dict(headers or {})
+        self.reason: Reason = reason
+        self.retry_after = retry_after
+        self.limits = limits
+        self.recorded = False
 
 
 @runtime_checkable
 class Guard(Protocol):
-    """One step of the pipeline. Either hook may be a no-op."""
+    """One step of the pipeline. Either hook may be a no-op.
+
+    A guard whose ``before`` may wait on the network (a Redis quota store) sets
+    ``blocking = True``: front ends then never run it on an event loop.
+    """
 
     name: str
     mitigates: frozenset[str]
+    blocking: bool
 
     def before(self, request: Request) -> Request:
         """Check or transform a request; raise :class:`Denied` to refuse it."""
@@ -136,22 +221,19 @@ class Pipeline:
     guards: tuple[Guard, ...]
     predict: Callable[[Arrays], Arrays]
 
-    def __call__(
-        self, request: Request, *, observe: Callable[[Request], None] | None = None
-    ) -> Response:
-        """Run ``request`` through the guards and the model.
-
-        ``observe`` sees the request after each guard (the auditor uses it to
-        learn the principal even when a later guard refuses).
-        """
+    def __call__(self, request: Request) -> Response:
+        """Run ``request`` through the guards and the model."""
         for guard in self.guards:
             request = guard.before(request)
-            if observe is not None:
-                observe(request)
-        response = Response(outputs=self.predict(request.inputs))
+        response = Response(outputs=self.predict(request.inputs), limits=request.limits)
         for guard in reversed(self.guards):
             response = guard.after(request, response)
         return response
+
+    @property
+    def blocking(self) -> bool:
+        """Whether some guard may wait on the network."""
+        return any(guard.blocking for guard in self.guards)
 
     @property
     def mitigates(self) -> frozenset[str]:

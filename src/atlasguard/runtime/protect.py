@@ -1,162 +1,147 @@
-"""``protect``: the guard pipeline around a predict function, with one audit record a call.
+"""``protect``: a model behind the deployment's guards, one audit record a call.
 
-The gateway's routes are a thin layer over :class:`Protected`; in-process
-callers use it directly. Every call — allowed or refused — leaves exactly one
-audit record before it returns, and a call whose record cannot be written is
-refused (fail closed): the caller gets ``Denied(status=503)`` and no output.
+A :class:`Protected` model is what both front ends serve: in-process callers
+call it with arrays and a credential (:meth:`Protected.__call__`); the
+gateway authenticates from the request's headers, decodes the body with the
+protocol codec and calls :meth:`Protected.run`. Either way the principal is
+authorized for the model (:class:`~atlasguard.runtime.access.Access`), the
+guards run around the model, and the outcome — allowed, refused for any
+reason, or failed — is one audit record (:class:`~atlasguard.runtime.auditor.Auditor`);
+a call whose record cannot be written is refused (fail closed).
 
 >>> import numpy as np
->>> from atlasguard.runtime.protect import Protected
->>> p = Protected(name="double", predict=lambda x: {"y": x["x"] * 2}, guards=())
->>> p({"x": np.ones((1, 2))}).outputs["y"].tolist()
+>>> from atlasguard.policy import ModelSpec, TensorSpec
+>>> from atlasguard.runtime.auditor import Auditor
+>>> spec = ModelSpec(inputs=(TensorSpec(name="x", shape=(-1, 2)),))
+>>> p = Protected(name="double", spec=spec, predict=lambda x: {"y": x["x"] * 2},
+...               guards=(), access=None, auditor=Auditor(None))
+>>> p({"x": np.ones((1, 2), np.float32)}).outputs["y"].tolist()
 [[2.0, 2.0]]
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from atlasguard.runtime.pipeline import Arrays, Denied, Guard, Pipeline, Request, Response
+from atlasguard.policy import ModelSpec
+from atlasguard.runtime.access import Access
+from atlasguard.runtime.auditor import Auditor, Outcome, arrays_digest
+from atlasguard.runtime.pipeline import (
+    Arrays,
+    Denied,
+    Guard,
+    Pipeline,
+    Principal,
+    Request,
+    Response,
+    new_request_id,
+)
+from atlasguard.runtime.validate import check_arrays
 
 if TYPE_CHECKING:
-    from atlasguard.audit.log import AuditLog
     from atlasguard.policy import Policy
 
-__all__ = ["Protected", "input_digest", "output_summary", "protect"]
-
-logger = logging.getLogger("atlasguard.gateway")
+__all__ = ["ModelError", "Protected", "protect"]
 
 
-def input_digest(request: Request) -> str:
-    """SHA-256 of what the client sent (the body, or the arrays' bytes); inputs are not kept."""
-    h = hashlib.sha256()
-    if request.body is not None:
-        h.update(request.body)
-    else:
-        for name in sorted(request.inputs):
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(request.inputs[name]).tobytes())
-    return "sha256:" + h.hexdigest()
+class ModelError(Denied):
+    """The model raised on an input the guards accepted; the original is the ``__cause__``."""
 
-
-def output_summary(outputs: Arrays) -> str:
-    """A short description of what left: names, shapes, and a label output's first values."""
-    parts = []
-    for name in sorted(outputs):
-        value = outputs[name]
-        text = f"{name}{list(value.shape)}"
-        if value.dtype.kind in "iu" and value.size:
-            text += "=" + ",".join(str(int(v)) for v in value.ravel()[:8])
-            text += "…" if value.size > 8 else ""
-        parts.append(text)
-    return " ".join(parts)
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model {model} failed on this input", reason="model-error")
 
 
 class Protected:
-    """A model behind guards, auditing every call.
+    """A model behind guards: authorize, guard, predict, obfuscate — and audit every call.
 
-    ``audit`` may be ``None`` only for tests and in-process experiments: then
-    nothing is recorded (logged once as a warning).
+    ``access`` may be ``None`` only for tests and in-process experiments (no
+    authentication: every call runs as ``anonymous``).
     """
 
     def __init__(
         self,
         *,
         name: str,
+        spec: ModelSpec,
         predict: Callable[[Arrays], Arrays],
         guards: Sequence[Guard],
-        audit: AuditLog | None = None,
+        access: Access | None,
+        auditor: Auditor,
     ) -> None:
         self.name = name
+        self.spec = spec
         self.pipeline = Pipeline(guards=tuple(guards), predict=predict)
-        self._audit = audit
-        if audit is None:
-            logger.warning("model %s is protected without an audit log", name)
+        self.access = access
+        self.auditor = auditor
 
     @property
     def mitigates(self) -> frozenset[str]:
-        return self.pipeline.mitigates
+        extra = self.access.mitigates if self.access is not None else frozenset()
+        return self.pipeline.mitigates | extra
 
     def __call__(
         self,
-        inputs: Mapping[str, object] | None = None,
+        inputs: Mapping[str, object],
         *,
-        body: bytes | None = None,
         credential: str | None = None,
-        client: str | None = None,
         request_id: str | None = None,
     ) -> Response:
-        """Run one request; raises :class:`Denied` when a guard refuses it."""
-        request = Request(
-            model=self.name,
-            inputs={k: np.asarray(v) for k, v in (inputs or {}).items()},
-            credential=credential,
-            client=client,
-            body=body,
+        """Run one in-process request; raises :class:`Denied` when it is refused.
+
+        The arrays are checked against the model's declared inputs; ``credential``
+        is an API key or a token of the deployment. Returns once the call's audit
+        record is durable.
+        """
+        outcome = Outcome(
+            action="infer", model=self.name, request_id=request_id or new_request_id()
         )
-        if request_id:
-            request = replace(request, request_id=request_id)
-        start = time.perf_counter()
-        digest = input_digest(request)
-        seen: list[str] = []
-
-        def observe(current: Request) -> None:
-            if current.principal is not None and not seen:
-                seen.append(current.principal.name)
-
         try:
-            response = self.pipeline(request, observe=observe)
-        except Denied as denied:
-            self._record(request, seen, "deny", denied.reason, digest, None, start)
+            outcome.input_digest = arrays_digest(inputs)
+            principal = self._admit(credential, outcome)
+            checked = check_arrays(inputs, self.spec)
+            response = self.run(self.request(principal, checked, outcome))
+        except ModelError:
+            outcome.fail()
+            self.auditor.record(outcome)
             raise
-        self._record(request, seen, "allow", "", digest, response.outputs, start)
+        except Denied as denied:
+            outcome.refuse(denied.reason)
+            self.auditor.record(outcome)
+            raise
+        outcome.answered(response.outputs)
+        self.auditor.record(outcome)
         return response
 
-    def _record(
-        self,
-        request: Request,
-        seen: list[str],
-        decision: str,
-        reason: str,
-        digest: str,
-        outputs: Arrays | None,
-        start: float,
-    ) -> None:
-        latency = (time.perf_counter() - start) * 1000.0
-        if self._audit is None:
-            return
-        from atlasguard.audit.log import AuditWriteError
-        from atlasguard.audit.records import AuditRecord
+    def _admit(self, credential: str | None, outcome: Outcome) -> Principal:
+        if self.access is None:
+            return Principal("anonymous")
+        record = self.access.authenticate(credential)
+        outcome.principal = record.name
+        return self.access.authorize(record, self.name)
 
-        record = AuditRecord(
-            time=request.received_at,
-            principal=seen[0] if seen else "-",
-            action="infer",
-            decision=decision,
-            reason=reason,
+    def request(self, principal: Principal, inputs: Arrays, outcome: Outcome) -> Request:
+        """The pipeline's request for checked ``inputs`` of an authorized ``principal``."""
+        return Request(
             model=self.name,
-            input_digest=digest,
-            output_summary=output_summary(outputs) if outputs is not None else None,
-            latency_ms=round(latency, 3),
-            request_id=request.request_id,
-            details={"client": request.client} if request.client else {},
+            inputs=inputs,
+            principal=principal,
+            request_id=outcome.request_id or new_request_id(),
+            received_at=outcome.time,
         )
+
+    def run(self, request: Request) -> Response:
+        """The guards and the model on a request already authorized and checked.
+
+        Raises :class:`Denied` from a guard, or :class:`ModelError` when the model
+        itself raises.
+        """
         try:
-            self._audit.append(record)
-        except AuditWriteError as exc:
-            logger.error("audit write failed, refusing request %s: %s", request.request_id, exc)
-            raise Denied(
-                "the audit log is unavailable; request refused",
-                status=503,
-                reason="audit-unavailable",
-            ) from exc
+            return self.pipeline(request)
+        except Denied:
+            raise
+        except Exception as exc:  # the model's own failure, never a guard's decision
+            raise ModelError(self.name) from exc
 
 
 def protect(
@@ -168,22 +153,16 @@ def protect(
 ) -> Protected:
     """``model`` behind the same guards and audit log the gateway would give it.
 
-    ``policy`` must declare ``[models.<name>]`` (its inputs are validated) and
+    ``policy`` must declare ``[models.<name>]`` (its inputs are checked) and
     enable ``[controls.access]``; quotas and the output policy apply when the
-    policy enables them. Callers pass ``credential=`` on every call.
+    policy enables them. Callers pass ``credential=`` on every call. The
+    deployment (database, identity store, audit log) is opened for this model;
+    to protect several, open one :class:`~atlasguard.runtime.deployment.Deployment`
+    and call its :meth:`~atlasguard.runtime.deployment.Deployment.protect`.
 
     >>> # protected = atlasguard.protect(my_predict, load_policy("atlasguard.toml"), name="digits")
     >>> # protected({"input": batch}, credential=api_key).outputs
     """
-    from atlasguard.audit.log import open_audit_log
-    from atlasguard.errors import ConfigurationError
-    from atlasguard.gateway.service import build_guards
-    from atlasguard.identity.store import open_identity_store
+    from atlasguard.runtime.deployment import Deployment
 
-    if name not in policy.models:
-        raise ConfigurationError(f"{policy.label}: no [models.{name}] table declares its inputs")
-    if not policy.enabled("access"):
-        raise ConfigurationError(f"{policy.label}: protect() needs [controls.access] enabled")
-    identity = open_identity_store(policy)
-    audit, _ = open_audit_log(policy, passphrase=passphrase)
-    return Protected(name=name, predict=model, guards=build_guards(policy, identity), audit=audit)
+    return Deployment.open(policy, passphrase=passphrase).protect(model, name=name)

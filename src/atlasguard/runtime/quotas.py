@@ -15,10 +15,11 @@ others. The counters live in a :class:`QuotaStore`: in process memory by default
 by every worker and replica, checked and updated by one atomic script
 (:class:`~atlasguard.runtime._quota_redis.RedisQuotaStore`).
 
-A refused request raises :class:`~atlasguard.runtime.pipeline.Denied` with status
-429, reason ``rate`` or ``quota``, a ``Retry-After`` header and the ``RateLimit-*``
-headers of draft-ietf-httpapi-ratelimit-headers; admitted responses carry the
-``RateLimit-*`` headers too.
+A refused request raises :class:`~atlasguard.runtime.pipeline.Denied` with reason
+``rate`` or ``quota`` and ``retry_after``; refused and admitted requests alike
+carry the state of every limit (:class:`~atlasguard.runtime.pipeline.Limit`),
+which the gateway sends as the ``RateLimit-*`` headers of
+draft-ietf-httpapi-ratelimit-headers.
 
 >>> import numpy as np
 >>> from atlasguard.runtime.pipeline import Principal, Request
@@ -37,25 +38,19 @@ atlasguard.runtime.pipeline.Denied: rate limit exceeded for 'digits': slow down;
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-import limits
-from pydantic import field_validator
-
-from atlasguard.controls import Control, ControlSettings
 from atlasguard.errors import ConfigurationError, UsageError
-from atlasguard.runtime.pipeline import Denied, Principal, Request, Response
+from atlasguard.runtime.pipeline import Denied, Limit, Principal, Request, Response
+from atlasguard.runtime.settings import DAY, QuotaSettings, parse_daily, parse_rate
 
 if TYPE_CHECKING:
     from atlasguard.runtime._quota_memory import MemoryQuotaStore
     from atlasguard.runtime._quota_redis import RedisQuotaStore
 
 __all__ = [
-    "CONTROLS",
     "MemoryQuotaStore",
     "QuotaBackendError",
     "QuotaDecision",
@@ -63,45 +58,15 @@ __all__ = [
     "QuotaPolicy",
     "QuotaSettings",
     "QuotaStore",
-    "QuotaWindow",
     "RedisQuotaStore",
     "Resolver",
     "decide",
     "parse_daily",
     "parse_rate",
-    "ratelimit_headers",
+    "settings_policy",
 ]
 
-DAY = 86_400
 ANONYMOUS = Principal("anonymous")
-# Decisions wait here between ``before`` and ``after`` (keyed by request id); a request
-# whose predict call failed never reaches ``after``, so the map is bounded.
-_PENDING_MAX = 65_536
-
-
-def parse_rate(text: str) -> tuple[int, float]:
-    """``"10/second"`` -> ``(10, 1.0)``: an amount and its period in seconds (``limits`` syntax)."""
-    try:
-        item = limits.parse(text)
-    except ValueError as exc:
-        expected = "e.g. '10/second', '100 per minute'"
-        raise UsageError(f"not a rate: {text!r} (expected {expected})") from exc
-    if item.amount <= 0:
-        raise UsageError(f"rate {text!r} must allow at least one unit")
-    return int(item.amount), float(item.get_expiry())
-
-
-def parse_daily(text: str | int) -> int:
-    """``"1000/day"`` (or ``1000``) -> ``1000``; any other period is refused."""
-    if isinstance(text, int) or text.strip().isdigit():
-        amount = int(text)
-    else:
-        amount, period = parse_rate(text)
-        if period != DAY:
-            raise UsageError(f"daily quota {text!r} must be per day, e.g. '1000/day'")
-    if amount <= 0:
-        raise UsageError(f"daily quota {text!r} must be positive")
-    return amount
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,28 +139,13 @@ class QuotaBackendError(ConfigurationError):
 
 
 @dataclass(frozen=True, slots=True)
-class QuotaWindow:
-    """One limit's state after a decision, as the ``RateLimit-*`` headers report it.
-
-    ``reset`` is seconds until the limit is fully available again (``None`` for a
-    lifetime quota, which never resets); ``window`` is the policy's window in seconds.
-    """
-
-    name: Literal["rate", "daily", "lifetime"]
-    limit: int
-    remaining: int
-    reset: float | None
-    window: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class QuotaDecision:
     """The outcome of one admission: ``reason`` names the limit that refused it."""
 
     admitted: bool
     reason: Literal["ok", "rate", "daily", "lifetime"]
     retry_after: float
-    windows: tuple[QuotaWindow, ...]
+    windows: tuple[Limit, ...]
 
 
 @runtime_checkable
@@ -203,7 +153,10 @@ class QuotaStore(Protocol):
     """Where the counters live. ``acquire`` checks and charges every limit atomically.
 
     A store that cannot answer raises :class:`QuotaBackendError`, never admits.
+    ``shared`` is true for a store other processes see too (over the network).
     """
+
+    shared: bool
 
     def acquire(self, principal: str, model: str, policy: QuotaPolicy, cost: int) -> QuotaDecision:
         """Admit ``cost`` units against all limits of ``policy`` or none of them."""
@@ -243,16 +196,14 @@ def decide(
     if admitted:
         used_today += cost
         used_total += cost
-    windows: list[QuotaWindow] = []
+    windows: list[Limit] = []
     if interval:
         held = (new_tat if admitted else tat) - now_us
         remaining = max(0, math.floor((capacity * interval - held + eps) / interval))
-        windows.append(
-            QuotaWindow("rate", capacity, remaining, held / 1e6, capacity * interval / 1e6)
-        )
+        windows.append(Limit("rate", capacity, remaining, held / 1e6, capacity * interval / 1e6))
     if policy.daily is not None:
         windows.append(
-            QuotaWindow(
+            Limit(
                 "daily",
                 policy.daily,
                 max(0, policy.daily - used_today),
@@ -262,9 +213,7 @@ def decide(
         )
     if policy.lifetime is not None:
         windows.append(
-            QuotaWindow(
-                "lifetime", policy.lifetime, max(0, policy.lifetime - used_total), None, None
-            )
+            Limit("lifetime", policy.lifetime, max(0, policy.lifetime - used_total), None, None)
         )
     decision = QuotaDecision(admitted, reason, retry / 1e6, tuple(windows))
     return decision, (new_tat if admitted and interval else None)
@@ -273,25 +222,6 @@ def decide(
 def _seconds_to_midnight(now_us: float) -> float:
     now_s = now_us / 1e6
     return (math.floor(now_s / DAY) + 1) * DAY - now_s
-
-
-def ratelimit_headers(decision: QuotaDecision) -> dict[str, str]:
-    """``RateLimit-Limit/-Remaining/-Reset`` for the limit closest to exhaustion, plus
-    ``RateLimit-Policy`` listing every limit (draft-ietf-httpapi-ratelimit-headers-06)."""
-    if not decision.windows:
-        return {}
-    # The draft asks for the policy with the lowest remaining quota when several apply.
-    closest = min(decision.windows, key=lambda w: (w.remaining, w.reset or math.inf))
-    headers = {
-        "RateLimit-Limit": str(closest.limit),
-        "RateLimit-Remaining": str(closest.remaining),
-    }
-    if closest.reset is not None:
-        headers["RateLimit-Reset"] = str(max(0, math.ceil(closest.reset)))
-    headers["RateLimit-Policy"] = ", ".join(
-        f"{w.limit};w={math.ceil(w.window)}" if w.window else str(w.limit) for w in decision.windows
-    )
-    return headers
 
 
 class QuotaGuard:
@@ -308,8 +238,8 @@ class QuotaGuard:
     def __init__(self, *, store: QuotaStore, resolve: Resolver) -> None:
         self.store = store
         self.resolve = resolve
-        self._pending: OrderedDict[str, QuotaDecision] = OrderedDict()
-        self._lock = threading.Lock()
+        # A shared store answers over the network: never on an event loop.
+        self.blocking = store.shared
 
     @classmethod
     def from_settings(
@@ -326,7 +256,7 @@ class QuotaGuard:
         it returns ``None`` the table's limits apply. ``store`` defaults to Redis when
         ``redis_url`` (the deployment's) is set, else process memory.
         """
-        default = settings.policy()
+        default = settings_policy(settings)
         if store is None:
             if redis_url:
                 from atlasguard.runtime._quota_redis import RedisQuotaStore
@@ -357,103 +287,47 @@ class QuotaGuard:
             raise Denied(
                 f"quota for {request.model!r} can never admit this request: {why}; "
                 "send fewer rows per request",
-                status=422,
-                reason="quota",
+                reason="over-limit",
             )
         try:
             decision = self.store.acquire(principal.name, request.model, policy, cost)
         except QuotaBackendError as exc:
-            raise Denied(
-                "quota store unavailable; try again later", status=503, reason="unavailable"
-            ) from exc
+            raise Denied("quota store unavailable; try again later", reason="unavailable") from exc
         if not decision.admitted:
             raise _denied(request.model, decision)
-        with self._lock:
-            self._pending[request.request_id] = decision
-            while len(self._pending) > _PENDING_MAX:
-                self._pending.popitem(last=False)
-        return request
+        return replace(request, limits=decision.windows)
 
     def after(self, request: Request, response: Response) -> Response:
-        with self._lock:
-            decision = self._pending.pop(request.request_id, None)
-        if decision is None:
-            return response
-        headers = {**response.headers, **ratelimit_headers(decision)}
-        return Response(outputs=response.outputs, headers=headers)
+        return response
 
 
 def _denied(model: str, decision: QuotaDecision) -> Denied:
-    headers = ratelimit_headers(decision)
+    retry: float | None = None
     if decision.reason == "rate":
         message = f"rate limit exceeded for {model!r}: slow down"
-        reason = "rate"
     elif decision.reason == "daily":
         message = f"daily quota exhausted for {model!r}: it resets at 00:00 UTC"
-        reason = "quota"
     else:
         message = f"lifetime quota exhausted for {model!r}: it does not reset"
-        reason = "quota"
     if decision.reason != "lifetime":
-        # Retry-After is an integer number of seconds; round up so a client that obeys
-        # it is admitted, and never send 0 (which invites an immediate retry storm).
-        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
-        message += f"; retry after {headers['Retry-After']} s"
-    return Denied(message, status=429, reason=reason, headers=headers)
+        # Whole seconds, rounded up so a client that obeys is admitted, and never 0
+        # (which invites an immediate retry storm).
+        retry = float(max(1, math.ceil(decision.retry_after)))
+        message += f"; retry after {retry:g} s"
+    return Denied(
+        message,
+        reason="rate" if decision.reason == "rate" else "quota",
+        retry_after=retry,
+        limits=decision.windows,
+    )
 
 
-class QuotaSettings(ControlSettings):
-    """``[controls.quotas]``: per principal and model limits; ``""`` or ``0`` = no limit."""
-
-    rate: str = "10/second"
-    burst: int = 20
-    daily: str = "10000/day"
-    lifetime: int = 0
-    # Redis is the deployment's: [deployment] redis_url.
-    key_prefix: str = "atlasguard:quota"
-
-    @field_validator("rate")
-    @classmethod
-    def _check_rate(cls, value: str) -> str:
-        if value:
-            parse_rate(value)
-        return value
-
-    @field_validator("daily")
-    @classmethod
-    def _check_daily(cls, value: str) -> str:
-        if value:
-            parse_daily(value)
-        return value
-
-    @field_validator("burst", "lifetime")
-    @classmethod
-    def _check_non_negative(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-
-    def policy(self) -> QuotaPolicy | None:
-        """The limits this table describes, or ``None`` when it sets none."""
-        policy = QuotaPolicy.parse(
-            rate=self.rate, burst=self.burst, daily=self.daily, lifetime=self.lifetime
-        )
-        if policy == QuotaPolicy():
-            return None
-        return policy
-
-
-CONTROLS = (
-    Control(
-        key="quotas",
-        title="Query quotas",
-        mitigates=frozenset({"AML.M0004"}),
-        summary="Per principal and model: a rate with burst, a daily and a lifetime quota, "
-        "weighted by rows; in memory or shared through Redis with one atomic script.",
-        enable="[controls.quotas] enabled = true",
-        settings=QuotaSettings,
-    ),
-)
+def settings_policy(settings: QuotaSettings) -> QuotaPolicy | None:
+    """The limits a ``[controls.quotas]`` table describes, or ``None`` when it sets none."""
+    policy = QuotaPolicy.parse(
+        rate=settings.rate, burst=settings.burst, daily=settings.daily, lifetime=settings.lifetime
+    )
+    return None if policy == QuotaPolicy() else policy
 
 
 def __getattr__(name: str) -> object:

@@ -1,10 +1,10 @@
-"""The input guard: every request matches its model's declared inputs.
+"""Inputs checked against their model's declaration (names, datatype, shape, batch, range).
 
-Over HTTP the body is an Open Inference Protocol request, parsed and checked
-by :func:`atlasguard.gateway.oip.parse_infer_request`; in-process callers pass
-arrays, checked here against the same declaration (names, datatype, shape,
-batch size, value range). Refusals are :class:`~atlasguard.runtime.pipeline.Denied`
-with status 400/413/422 and reason ``invalid-input``, never a crash.
+In-process callers pass arrays, checked here by :func:`check_arrays`; over
+HTTP the gateway's protocol codec parses the body and checks the same
+declaration as it decodes (:data:`DATATYPES` is shared by both). Refusals are
+:class:`~atlasguard.runtime.pipeline.Denied` with reason ``invalid-input``,
+never a crash.
 
 >>> import numpy as np
 >>> from atlasguard.policy import ModelSpec, TensorSpec
@@ -18,19 +18,44 @@ atlasguard.runtime.pipeline.Denied: input 'x': values must lie in [0.0, 1.0]
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from atlasguard.gateway.oip import numpy_dtype, parse_infer_request
+from atlasguard.errors import UsageError
 from atlasguard.policy import ModelSpec
-from atlasguard.runtime.pipeline import Denied, Request, Response
+from atlasguard.runtime.pipeline import Denied
 
-__all__ = ["ValidateGuard", "check_arrays"]
+__all__ = ["DATATYPES", "check_arrays", "numpy_dtype"]
+
+DATATYPES: Mapping[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+"""Open Inference Protocol datatypes (the names a policy declares) and their numpy dtypes."""
 
 
-def _invalid(message: str, status: int = 422) -> Denied:
-    return Denied(message, status=status, reason="invalid-input")
+def numpy_dtype(datatype: str) -> np.dtype[Any]:
+    """The numpy dtype of an Open Inference Protocol datatype (``BYTES`` is ``object``)."""
+    try:
+        return DATATYPES[datatype]
+    except KeyError:
+        raise UsageError(f"unknown Open Inference Protocol datatype {datatype!r}") from None
+
+
+def _invalid(message: str) -> Denied:
+    return Denied(message, reason="invalid-input")
 
 
 def check_arrays(inputs: Mapping[str, object], spec: ModelSpec) -> dict[str, np.ndarray]:
@@ -82,37 +107,3 @@ def check_arrays(inputs: Mapping[str, object], spec: ModelSpec) -> dict[str, np.
             raise _invalid(f"input {name!r}: values must lie in [{tensor.min}, {tensor.max}]")
         out[name] = converted
     return out
-
-
-class ValidateGuard:
-    """Parse (HTTP) or check (in-process) a request's inputs against its model's declaration."""
-
-    name = "validate"
-    mitigates: frozenset[str] = frozenset()
-
-    def __init__(self, specs: Mapping[str, ModelSpec], *, max_body_bytes: int = 8 << 20) -> None:
-        self._specs = dict(specs)
-        self._max_body = max_body_bytes
-
-    def before(self, request: Request) -> Request:
-        spec = self._specs.get(request.model)
-        if spec is None:
-            raise Denied(
-                f"model {request.model!r} is not served here", status=404, reason="not-found"
-            )
-        if request.body is not None:
-            # The protocol parser checks the whole declaration (names, datatype, shape,
-            # batch, finite values, range); the arrays it returns need no second pass.
-            parsed = parse_infer_request(request.body, spec, max_body_bytes=self._max_body)
-            return replace(
-                request, inputs=parsed.inputs, body=None, requested_outputs=tuple(parsed.outputs)
-            )
-        return replace(request, inputs=check_arrays(request.inputs, spec))
-
-    def after(self, request: Request, response: Response) -> Response:
-        if not request.requested_outputs:
-            return response
-        missing = [n for n in request.requested_outputs if n not in response.outputs]
-        if missing:
-            raise _invalid(f"unknown output {missing[0]!r}", status=400)
-        return response.with_outputs({n: response.outputs[n] for n in request.requested_outputs})

@@ -56,10 +56,15 @@ class OutputMeta:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A loaded model. ``predict`` may be called from several threads at once."""
+    """A loaded model. ``predict`` may be called from several threads at once.
+
+    ``blocking`` is true when ``predict`` waits on the network (an upstream server):
+    the gateway then never calls it on its event loop.
+    """
 
     name: str
     outputs: tuple[OutputMeta, ...]
+    blocking: bool
 
     def predict(self, inputs: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
         """Run the model on validated, preprocessed inputs; return every output."""

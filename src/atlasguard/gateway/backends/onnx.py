@@ -64,6 +64,8 @@ def _dims(shape: object) -> tuple[int, ...]:
 class OnnxBackend:
     """An ``onnxruntime.InferenceSession`` on ``CPUExecutionProvider``."""
 
+    blocking = False
+
     def __init__(self, name: str, session: Any) -> None:
         self.name = name
         self._session = session
@@ -93,7 +95,7 @@ class OnnxBackend:
         except Exception:  # onnxruntime raises untyped errors; its text names model internals
             raise InvalidInput(
                 f"model {self.name} cannot run on this input (check the declared shapes)",
-                status=422,
+                reason="invalid-input",
             ) from None
         out: dict[str, npt.NDArray[Any]] = {}
         for name, value in zip(self._output_names, results, strict=True):

@@ -72,6 +72,8 @@ def trusted_types(untrusted: Iterable[str], allow: AllowList | None = None) -> l
 class SklearnBackend:
     """A fitted estimator; one declared input is the feature matrix ``X``."""
 
+    blocking = False
+
     def __init__(self, name: str, estimator: Any, input_name: str) -> None:
         self.name = name
         self._estimator = estimator
@@ -97,7 +99,7 @@ class SklearnBackend:
         except ValueError:  # scikit-learn's way of saying the features do not fit
             raise InvalidInput(
                 f"model {self.name} cannot run on this input (check the declared shapes)",
-                status=422,
+                reason="invalid-input",
             ) from None
         if not self._classifier:
             return {"prediction": raw.astype(np.float32)}

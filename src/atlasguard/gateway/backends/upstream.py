@@ -4,14 +4,14 @@ The gateway authenticates, limits, validates and audits; the upstream server
 only runs the model. Requests go to ``{spec.url}/v2/models/{model}/infer``
 with ``model`` = ``spec.upstream_model`` or the gateway's name for it. Any
 upstream failure (unreachable, timeout, non-200, malformed or oversized
-answer) becomes :class:`~atlasguard.runtime.pipeline.Denied` with status 502
-and reason ``upstream`` and a short message of our own: the upstream's body is
+answer) becomes :class:`~atlasguard.runtime.pipeline.Denied` with reason
+``upstream`` (HTTP 502) and a short message of our own: the upstream's body is
 never passed on, since it may describe the upstream's internals.
 
 >>> from atlasguard.gateway.backends.upstream import upstream_error
 >>> err = upstream_error("timed out")
->>> (err.status, err.reason, str(err))
-(502, 'upstream', 'upstream model server: timed out')
+>>> (err.reason, str(err))
+('upstream', 'upstream model server: timed out')
 """
 
 from __future__ import annotations
@@ -40,12 +40,14 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def upstream_error(what: str) -> Denied:
-    """The refusal every upstream failure becomes (502, reason ``upstream``)."""
-    return Denied(f"upstream model server: {what}", status=502, reason="upstream")
+    """The refusal every upstream failure becomes (reason ``upstream``, HTTP 502)."""
+    return Denied(f"upstream model server: {what}", reason="upstream")
 
 
 class UpstreamBackend:
     """A model served by another Open Inference Protocol server, reached over HTTP."""
+
+    blocking = True
 
     def __init__(
         self,

@@ -1,0 +1,130 @@
+"""Administration of identities — keys, grants, groups — audited like every other call.
+
+The admin HTTP API and the command line (``atlasguard keys``, ``groups``) both
+go through :class:`Admin`, so each change is decided and recorded the same way:
+the record is written first and the change made only once it is durable (an
+action the log cannot hold does not happen), and a change that cannot be made
+is recorded as refused, never as allowed.
+
+>>> from atlasguard.audit.log import AuditLog
+>>> from atlasguard.db import connect
+>>> from atlasguard.identity.store import IdentityStore
+>>> from atlasguard.runtime.auditor import Auditor
+>>> engine = connect("sqlite://")
+>>> admin = Admin(IdentityStore.create(engine), Auditor(AuditLog.create(engine)))
+>>> issued = admin.create_key("ops", "alice", models=["digits"])
+>>> [(r.action, r.decision) for _, r in admin.auditor.log.records()]
+[('admin.keys.create', 'allow')]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from atlasguard.errors import UsageError
+from atlasguard.identity.store import ROLES, ApiKey, IdentityStore, IssuedKey, group_name, is_group
+from atlasguard.runtime.auditor import Auditor, Outcome
+
+__all__ = ["Admin"]
+
+
+class Admin:
+    """Keys, grants and group memberships, each change audited before it is made.
+
+    ``actor`` is who asks: an admin principal over HTTP, ``local:<user>`` on the
+    command line (which reaches the database directly).
+    """
+
+    def __init__(self, identity: IdentityStore, auditor: Auditor) -> None:
+        self.identity = identity
+        self.auditor = auditor
+
+    def _allow(self, actor: str, verb: str, target: str) -> None:
+        outcome = Outcome(action=f"admin.{verb}", principal=actor, details={"target": target})
+        self.auditor.record(outcome)
+
+    def _refuse(self, actor: str, verb: str, target: str, error: UsageError) -> UsageError:
+        outcome = Outcome(action=f"admin.{verb}", principal=actor, details={"target": target})
+        outcome.refuse("invalid-input")
+        self.auditor.record(outcome)
+        return error
+
+    def create_key(
+        self,
+        actor: str,
+        principal: str,
+        *,
+        models: Sequence[str] = (),
+        role: str = "user",
+        rate: str = "",
+        quota: str = "",
+        admin: bool = False,
+    ) -> IssuedKey | None:
+        """Grant ``role`` on ``models`` and issue a key; for a group, only the grants.
+
+        Returns the new key (its secret shown once), or ``None`` for a group.
+        """
+        target = f"{principal} models={','.join(models)} role={role} admin={admin}"
+        try:
+            if role not in ROLES:
+                raise UsageError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+            if is_group(principal):
+                principal = group_name(principal)
+                if admin:
+                    raise UsageError(f"{principal} is a group: groups are never admins")
+                if not models:
+                    raise UsageError(
+                        f"{principal} is a group: give models to grant it; it holds no key"
+                    )
+            held = {(g.models, g.role) for g in self.identity.grants_of(principal)}
+            for pattern in models:
+                if (pattern, role) in held:
+                    raise UsageError(f"{principal} already holds {role} on {pattern}")
+        except UsageError as exc:
+            raise self._refuse(actor, "keys.create", target, exc) from None
+        self._allow(actor, "keys.create", target)
+        for pattern in models:
+            self.identity.grant(principal, pattern, role, rate=rate, quota=quota)
+        if is_group(principal):
+            return None
+        return self.identity.create_key(principal, admin=admin)
+
+    def revoke_key(self, actor: str, key_id: str) -> None:
+        """Revoke an active key; a key id that names none is refused (and recorded so)."""
+        if not any(k.key_id == key_id and k.active for k in self.identity.list_keys()):
+            raise self._refuse(
+                actor, "keys.revoke", key_id, UsageError(f"no active key with id {key_id!r}")
+            )
+        self._allow(actor, "keys.revoke", key_id)
+        self.identity.revoke_key(key_id)
+
+    def list_keys(self, actor: str, principal: str | None = None) -> list[ApiKey]:
+        """Key ids (never secrets) and their state; the listing itself is recorded."""
+        self._allow(actor, "keys.list", principal or "*")
+        return self.identity.list_keys(principal)
+
+    def add_member(self, actor: str, group: str, member: str) -> None:
+        name = group_name(group)
+        target = f"{name} {member}"
+        if is_group(member):
+            error = UsageError(
+                f"groups do not nest: {member} cannot be a member of {name}; add its members"
+            )
+            raise self._refuse(actor, "groups.add", target, error)
+        if member in self.identity.members(name):
+            error = UsageError(f"{member} is already a member of {name}")
+            raise self._refuse(actor, "groups.add", target, error)
+        self._allow(actor, "groups.add", target)
+        self.identity.add_member(name, member)
+
+    def remove_member(self, actor: str, group: str, member: str) -> None:
+        name = group_name(group)
+        if member not in self.identity.members(name):
+            raise self._refuse(
+                actor,
+                "groups.remove",
+                f"{name} {member}",
+                UsageError(f"{member} is not a member of {name}"),
+            )
+        self._allow(actor, "groups.remove", f"{name} {member}")
+        self.identity.remove_member(name, member)

@@ -1,0 +1,241 @@
+"""The policy tables of the runtime's controls: access, serving, quotas, output.
+
+Declarations only (pydantic models and :class:`~atlasguard.controls.Control`
+values), so that reading a policy imports no server, database or numpy; the
+guards that act on these settings live in :mod:`atlasguard.runtime.access`,
+:mod:`~atlasguard.runtime.quotas` and :mod:`~atlasguard.runtime.obfuscation`.
+
+>>> parse_rate("10/second"), parse_rate("100 per 2 minutes")
+((10, 1.0), (100, 120.0))
+>>> output_steps("top_k+round")
+('top_k', 'round')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from atlasguard.controls import Control, ControlSettings
+from atlasguard.errors import UsageError
+
+__all__ = [
+    "CONTROLS",
+    "DAY",
+    "DEFAULT_SCORE_OUTPUTS",
+    "STEPS",
+    "AccessSettings",
+    "OutputSettings",
+    "QuotaSettings",
+    "ServingSettings",
+    "Step",
+    "output_steps",
+    "parse_daily",
+    "parse_rate",
+]
+
+DAY = 86_400
+_PERIODS = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3_600,
+    "day": DAY,
+    "month": 30 * DAY,
+    "year": 360 * DAY,
+}
+# The rate-limit string notation of the `limits` library: "10/second", "100 per minute",
+# "5/2 hours"; case-insensitive, plural units allowed.
+_RATE = re.compile(
+    r"^\s*(\d+)\s*(?:/|per)\s*(?:(\d+)\s*)?(second|minute|hour|day|month|year)s?\s*$",
+    re.IGNORECASE,
+)
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """``"10/second"`` -> ``(10, 1.0)``: an amount and its period in seconds."""
+    match = _RATE.match(text)
+    if match is None:
+        raise UsageError(
+            f"not a rate: {text!r} (expected e.g. '10/second', '100 per minute', '5/2 hours')"
+        )
+    amount, multiple, unit = match.groups()
+    if int(amount) <= 0 or (multiple is not None and int(multiple) <= 0):
+        raise UsageError(f"rate {text!r} must allow at least one unit per period")
+    return int(amount), float(int(multiple or 1) * _PERIODS[unit.lower()])
+
+
+def parse_daily(text: str | int) -> int:
+    """``"1000/day"`` (or ``1000``) -> ``1000``; any other period is refused."""
+    if isinstance(text, int) or text.strip().isdigit():
+        amount = int(text)
+    else:
+        amount, period = parse_rate(text)
+        if period != DAY:
+            raise UsageError(f"daily quota {text!r} must be per day, e.g. '1000/day'")
+    if amount <= 0:
+        raise UsageError(f"daily quota {text!r} must be positive")
+    return amount
+
+
+Step = Literal["full", "top_k", "round", "label", "noise"]
+STEPS: tuple[Step, ...] = ("full", "top_k", "round", "label", "noise")
+# Output names skl2onnx, scikit-learn wrappers and common exporters give probabilities.
+DEFAULT_SCORE_OUTPUTS: tuple[str, ...] = ("probabilities", "output_probability", "scores")
+
+
+def output_steps(text: str) -> tuple[Step, ...]:
+    """``"top_k+round"`` -> ``("top_k", "round")``, checked: ``full`` alone, ``label`` last."""
+    steps: list[Step] = []
+    for part in text.split("+"):
+        step = next((s for s in STEPS if s == part.strip()), None)
+        if step is None:
+            raise UsageError(f"unknown output policy {part.strip()!r}; expected {STEPS}")
+        steps.append(step)
+    if "full" in steps and len(steps) > 1:
+        raise UsageError("'full' cannot be combined with other output policies")
+    if "label" in steps[:-1]:
+        raise UsageError("'label' leaves no scores: it can only be the last step")
+    return tuple(steps)
+
+
+class AccessSettings(ControlSettings):
+    """``[controls.access]``: API keys always; JWT bearer tokens when an issuer is set."""
+
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwks_file: str = ""
+    jwks_url: str = ""
+    jwt_principal_claim: str = "sub"
+    jwt_groups_claim: str = ""  # e.g. "groups": each becomes a group:<name> principal
+
+
+class ServingSettings(ControlSettings):
+    """``[controls.serving]``: how the gateway takes requests."""
+
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+
+class QuotaSettings(ControlSettings):
+    """``[controls.quotas]``: per principal and model limits; ``""`` or ``0`` = no limit."""
+
+    rate: str = "10/second"
+    burst: int = 20
+    daily: str = "10000/day"
+    lifetime: int = 0
+    # Redis is the deployment's: [deployment] redis_url.
+    key_prefix: str = "atlasguard:quota"
+
+    @field_validator("rate")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        if value:
+            parse_rate(value)
+        return value
+
+    @field_validator("daily")
+    @classmethod
+    def _check_daily(cls, value: str) -> str:
+        if value:
+            parse_daily(value)
+        return value
+
+    @field_validator("burst", "lifetime")
+    @classmethod
+    def _check_non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+
+class OutputSettings(ControlSettings):
+    """``[controls.output]``: what each role may see of a model's scores."""
+
+    default: str = "round"
+    decimals: int = 2
+    top_k: int = 3
+    noise_scale: float = 0.02
+    noise: Literal["laplace", "gaussian"] = "laplace"
+    roles: dict[str, str] | None = None
+    score_outputs: tuple[str, ...] = DEFAULT_SCORE_OUTPUTS
+    models: dict[str, tuple[str, ...]] | None = None
+
+    # Refuse a bad policy name when the policy file is read, not at the first request.
+    @field_validator("default")
+    @classmethod
+    def _check_default(cls, value: str) -> str:
+        output_steps(value)
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _check_roles(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for role, name in (value or {}).items():
+            try:
+                output_steps(name)
+            except UsageError as exc:
+                raise ValueError(f"role {role!r}: {exc}") from None
+        return value
+
+    @field_validator("top_k")
+    @classmethod
+    def _check_top_k(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("top_k must be positive")
+        return value
+
+    @field_validator("decimals")
+    @classmethod
+    def _check_decimals(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("decimals must be 0 or more")
+        return value
+
+    @field_validator("noise_scale")
+    @classmethod
+    def _check_noise_scale(cls, value: float) -> float:
+        if not value >= 0:  # also refuses NaN
+            raise ValueError("noise_scale must be 0 or more")
+        return value
+
+
+CONTROLS = (
+    Control(
+        key="access",
+        title="Authenticated, granted access to models",
+        mitigates=frozenset({"AML.M0019"}),
+        summary="Per-principal API keys (scrypt-hashed) and JWTs, deny by default: a principal "
+        "reaches a model only through a grant; every request is a record in the "
+        "tamper-evident audit log.",
+        enable="[controls.access] enabled = true; atlasguard keys create --principal P --models M",
+        settings=AccessSettings,
+    ),
+    Control(
+        key="serving",
+        title="Server-side model serving",
+        mitigates=frozenset({"AML.M0017"}),
+        summary="Models and their preprocessing stay on the server; clients only ever see "
+        "declared inputs and outputs (Open Inference Protocol).",
+        enable="declare [models.NAME] and run atlasguard serve --config atlasguard.toml",
+        settings=ServingSettings,
+    ),
+    Control(
+        key="quotas",
+        title="Query quotas",
+        mitigates=frozenset({"AML.M0004"}),
+        summary="Per principal and model: a rate with burst, a daily and a lifetime quota, "
+        "weighted by rows; in memory or shared through Redis with one atomic script.",
+        enable="[controls.quotas] enabled = true",
+        settings=QuotaSettings,
+    ),
+    Control(
+        key="output",
+        title="Output obfuscation",
+        mitigates=frozenset({"AML.M0002"}),
+        summary="Per role: full scores, top-k, rounded scores, label only or calibrated "
+        "noise, keeping the output a valid Open Inference Protocol tensor.",
+        enable='[controls.output] enabled = true; default = "round"',
+        settings=OutputSettings,
+    ),
+)
