@@ -592,3 +592,67 @@ def test_postgresql_durability_is_synchronous_commit(tmp_path: Path) -> None:
             cur.execute("SHOW synchronous_commit")
             assert cur.fetchone()[0] == expected
             log.close()
+
+
+# -- the signer signs what the log wrote, never what the database says now -------------
+
+
+def _rewrite(engine: Engine, idx: int, record: AuditRecord) -> None:
+    """An insider edits a stored record and its leaf consistently (as `admin` could)."""
+    body = record.to_bytes()
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE audit_records SET body = :b, leaf_hash = :l WHERE idx = :i"),
+            {"b": body.decode(), "l": leaf_hash(body), "i": idx},
+        )
+
+
+def test_the_signer_refuses_a_database_edited_under_it(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    from atlasguard.audit.log import AuditTamperedError
+
+    log = AuditLog.create(engine, signer=signer, checkpoint_every=10_000)
+    errors: list[BaseException] = []
+
+    def appender(start: int) -> None:
+        try:
+            for i in range(start, start + 25):
+                log.append(_rec(i, principal="-", decision="deny"))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=appender, args=(k * 100,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    # While the appenders run, a refused anonymous request is rewritten as an allowed one.
+    while log.size() < 20:
+        threading.Event().wait(0.005)
+    _rewrite(engine, 7, _rec(7, principal="admin", decision="allow"))
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    with pytest.raises(AuditTamperedError, match="record 7 is not the record this log wrote"):
+        log.checkpoint()
+    assert log.checkpoints() == []  # nothing signed over the edit
+    assert log.tampered is not None
+
+
+def test_the_signer_refuses_a_deleted_record_and_a_body_that_no_longer_hashes(
+    engine: Engine, signer: CheckpointSigner
+) -> None:
+    from atlasguard.audit.log import AuditTamperedError
+
+    log = AuditLog.create(engine, signer=signer, checkpoint_every=10_000)
+    for i in range(6):
+        log.append(_rec(i))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_records WHERE idx = 3"))
+    with pytest.raises(AuditTamperedError, match="record 3 is missing"):
+        log.checkpoint()
+    # A record this process did not write (another worker's): its body must still hash.
+    other = AuditLog(engine, signer=signer)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_records SET body = REPLACE(body, 'alice', 'mallory')"))
+    with pytest.raises(AuditTamperedError, match="no longer hashes"):
+        other.checkpoint()

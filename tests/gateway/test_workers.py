@@ -34,7 +34,8 @@ def _demo_with_redis(tmp_path: Path, quota: str) -> tuple[Path, str, str, str]:
     config = root / "atlasguard.toml"
     text = config.read_text(encoding="utf-8")
     text = text.replace('redis_url = ""', f'redis_url = "{REDIS_URL}"')
-    text = text.replace('key_prefix = "atlasguard:quota"', f'key_prefix = "{prefix}"')
+    assert 'key_prefix = ""' in text
+    text = text.replace('key_prefix = ""', f'key_prefix = "{prefix}"')
     config.write_text(text, encoding="utf-8")
     store = Deployment.open(load_policy(config)).identity
     store.grant("racer", "digits", "user", rate="100000/second", quota=quota)

@@ -21,7 +21,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield eng
 
 
-def test_key_is_shown_once_and_stored_only_as_a_slow_hash(engine: Engine) -> None:
+def test_key_is_shown_once_and_stored_only_hashed(engine: Engine) -> None:
     store = IdentityStore.create(engine)
     issued = store.create_key("alice")
     assert issued.secret.startswith(f"agk_{issued.key_id}_")
@@ -119,3 +119,69 @@ def test_arbitrary_credentials_never_authenticate(credential: str) -> None:
 
 
 _SHARED: dict[str, IdentityStore] = {}
+
+
+# -- rejections cost one HMAC, whatever the key id -------------------------------------
+
+
+def test_no_rejection_runs_the_slow_hash(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bogus keys, for unknown ids and for known (even just used) ids, never run scrypt."""
+    import atlasguard.identity.store as store_module
+
+    store = IdentityStore.create(engine)
+    good = store.create_key("alice").secret
+    assert store.authenticate(good).name == "alice"  # now "recently used"
+    calls: list[int] = []
+    monkeypatch.setattr(store_module, "_scrypt", lambda *a: calls.append(1) or b"\0" * 32)
+    known_id = good.split("_")[1]
+    for bogus in (
+        f"agk_{known_id}_" + "x" * 43,  # a known, recently used id, wrong secret
+        "agk_0123456789abcdef_" + "x" * 43,  # an id that does not exist
+    ):
+        with pytest.raises(AuthenticationError, match="invalid API key"):
+            store.authenticate(bogus)
+        assert store.cached_principal(bogus) is None
+    assert calls == []
+
+
+def test_a_key_from_before_the_hmac_is_moved_to_it_on_first_use(engine: Engine) -> None:
+    import hashlib
+    import secrets as s
+
+    from sqlalchemy import update
+
+    store = IdentityStore.create(engine)
+    issued = store.create_key("old")
+    secret = issued.secret.split("_", 2)[2]  # the secret itself may hold "_"
+    salt = s.token_bytes(16)
+    old_hash = hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    with engine.begin() as conn:  # what a key made before migration 0006 looks like
+        conn.execute(update(api_keys).values(salt=salt, hash=old_hash, scheme="scrypt"))
+    fresh = IdentityStore(engine)
+    with pytest.raises(AuthenticationError, match="slow check"):
+        fresh.authenticate(issued.secret, slow=False)  # a throttled client: refused for now
+    assert fresh.authenticate(issued.secret).name == "old"
+    with engine.connect() as conn:
+        assert conn.execute(select(api_keys.c.scheme)).scalar_one() == "hmac-sha256"
+    assert IdentityStore(engine).authenticate(issued.secret).name == "old"
+
+
+def test_failed_authentications_are_throttled_per_client_not_valid_keys() -> None:
+    from atlasguard.db import connect
+    from atlasguard.runtime.access import Access, FailureLimiter
+    from atlasguard.runtime.pipeline import Denied
+
+    store = IdentityStore.create(connect("sqlite://"))
+    good = store.create_key("alice").secret
+    access = Access(store, limiter=FailureLimiter(per_client=1, per_client_burst=3))
+    reasons = []
+    for _ in range(6):
+        with pytest.raises(Denied) as info:
+            access.authenticate("agk_0123456789abcdef_" + "x" * 43, client="10.0.0.9")
+        reasons.append(info.value.reason)
+    assert reasons[:3] == ["unauthenticated"] * 3
+    assert set(reasons[3:]) == {"throttled"}
+    assert access.authenticate(good, client="10.0.0.9").name == "alice"  # still served
+    with pytest.raises(Denied) as other:
+        access.authenticate("agk_0123456789abcdef_" + "x" * 43, client="10.0.0.10")
+    assert other.value.reason == "unauthenticated"  # another client has its own budget

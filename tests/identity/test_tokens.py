@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -10,6 +11,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from atlasguard.db import connect
@@ -99,3 +102,43 @@ def test_tokens_still_need_a_grant(verifier: JwtVerifier) -> None:
     store.grant("jwt:alice", "digits", "user")
     assert access.resolve(_token(), "digits").name == "jwt:alice"
     assert not looks_like_jwt("agk_0123456789abcdef_" + "a" * 43)
+
+
+def _forged(header: dict[str, Any], payload: dict[str, Any] | None = None) -> str:
+    import base64
+
+    def part(obj: Any) -> str:
+        raw = json.dumps(obj).encode() if not isinstance(obj, bytes) else obj
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    body = payload or {"sub": "eve", "iss": ISS, "aud": AUD, "exp": 4_102_444_800}
+    return f"{part(header)}.{part(body)}.{part(b'x' * 64)}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "RS256", "kid": "ec1"},  # an RSA algorithm on the EC key: TypeError in PyJWT
+        {"alg": "ES256", "kid": "rsa1"},
+        {"alg": "HS256", "kid": "rsa1"},
+        {"alg": "ES384", "kid": "ec1"},
+        {"alg": "none", "kid": "ec1"},
+        {"alg": "RS256", "kid": ["rsa1"]},
+        {"alg": "RS256", "kid": {"a": 1}},
+        {"alg": 7, "kid": "ec1"},
+        {"kid": "ec1"},
+        {"alg": "ES256", "kid": "ec1", "crit": ["x"]},
+    ],
+)
+def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused_not_an_error(
+    verifier: JwtVerifier, header: dict[str, Any]
+) -> None:
+    with pytest.raises(AuthenticationError):
+        verifier.principal(_forged(header))
+
+
+@given(st.dictionaries(st.text(max_size=8), st.none() | st.text(max_size=8) | st.integers()))
+def test_any_header_is_a_refusal_or_a_principal(header: dict[str, Any]) -> None:
+    v = JwtVerifier(jwks=JWKS, issuer=ISS, audience=AUD)
+    with contextlib.suppress(AuthenticationError):  # anything else fails the test
+        v.principal(_forged(header))

@@ -3,6 +3,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from atlasguard.identity.store import Grant
 from atlasguard.registry.access import (
@@ -69,3 +71,57 @@ def test_composition_narrows() -> None:
 def test_unknown_action_is_denied() -> None:
     d = decide(Subject("root", is_admin=True), "delete-everything", OBJ)  # type: ignore[arg-type]
     assert not d.allowed
+
+
+# -- delegation: a grant on a pattern is a grant on every name it can match ----------
+
+
+@pytest.mark.parametrize(
+    ("granted", "requested", "expected"),
+    [
+        ("team-*", "team-a", True),
+        ("team-*", "team-a*", True),
+        ("team-*", "team-*", True),
+        ("*", "anything-[ab]?", True),
+        ("team-[!p]*", "team-a", True),
+        ("team-[!p]*", "team-*", False),  # would reach team-prod
+        ("team-?", "team-*", False),
+        ("team-?", "team-??", False),
+        ("team-a*", "team-*", False),
+        ("team-*", "team*", False),
+        ("team-*", "[t]eam-x", False),
+        ("t*-x", "t*-x", True),
+        ("t*-x", "t*-y-x", False),
+    ],
+)
+def test_a_pattern_is_covered_only_when_certain(
+    granted: str, requested: str, expected: bool
+) -> None:
+    from atlasguard.registry.access import covers
+
+    assert covers(granted, requested) is expected
+
+
+@given(
+    st.text(alphabet="ab*?[]!-", min_size=1, max_size=6),
+    st.text(alphabet="ab*?[]!-", min_size=1, max_size=6),
+    st.text(alphabet="ab-", max_size=6),
+)
+def test_covers_never_says_yes_wrongly(granted: str, requested: str, name: str) -> None:
+    """Soundness: whatever covers() accepts, every name the request matches is granted."""
+    import fnmatch
+
+    from atlasguard.registry.access import covers
+
+    if covers(granted, requested) and fnmatch.fnmatchcase(name, requested):
+        assert fnmatch.fnmatchcase(name, granted), (granted, requested, name)
+
+
+def test_a_manager_cannot_widen_its_own_grant_by_granting_a_pattern() -> None:
+    manager = Subject(name="mia", grants=(Grant("mia", "team-[!p]*", "manager"),))
+    assert not decide(manager, "grant", Target("team-*")).allowed
+    assert not decide(
+        Subject("q", grants=(Grant("q", "team-?", "manager"),)), "grant", Target("team-*")
+    ).allowed
+    assert decide(manager, "grant", Target("team-a")).allowed
+    assert not decide(manager, "grant", Target("team-prod")).allowed

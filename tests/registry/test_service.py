@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -256,3 +257,35 @@ def test_single_file_with_signature_beside_it(tmp_path: Path) -> None:
         assert reg.push("ops", "w", weights, "model").layout == "file"
         assert reg.pull("ops", "w", tmp_path / "w2.bin").read_bytes() == b"\x00" * 100
         reg.audit.close()
+
+
+def test_a_write_refused_after_its_blobs_were_stored_leaves_nothing(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows could not be stored (a concurrent push, a full disk): no orphaned blob,
+    and the log ends with the refusal, not with 'accepted'."""
+    registry.push("ops", "keep", _model(tmp_path), "model")
+    kept = set(_blob_files(registry))
+    from atlasguard.registry.access import Decision
+
+    def failing(
+        self: Registry, principal: str, action: Any, obj: Any, name: str, *a: Any, **k: Any
+    ) -> Any:
+        self._record(principal, action, Decision(True, "accepted"), name)  # recorded, then
+        raise UsageError("digits was changed by a concurrent push: try again")  # the rows fail
+
+    monkeypatch.setattr(Registry, "_commit", failing)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "w.bin").write_bytes(b"other weights" * 100)
+    with pytest.raises(UsageError, match="concurrent push"):
+        registry.push("ops", "digits", other, "model")
+    assert set(_blob_files(registry)) == kept  # the new blob is gone, the kept one stays
+    last = list(registry.audit.records())[-1][1]
+    assert (last.action, last.decision, last.reason) == ("registry.create", "deny", "not-stored")
+
+
+def test_a_token_principal_can_create_an_object(registry: Registry, tmp_path: Path) -> None:
+    registry.identity.grant("jwt:erin", "erin-*", "editor")
+    version = registry.push("jwt:erin", "erin-model", _model(tmp_path), "model")
+    assert version.number == 1 and registry.show("jwt:erin", "erin-model")[0].owner == "jwt:erin"

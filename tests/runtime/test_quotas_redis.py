@@ -156,3 +156,39 @@ def test_race_four_processes_two_threads_exactly_n(prefix: str) -> None:
     # Refused attempts charged nothing: the counters hold exactly the admitted cost.
     assert int(store.client.hget(daily_key, "used") or 0) == limit
     assert int(store.client.get(lifetime_key) or 0) == limit
+
+
+def test_two_deployments_on_one_redis_never_share_counts(tmp_path: object) -> None:
+    """Same name, same principal, same model: separate counts unless they share their state."""
+    from pathlib import Path
+
+    from atlasguard.policy import load_policy_text
+    from atlasguard.runtime.deployment import Deployment
+    from atlasguard.runtime.quotas import QuotaGuard
+
+    root = Path(str(tmp_path))
+    text = (
+        f'[deployment]\nname = "demo"\nredis_url = "{REDIS_URL}"\n'
+        "[controls.access]\nenabled = true\n"
+        '[controls.quotas]\nenabled = true\nrate = ""\ndaily = "2/day"\n'
+    )
+    a = Deployment.open(load_policy_text(text, path=root / "a" / "atlasguard.toml"))
+    b = Deployment.open(load_policy_text(text, path=root / "b" / "atlasguard.toml"))
+    a2 = Deployment.open(load_policy_text(text, path=root / "a" / "atlasguard.toml"))
+    try:
+        assert a.quota_prefix != b.quota_prefix and a.quota_prefix == a2.quota_prefix
+        guards = [next(g for g in d.guards if isinstance(g, QuotaGuard)) for d in (a, b, a2)]
+        req = Request(model="m", inputs={"x": np.zeros((1, 1))}, principal=Principal("demo"))
+        guards[0].before(req)
+        guards[2].before(req)  # a second worker of deployment A: the same count
+        with pytest.raises(Denied):
+            guards[0].before(req)
+        guards[1].before(req)  # deployment B's demo key still has its whole quota
+        guards[1].before(req)
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        for d in (a, b):
+            for k in client.scan_iter(f"{d.quota_prefix}*"):
+                client.delete(k)
+            d.close()
+        a2.close()

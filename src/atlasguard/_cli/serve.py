@@ -76,6 +76,8 @@ def serve(
     err_console.print(
         f"atlasguard gateway on http://{host}:{port} (models: {', '.join(policy.models) or 'none'})"
     )
+    from atlasguard.gateway.protocol import GuardedHttpToolsProtocol
+
     if workers == 1:
         uvicorn.run(
             _build(config),
@@ -83,6 +85,7 @@ def serve(
             port=port,
             log_config=log_config,
             timeout_graceful_shutdown=10,
+            http=GuardedHttpToolsProtocol,
         )
         return
     os.environ[_CONFIG_ENV] = str(config.resolve())
@@ -100,6 +103,7 @@ def serve(
             workers=workers,
             log_config=log_config,
             timeout_graceful_shutdown=10,
+            http=GuardedHttpToolsProtocol,
         )
     finally:
         if previous is None:

@@ -62,6 +62,7 @@ from atlasguard.policy import Policy
 __all__ = [
     "DURABILITY",
     "AuditLog",
+    "AuditTamperedError",
     "AuditWriteError",
     "Durability",
     "InclusionProof",
@@ -87,6 +88,13 @@ _INSERT_BATCH_SQLITE = (
     "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_records) + v.column1, "
     "?, v.column2, v.column3 FROM (VALUES {values}) AS v"
 )
+
+
+_MAX_MINE = 1 << 20  # leaves remembered for the signer at most (32 MiB)
+
+
+class AuditTamperedError(IntegrityError):
+    """The stored log is not what this log wrote: it was edited, deleted or reordered."""
 
 
 class AuditWriteError(AtlasguardError):
@@ -262,6 +270,8 @@ class AuditLog:
         self._frontier_lock = threading.Lock()
         self._rowid_idx: bool | None = None  # SQLite: is idx the rowid? (checked once)
         self._due: set[int] = set()  # checkpoint sizes waiting to be signed
+        self._mine: dict[int, bytes] = {}  # index -> leaf of records written here, unsigned
+        self.tampered: str | None = None  # why the signer refused, once it has
         self._signing: threading.Thread | None = None
 
     @property
@@ -445,6 +455,9 @@ class AuditLog:
             error = exc
         by_loop: dict[asyncio.AbstractEventLoop, list[Ticket]] = {}
         with self._mutex:
+            if error is None and self._signer is not None and len(self._mine) < _MAX_MINE:
+                for i, (leaf, _body) in enumerate(rows):  # what the signer may vouch for
+                    self._mine[first + i] = leaf
             for i, ticket in enumerate(batch):
                 ticket.state = "done"
                 if error is None:
@@ -489,6 +502,8 @@ class AuditLog:
                     continue  # signed already, at this size or past it (a manual checkpoint)
                 try:
                     self.checkpoint(size=size)
+                except AuditTamperedError:
+                    continue  # logged as critical where it was found
                 except Exception:  # a signer or database failure: the records are kept
                     logger.exception("audit checkpoint at %d failed; records are kept", size)
         finally:
@@ -666,22 +681,13 @@ class AuditLog:
                     return existing_cp
                 if self._frontier.size == 0:
                     self._resume_frontier(size)
-                query = select(audit_records.c.idx, audit_records.c.leaf_hash).where(
-                    audit_records.c.idx >= self._frontier.size
-                )
-                if size is not None:
-                    query = query.where(audit_records.c.idx < size)
-                with self._engine.connect().execution_options(**READ_ONLY) as conn:
-                    rows = conn.execute(query.order_by(audit_records.c.idx))
-                    for idx, leaf in rows:
-                        if idx != self._frontier.size:
-                            raise AuditWriteError(
-                                f"audit log has a gap: record {self._frontier.size} is missing"
-                            )
-                        self._frontier.push(bytes(leaf))
-                if size is not None and self._frontier.size != size:
+                work = Frontier.from_bytes(self._frontier.size, self._frontier.to_bytes())
+                self._read_leaves(work, size)
+                if size is not None and work.size != size:
                     raise AuditWriteError(f"the audit log holds fewer than {size} records")
-                size = self._frontier.size
+                size = work.size
+                self._frontier = work
+                self._forget_mine(size)
                 cp = self._signer.sign(self.log_id, size, self._frontier.root(), time.time())
                 try:
                     with self._engine.begin() as conn:
@@ -704,6 +710,43 @@ class AuditLog:
                 return cp
         except SQLAlchemyError as exc:
             raise AuditWriteError(f"audit checkpoint could not be written: {exc}") from exc
+
+    def _read_leaves(self, work: Frontier, size: int | None) -> None:
+        """Push the stored leaves from ``work.size`` (to ``size``) onto ``work``, checked.
+
+        Each stored body must still hash to its stored leaf, and each record this
+        log wrote itself must still be what it wrote: the signer signs what the
+        log appended, never what the database says now. Anything else raises
+        :class:`AuditTamperedError` (logged as critical) and nothing is signed.
+        """
+        query = select(audit_records.c.idx, audit_records.c.leaf_hash, audit_records.c.body).where(
+            audit_records.c.idx >= work.size
+        )
+        if size is not None:
+            query = query.where(audit_records.c.idx < size)
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
+            rows = conn.execute(query.order_by(audit_records.c.idx))
+            for idx, leaf, body in rows:
+                if idx != work.size:
+                    raise self._tampered(f"record {work.size} is missing from the stored log")
+                stored = bytes(leaf)
+                if leaf_hash(body.encode("utf-8")) != stored:
+                    raise self._tampered(f"record {idx} no longer hashes to its stored leaf")
+                own = self._mine.get(idx)
+                if own is not None and own != stored:
+                    raise self._tampered(f"record {idx} is not the record this log wrote")
+                work.push(stored)
+
+    def _tampered(self, what: str) -> AuditTamperedError:
+        message = f"audit log {self.log_id}: {what}; refusing to sign it"
+        logger.critical(message)
+        self.tampered = message
+        return AuditTamperedError(message)
+
+    def _forget_mine(self, signed: int) -> None:
+        with self._mutex:
+            for idx in [i for i in self._mine if i < signed]:
+                del self._mine[idx]
 
     def _resume_frontier(self, limit: int | None) -> None:
         """Start from the latest stored frontier (at most ``limit`` leaves), if it checks out.

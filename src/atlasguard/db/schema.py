@@ -71,9 +71,11 @@ api_keys = Table(
     metadata,
     Column("key_id", String(32), primary_key=True),
     Column("principal", String(200), ForeignKey("principals.name"), nullable=False, index=True),
-    # scrypt(secret, salt): a slow hash; the secret itself is never stored.
+    # The secret itself is never stored: HMAC-SHA256(salt, secret) for keys made since
+    # migration 0006 (scheme "hmac-sha256"), scrypt(secret, salt) for older ones.
     Column("salt", LargeBinary(16), nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
+    Column("scheme", String(16), nullable=False, server_default="scrypt"),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=True),
     Column("revoked_at", Float, nullable=True),

@@ -96,7 +96,8 @@ class Call:
         credential = credential_of(self.request)
         record = access.authenticate_cached(credential)
         if record is None:
-            record = await run_in_threadpool(access.authenticate, credential)
+            client = client_of(self.request)
+            record = await run_in_threadpool(access.authenticate, credential, client=client)
         self.outcome.principal = record.name
         return record
 

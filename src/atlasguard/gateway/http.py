@@ -13,6 +13,7 @@ draft-ietf-httpapi-ratelimit-headers on 429). Bodies are read through
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import tempfile
@@ -58,6 +59,7 @@ STATUS: Mapping[Reason, int] = {
     "audit-unavailable": 503,
     "model-error": 500,
     "upstream": 502,
+    "timeout": 408,
 }
 """The HTTP status of every refusal reason (a test checks that none is missing)."""
 
@@ -146,17 +148,32 @@ def too_large(limit: int) -> Denied:
     return Denied(f"request body larger than {limit} bytes", reason="too-large")
 
 
+BODY_IDLE_SECONDS = 30.0
+"""A body that stops arriving for this long is refused (``timeout``, 408)."""
+
+
 async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, refused with ``too-large`` once past ``limit`` bytes."""
+    """The request body as it arrives, refused with ``too-large`` once past ``limit`` bytes.
+
+    A body that stalls for :data:`BODY_IDLE_SECONDS` is refused with ``timeout``.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large(limit)
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        yield chunk
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(BODY_IDLE_SECONDS) as idle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                idle.reschedule(loop.time() + BODY_IDLE_SECONDS)
+                yield chunk
+    except TimeoutError:
+        raise Denied(
+            f"the request body stopped arriving for {BODY_IDLE_SECONDS:g} s", reason="timeout"
+        ) from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -1,11 +1,14 @@
-"""Principals, API keys (shown once, stored as a slow hash) and grants (deny by default).
+"""Principals, API keys (shown once, stored hashed) and grants (deny by default).
 
-An API key reads ``agk_<key id>_<secret>``. Only ``scrypt(secret, salt)`` is
-stored; the secret is shown once, at creation. Checking a key runs scrypt once
-per process and key, then compares a SHA-256 of the presented secret with the
-remembered one in constant time, so the slow hash costs nothing per request.
-Key rows are re-read at most every ``refresh_seconds`` (revocation takes effect
-within that time, 5 s by default).
+An API key reads ``agk_<key id>_<secret>``, the secret 256 random bits. Only
+``HMAC-SHA256(salt, secret)`` is stored; the secret is shown once, at creation.
+A slow password hash buys nothing against 256 random bits and would let anyone
+with a well-formed bogus key make the server burn ~35 ms of CPU (keys made
+before migration 0006 still carry ``scrypt`` and are moved to the HMAC on their
+first successful use). Every rejection costs the same one HMAC, whether the
+key id exists or not, was used recently or not: timing says nothing about which
+keys exist. Every key row is held in memory and re-read at most every
+``refresh_seconds`` (revocation takes effect within that time, 5 s by default).
 
 A principal reaches a model only through a grant naming the model (or an
 ``fnmatch`` pattern of names) and a role; with no matching grant, access is
@@ -30,6 +33,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import threading
@@ -55,6 +59,7 @@ __all__ = [
     "PrincipalRecord",
     "group_name",
     "is_group",
+    "looks_like_key",
 ]
 
 ROLES = ("user", "reader", "editor", "manager", "admin")
@@ -141,12 +146,43 @@ def _scrypt(secret: str, salt: bytes) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
 
 
+def _hmac(secret: str, salt: bytes) -> bytes:
+    return hmac.new(salt, secret.encode(), hashlib.sha256).digest()
+
+
+HMAC_SCHEME = "hmac-sha256"
+SCRYPT_SCHEME = "scrypt"
+# What an unknown key id is compared against: the same work as a known one, never a match.
+_DUMMY_SALT = secrets.token_bytes(16)
+_DUMMY_HASH = secrets.token_bytes(32)
+
+
 @dataclass(slots=True)
-class _Cached:
+class _KeyRow:
     principal: PrincipalRecord | None
-    digest: bytes  # SHA-256 of the secret that passed scrypt
+    salt: bytes
+    hash: bytes
+    scheme: str
     active: bool
-    fetched_at: float
+
+
+class SlowKeyError(AuthenticationError):
+    """The key can only be checked with its old slow hash (scrypt): not from memory."""
+
+
+def looks_like_key(credential: str | None) -> bool:
+    """True for a well-formed API key (``agk_<key id>_<secret>``), valid or not."""
+    return bool(credential) and _KEY.match(credential or "") is not None
+
+
+def _parse_key(credential: str | None) -> tuple[str, str]:
+    if not credential:
+        raise AuthenticationError("no credentials")
+    match = _KEY.match(credential)
+    if match is None:
+        raise AuthenticationError("malformed API key")
+    key_id, secret = match.groups()
+    return key_id, secret
 
 
 class IdentityStore:
@@ -155,7 +191,8 @@ class IdentityStore:
     def __init__(self, engine: Engine, *, refresh_seconds: float = 5.0) -> None:
         self._engine = engine
         self._refresh = refresh_seconds
-        self._cache: dict[str, _Cached] = {}
+        self._keys: dict[str, _KeyRow] = {}
+        self._keys_at = -math.inf  # when every key row was last read (monotonic)
         # Keyed by the principal and the groups its token asserts, so one request's
         # token groups never reach another's; any local change clears it all.
         self._grants: dict[tuple[str, tuple[str, ...]], tuple[float, list[Grant]]] = {}
@@ -221,7 +258,8 @@ class IdentityStore:
                     key_id=key_id,
                     principal=principal,
                     salt=salt,
-                    hash=_scrypt(secret, salt),
+                    hash=_hmac(secret, salt),
+                    scheme=HMAC_SCHEME,
                     created_at=time.time(),
                     expires_at=expires_at,
                     revoked_at=None,
@@ -255,74 +293,101 @@ class IdentityStore:
         if not done:
             raise UsageError(f"no active key with id {key_id!r}")
         with self._lock:
-            self._cache.pop(key_id, None)
+            self._keys_at = -math.inf  # read again at the next check
 
-    def authenticate(self, credential: str | None) -> PrincipalRecord:
-        """The principal behind an API key; raises :class:`AuthenticationError` otherwise."""
-        if not credential:
-            raise AuthenticationError("no credentials")
-        match = _KEY.match(credential)
-        if match is None:
-            raise AuthenticationError("malformed API key")
-        key_id, secret = match.groups()
-        digest = hashlib.sha256(secret.encode()).digest()
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key_id)
-        if cached is None or now - cached.fetched_at > self._refresh:
-            cached = self._load(key_id, secret, digest, cached)
-        if not hmac.compare_digest(cached.digest, digest):
-            raise AuthenticationError("invalid API key")
-        if not cached.active or cached.principal is None:
-            raise AuthenticationError("API key revoked or expired")
-        return cached.principal
+    def authenticate(self, credential: str | None, *, slow: bool = True) -> PrincipalRecord:
+        """The principal behind an API key; raises :class:`AuthenticationError` otherwise.
+
+        May read every key row (at most every ``refresh_seconds``) and, for a key
+        made before migration 0006, run scrypt once — unless ``slow`` is false
+        (a client over its failure limit), when such a key is refused for now.
+        """
+        key_id, secret = _parse_key(credential)
+        if time.monotonic() - self._keys_at > self._refresh:
+            self._load_keys()
+        try:
+            return self._check(key_id, secret)
+        except SlowKeyError:
+            if not slow:
+                raise AuthenticationError("this key needs a slow check: try again later") from None
+            return self._check_slow(key_id, secret)
 
     def cached_principal(self, credential: str | None) -> PrincipalRecord | None:
         """The principal behind ``credential`` if memory alone can say so, else ``None``.
 
-        ``None`` whenever :meth:`authenticate` would read the database or hash the
-        key (unknown, stale or mismatching entries): callers then use
-        :meth:`authenticate`, which decides and explains. Never blocks.
+        ``None`` whenever :meth:`authenticate` would read the database or run the
+        old slow hash; also for a bad key (:meth:`authenticate` then decides, and
+        explains). Never blocks.
         """
-        if not credential:
+        if time.monotonic() - self._keys_at > self._refresh:
             return None
-        match = _KEY.match(credential)
-        if match is None:
+        try:
+            key_id, secret = _parse_key(credential)
+            return self._check(key_id, secret)
+        except AuthenticationError:
             return None
-        key_id, secret = match.groups()
-        with self._lock:
-            cached = self._cache.get(key_id)
-        if cached is None or time.monotonic() - cached.fetched_at > self._refresh:
-            return None
-        if not cached.active or cached.principal is None:
-            return None
-        if not hmac.compare_digest(cached.digest, hashlib.sha256(secret.encode()).digest()):
-            return None
-        return cached.principal
 
-    def _load(self, key_id: str, secret: str, digest: bytes, old: _Cached | None) -> _Cached:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
-        if row is None:
-            # Burn comparable time so unknown key ids are not distinguishable by timing.
-            _scrypt(secret, b"\x00" * 16)
+    def _check(self, key_id: str, secret: str) -> PrincipalRecord:
+        """Check against the rows in memory: one HMAC whatever the key id."""
+        row = self._keys.get(key_id)
+        if row is not None and row.scheme == SCRYPT_SCHEME:
+            raise SlowKeyError("invalid API key")
+        salt, want = (row.salt, row.hash) if row is not None else (_DUMMY_SALT, _DUMMY_HASH)
+        matches = hmac.compare_digest(_hmac(secret, salt), want)
+        if row is None or not matches:
             raise AuthenticationError("invalid API key")
-        active = row.revoked_at is None and (row.expires_at is None or row.expires_at > time.time())
-        if old is not None and hmac.compare_digest(old.digest, digest):
-            verified = old.digest
-        elif hmac.compare_digest(_scrypt(secret, bytes(row.salt)), bytes(row.hash)):
-            verified = digest
-        else:
+        if not row.active or row.principal is None:
+            raise AuthenticationError("API key revoked or expired")
+        return row.principal
+
+    def _check_slow(self, key_id: str, secret: str) -> PrincipalRecord:
+        """A key from before migration 0006: scrypt once, then move it to the HMAC."""
+        row = self._keys[key_id]
+        if not hmac.compare_digest(_scrypt(secret, row.salt), row.hash):
             raise AuthenticationError("invalid API key")
-        entry = _Cached(
-            principal=self.principal(row.principal),
-            digest=verified,
-            active=active,
-            fetched_at=time.monotonic(),
-        )
+        fast = _hmac(secret, row.salt)
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.key_id == key_id, api_keys.c.scheme == SCRYPT_SCHEME)
+                .values(hash=fast, scheme=HMAC_SCHEME)
+            )
         with self._lock:
-            self._cache[key_id] = entry
-        return entry
+            self._keys[key_id] = _KeyRow(row.principal, row.salt, fast, HMAC_SCHEME, row.active)
+        if not row.active or row.principal is None:
+            raise AuthenticationError("API key revoked or expired")
+        return row.principal
+
+    def _load_keys(self) -> None:
+        """Read every key row and its principal (one query)."""
+        now = time.time()
+        query = select(
+            api_keys.c.key_id,
+            api_keys.c.salt,
+            api_keys.c.hash,
+            api_keys.c.scheme,
+            api_keys.c.expires_at,
+            api_keys.c.revoked_at,
+            principals.c.name,
+            principals.c.is_admin,
+            principals.c.created_at,
+        ).select_from(api_keys.outerjoin(principals, api_keys.c.principal == principals.c.name))
+        with self._engine.connect() as conn:
+            rows = list(conn.execute(query))
+        keys = {
+            r.key_id: _KeyRow(
+                principal=PrincipalRecord(r.name, bool(r.is_admin), r.created_at)
+                if r.name is not None
+                else None,
+                salt=bytes(r.salt),
+                hash=bytes(r.hash),
+                scheme=r.scheme,
+                active=r.revoked_at is None and (r.expires_at is None or r.expires_at > now),
+            )
+            for r in rows
+        }
+        with self._lock:
+            self._keys, self._keys_at = keys, time.monotonic()
 
     # -- grants ----------------------------------------------------------------------
 

@@ -53,6 +53,17 @@ _JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 MAX_GROUPS = 1000  # more than any sane token carries; bounds the work a token can cause
 
 
+def _algorithm_for(key: Any) -> str:
+    """The one algorithm a key verifies: its type decides, not the token."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
+        return "ES256"
+    raise AuthenticationError("token signed by a key of a type atlasguard does not accept")
+
+
 def looks_like_jwt(credential: str | None) -> bool:
     """True for a compact JWS (three base64url parts), which API keys never are."""
     return bool(credential) and len(credential or "") < 16384 and bool(_JWT.match(credential or ""))
@@ -108,10 +119,14 @@ class JwtVerifier:
                 return self._client.get_signing_key_from_jwt(token).key
             except jwt.PyJWKClientError as exc:
                 raise AuthenticationError(f"no signing key for this token: {exc}") from None
+            except Exception as exc:  # a malformed header, whatever PyJWT makes of it
+                raise AuthenticationError(f"malformed token ({exc.__class__.__name__})") from None
         try:
             kid = jwt.get_unverified_header(token).get("kid", "")
-        except jwt.DecodeError:
-            raise AuthenticationError("malformed token") from None
+        except Exception as exc:  # DecodeError, and whatever else a hostile header causes
+            raise AuthenticationError(f"malformed token ({exc.__class__.__name__})") from None
+        if not isinstance(kid, str):
+            raise AuthenticationError("malformed token: kid is not a string")
         key = self._keys.get(kid) or (
             next(iter(self._keys.values())) if len(self._keys) == 1 and not kid else None
         )
@@ -120,13 +135,19 @@ class JwtVerifier:
         return key.key
 
     def claims(self, token: str) -> dict[str, Any]:
-        """The verified claims of ``token``."""
+        """The verified claims of ``token``; :class:`AuthenticationError` for any failure.
+
+        The algorithm is the one the key's type implies (RS256 for an RSA key,
+        ES256 for an EC P-256 key), never the one the token's header names; and
+        whatever the verifier raises becomes a refusal, never an error of the server.
+        """
+        key = self._key(token)
         try:
             return dict(
                 jwt.decode(
                     token,
-                    self._key(token),
-                    algorithms=list(ALGORITHMS),
+                    key,
+                    algorithms=[_algorithm_for(key)],
                     issuer=self._issuer,
                     audience=self._audience,
                     leeway=self._leeway,
@@ -137,6 +158,8 @@ class JwtVerifier:
             raise AuthenticationError("token expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError(f"invalid token: {exc}") from None
+        except Exception as exc:  # a malformed token must not reach the verifier's internals
+            raise AuthenticationError(f"invalid token ({exc.__class__.__name__})") from None
 
     def principal(self, token: str) -> str:
         """The principal a valid token stands for."""

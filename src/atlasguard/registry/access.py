@@ -39,6 +39,7 @@ __all__ = [
     "Rule",
     "Subject",
     "Target",
+    "covers",
     "decide",
 ]
 
@@ -86,10 +87,44 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """What is asked about: an object name and its owner (``None`` for a new object)."""
+    """What is asked about: an object name and its owner (``None`` for a new object).
+
+    For ``grant`` and ``revoke`` the name may be an ``fnmatch`` pattern: it then
+    stands for every name it can match, and a grant covers it only when it
+    covers all of them (:func:`covers`).
+    """
 
     name: str
     owner: str | None = None
+
+    def covered_by(self, granted: str) -> bool:
+        """Whether a grant on ``granted`` reaches everything this target names."""
+        return covers(granted, self.name)
+
+
+_META = frozenset("*?[")
+
+
+def covers(granted: str, requested: str) -> bool:
+    """Whether every name ``requested`` can match is matched by ``granted`` — conservatively.
+
+    A plain name is covered when ``granted`` matches it. A pattern is covered
+    only when that is certain: ``granted`` is ``*``, the same pattern, or a
+    literal prefix followed by ``*`` that the pattern itself starts with. Any
+    other pair is refused, even where the sets happen to nest (deciding it in
+    general is not worth the risk of getting it wrong).
+
+    >>> covers("team-*", "team-a"), covers("team-*", "team-a*"), covers("team-?", "team-*")
+    (True, True, False)
+    >>> covers("team-[!p]*", "team-*")
+    False
+    """
+    if not _META.intersection(requested):
+        return fnmatch.fnmatchcase(requested, granted)
+    if granted in ("*", requested):
+        return True
+    prefix = granted[:-1]
+    return granted.endswith("*") and not _META.intersection(prefix) and requested.startswith(prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +166,7 @@ class RoleAllows:
     """Allows when a grant covering the object holds a role that allows the action."""
 
     def evaluate(self, subject: Subject, action: Action, target: Target) -> Decision:
-        covering = [g for g in subject.grants if fnmatch.fnmatchcase(target.name, g.models)]
+        covering = [g for g in subject.grants if target.covered_by(g.models)]
         for g in covering:
             if action in ROLE_ACTIONS.get(g.role, frozenset()):
                 return Decision(True, f"role:{g.role}:{g.models}")
@@ -150,15 +185,14 @@ class HasRole:
     pattern: str = "*"
 
     def evaluate(self, subject: Subject, action: Action, target: Target) -> Decision:
-        if not fnmatch.fnmatchcase(target.name, self.pattern):
+        outside = not _META.intersection(target.name) and not fnmatch.fnmatchcase(
+            target.name, self.pattern
+        )
+        if outside:  # a pattern may reach into self.pattern: the condition applies
             return Decision(True, f"outside:{self.pattern}")
         floor = ROLES.index(self.role) if self.role in ROLES else len(ROLES)
         for g in subject.grants:
-            if (
-                g.role in ROLES
-                and ROLES.index(g.role) >= floor
-                and fnmatch.fnmatchcase(target.name, g.models)
-            ):
+            if g.role in ROLES and ROLES.index(g.role) >= floor and target.covered_by(g.models):
                 return Decision(True, f"role:{g.role}:{g.models}")
         return Decision(False, f"needs-{self.role}-on-{self.pattern}")
 

@@ -32,6 +32,7 @@ it into place.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import copy
 import json
 import os
@@ -408,7 +409,63 @@ class Registry:
             if existing is not None:
                 self._record(principal, action, Decision(True, "unchanged"), str(existing.ref))
                 return existing
+        if obj is None:  # the owner must be a principal, also one a token named
+            self.identity.ensure_principal(principal)
         blobs = store_blobs(self.store, source, manifest, self.keyring)
+        try:
+            return self._commit(
+                principal,
+                action,
+                obj,
+                name,
+                kind,
+                source,
+                manifest,
+                blobs,
+                description=description,
+                framework=framework,
+                tags=tags,
+                metadata=metadata,
+                lineage=lineage,
+            )
+        except BaseException:
+            # Nothing stays behind a refused write, and the log says it was refused.
+            self._drop_blobs(blobs.values())
+            with contextlib.suppress(Exception):  # the write failed; so may the log
+                self._record(principal, action, Decision(False, "not-stored"), name)
+            raise
+
+    def _drop_blobs(self, keys: Iterable[str]) -> None:
+        """Delete the blobs of a refused write that no stored version refers to."""
+        with self._engine.connect() as conn:
+            used = {
+                key
+                for (text,) in conn.execute(select(registry_versions.c.blobs))
+                for key in (_loads(text) or {}).values()
+            }
+        for key in set(keys) - used:
+            with contextlib.suppress(Exception):
+                self.store.delete(key)
+
+    def _commit(
+        self,
+        principal: str,
+        action: Action,
+        obj: RegistryObject | None,
+        name: str,
+        kind: Kind,
+        source: Path,
+        manifest: Manifest,
+        blobs: dict[str, str],
+        *,
+        description: str,
+        framework: str,
+        tags: Iterable[str],
+        metadata: Mapping[str, str] | None,
+        lineage: tuple[str, ...],
+    ) -> Version:
+        """Record the accepted write, then store its rows (the blobs are stored already)."""
+        digest = manifest.root_digest()
         details = {"digest": digest, "kind": kind}
         self._record(principal, action, Decision(True, "accepted"), name, details)
         now = time.time()
@@ -450,10 +507,7 @@ class Registry:
                 conn.execute(registry_versions.insert().values(number=number, **version))
         except DBIntegrityError:
             # Two pushes raced for the same name or number; the loser changes nothing.
-            raise UsageError(
-                f"{name} was changed by a concurrent push (or {principal!r} is not a "
-                "principal): try again"
-            ) from None
+            raise UsageError(f"{name} was changed by a concurrent push: try again") from None
         created = self._object(name)
         if created is None:  # pragma: no cover - just inserted
             raise UsageError(f"{name} vanished")

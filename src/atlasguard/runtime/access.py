@@ -26,7 +26,10 @@ or read the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from atlasguard.identity.store import (
@@ -34,19 +37,87 @@ from atlasguard.identity.store import (
     Grant,
     IdentityStore,
     PrincipalRecord,
+    looks_like_key,
 )
+from atlasguard.identity.tokens import looks_like_jwt
 from atlasguard.runtime.pipeline import Denied, Principal
 
 if TYPE_CHECKING:
     from atlasguard.identity.tokens import JwtVerifier
 
-__all__ = ["Access", "forbidden", "unauthenticated"]
+__all__ = ["Access", "FailureLimiter", "forbidden", "throttled", "unauthenticated"]
 
 
 def unauthenticated(detail: str = "") -> Denied:
     """The one refusal for a missing or bad credential."""
     message = "authentication failed" + (f": {detail}" if detail else "")
     return Denied(message, reason="unauthenticated")
+
+
+def throttled(retry_after: float) -> Denied:
+    """The refusal for a client (or everyone) over the limit of failed authentications."""
+    return Denied(
+        "too many failed authentications; try again later",
+        reason="throttled",
+        retry_after=retry_after,
+    )
+
+
+class FailureLimiter:
+    """Failed authentications allowed per client and in all: a token bucket each.
+
+    A client over its limit (or everyone, over the global one) gets
+    ``Denied(throttled)`` instead of having its credential checked the slow way
+    (a token's signature, an old key's scrypt): failures cannot be turned into
+    CPU. Keys checked from memory still pass, so a valid client behind the same
+    address as an attacker keeps working. The per-client table keeps the
+    ``clients`` most recent addresses.
+
+    >>> limiter = FailureLimiter(per_client=2, per_client_burst=2, clock=lambda: 0.0)
+    >>> [limiter.failed("10.0.0.1") for _ in range(3)]
+    [0.0, 0.0, 0.5]
+    """
+
+    def __init__(
+        self,
+        *,
+        per_client: float = 5.0,
+        per_client_burst: int = 20,
+        overall: float = 200.0,
+        overall_burst: int = 400,
+        clients: int = 65_536,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client_rate, self._client_burst = per_client, per_client_burst
+        self._rate, self._burst = overall, overall_burst
+        self._max_clients = clients
+        self._clock = clock
+        self._clients: OrderedDict[str, float] = OrderedDict()  # client -> theoretical arrival
+        self._overall = -float("inf")
+        self._lock = threading.Lock()
+
+    def wait(self, client: str | None) -> float:
+        """Seconds until ``client`` may fail again (0: it may now)."""
+        now = self._clock()
+        with self._lock:
+            tat = self._clients.get(client or "-", -float("inf"))
+            own = tat - (self._client_burst - 1) / self._client_rate - now
+            overall = self._overall - (self._burst - 1) / self._rate - now
+        return max(0.0, own, overall)
+
+    def failed(self, client: str | None) -> float:
+        """Count one failure of ``client``; return how long it must now wait (0: none)."""
+        key = client or "-"
+        now = self._clock()
+        with self._lock:
+            tat = max(self._clients.pop(key, now), now) + 1 / self._client_rate
+            self._clients[key] = tat
+            if len(self._clients) > self._max_clients:
+                self._clients.popitem(last=False)
+            self._overall = max(self._overall, now) + 1 / self._rate
+            own = tat - self._client_burst / self._client_rate - now
+            overall = self._overall - self._burst / self._rate - now
+        return max(0.0, own, overall)
 
 
 def forbidden() -> Denied:
@@ -64,37 +135,52 @@ class Access:
     name = "access"
     mitigates = frozenset({"AML.M0019"})
 
-    def __init__(self, store: IdentityStore, *, tokens: JwtVerifier | None = None) -> None:
+    def __init__(
+        self,
+        store: IdentityStore,
+        *,
+        tokens: JwtVerifier | None = None,
+        limiter: FailureLimiter | None = None,
+    ) -> None:
         self.store = store
         self._tokens = tokens
+        self.limiter = limiter or FailureLimiter()
 
     # -- authentication -------------------------------------------------------------
 
-    def authenticate(self, credential: str | None) -> PrincipalRecord:
-        """The principal behind a key or token; raises ``Denied(unauthenticated)``.
+    def authenticate(self, credential: str | None, *, client: str | None = None) -> PrincipalRecord:
+        """The principal behind a key or token; ``Denied`` unauthenticated or throttled.
 
-        May hash the key (scrypt, once per key and process), read the database or
-        fetch the identity provider's keys: call it off an event loop.
+        ``client`` (an address) is what failures are counted against. May read
+        the database or fetch the identity provider's keys: call it off an event
+        loop. A client over its failure limit has no token or old key checked.
         """
+        wait = self.limiter.wait(client)
         try:
-            if self._tokens is not None:
-                from atlasguard.identity.tokens import looks_like_jwt
-
-                if looks_like_jwt(credential):
-                    name, groups = self._tokens.identity(credential or "")
-                    # A token's groups add grants; they never make its principal an admin.
-                    return PrincipalRecord(name=name, is_admin=False, created_at=0.0, groups=groups)
-            return self.store.authenticate(credential)
+            if self._tokens is not None and looks_like_jwt(credential):
+                if wait:
+                    raise throttled(wait)
+                name, groups = self._tokens.identity(credential or "")
+                # A token's groups add grants; they never make its principal an admin.
+                return PrincipalRecord(name=name, is_admin=False, created_at=0.0, groups=groups)
+            return self.store.authenticate(credential, slow=not wait)
         except AuthenticationError as exc:
+            if not looks_like_key(credential) and not (
+                self._tokens is not None and looks_like_jwt(credential)
+            ):
+                raise unauthenticated(str(exc)) from None  # refused without any work
+            after = self.limiter.failed(client)
+            if after:
+                raise throttled(after) from None
             raise unauthenticated(str(exc)) from None
 
-    def admin(self, credential: str | None) -> PrincipalRecord:
+    def admin(self, credential: str | None, *, client: str | None = None) -> PrincipalRecord:
         """An authenticated admin principal; ``Denied`` unauthenticated or forbidden.
 
         Only API keys of principals made admin in the store qualify: tokens and
         groups never make anyone an admin.
         """
-        record = self.authenticate(credential)
+        record = self.authenticate(credential, client=client)
         if not record.is_admin:
             raise Denied("forbidden: admin only", reason="forbidden")
         return record
@@ -109,9 +195,9 @@ class Access:
         """The principal with the roles its grants on ``name`` give; ``Denied(forbidden)``."""
         return _principal(record, self.grants(record, name))
 
-    def resolve(self, credential: str | None, name: str) -> Principal:
+    def resolve(self, credential: str | None, name: str, *, client: str | None = None) -> Principal:
         """Authenticate, then authorize for ``name``. May block: see :meth:`authenticate`."""
-        return self.authorize(self.authenticate(credential), name)
+        return self.authorize(self.authenticate(credential, client=client), name)
 
     def authenticate_cached(self, credential: str | None) -> PrincipalRecord | None:
         """:meth:`authenticate` from memory only, or ``None`` when it needs the slow path.
@@ -120,11 +206,8 @@ class Access:
         token, gives ``None``; the caller then uses :meth:`authenticate` off its
         event loop (which also explains a refusal).
         """
-        if self._tokens is not None:
-            from atlasguard.identity.tokens import looks_like_jwt
-
-            if looks_like_jwt(credential):
-                return None
+        if self._tokens is not None and looks_like_jwt(credential):
+            return None
         return self.store.cached_principal(credential)
 
     def authorize_cached(self, record: PrincipalRecord, name: str) -> Principal | None:

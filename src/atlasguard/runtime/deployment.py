@@ -128,6 +128,7 @@ class Deployment:
                     settings,
                     overrides=_grant_quotas(self.identity, settings),
                     redis_url=self.policy.deployment.redis_url,
+                    default_prefix=self.quota_prefix,
                 )
             )
         if self.has("output"):
@@ -138,6 +139,20 @@ class Deployment:
                 raise ConfigurationError("controls.output: unexpected settings")
             guards.append(OutputGuard.from_settings(out))
         return tuple(guards)
+
+    @property
+    def quota_prefix(self) -> str:
+        """The Redis key prefix of this deployment's quotas, unless the policy names one.
+
+        Its name and a digest of where its state lives (the database URL, or the
+        state directory): every worker and replica of one deployment shares it,
+        two deployments on one Redis never do.
+        """
+        import hashlib
+
+        where = self.policy.deployment.database_url or str(self.policy.state_dir)
+        digest = hashlib.sha256(where.encode()).hexdigest()[:16]
+        return f"atlasguard:quota:{self.policy.deployment.name}:{digest}"
 
     @cached_property
     def load_gate(self) -> LoadGate:

@@ -78,6 +78,7 @@ Reason = Literal[
     "audit-unavailable",
     "model-error",
     "upstream",
+    "timeout",
 ]
 
 REASONS: Mapping[Reason, str] = {
@@ -98,6 +99,7 @@ REASONS: Mapping[Reason, str] = {
     "audit-unavailable": "the audit log cannot record the request (fail closed)",
     "model-error": "the model failed on an input it accepted",
     "upstream": "the upstream model server failed or answered wrongly",
+    "timeout": "the request did not arrive in time",
 }
 """Every reason a request can be refused for, with what it means."""
 

@@ -249,6 +249,7 @@ class QuotaGuard:
         overrides: Resolver | None = None,
         store: QuotaStore | None = None,
         redis_url: str = "",
+        default_prefix: str = "atlasguard:quota",
     ) -> QuotaGuard:
         """The guard a policy's ``[controls.quotas]`` table describes.
 
@@ -261,7 +262,8 @@ class QuotaGuard:
             if redis_url:
                 from atlasguard.runtime._quota_redis import RedisQuotaStore
 
-                store = RedisQuotaStore.from_url(redis_url, prefix=settings.key_prefix)
+                prefix = settings.key_prefix or default_prefix
+                store = RedisQuotaStore.from_url(redis_url, prefix=prefix)
             else:
                 from atlasguard.runtime._quota_memory import MemoryQuotaStore
 

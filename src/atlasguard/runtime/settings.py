@@ -124,8 +124,9 @@ class QuotaSettings(ControlSettings):
     burst: int = 20
     daily: str = "10000/day"
     lifetime: int = 0
-    # Redis is the deployment's: [deployment] redis_url.
-    key_prefix: str = "atlasguard:quota"
+    # Redis is the deployment's: [deployment] redis_url. Empty: derived from the
+    # deployment's name and database, so two deployments on one Redis never share counts.
+    key_prefix: str = ""
 
     @field_validator("rate")
     @classmethod
