@@ -296,7 +296,10 @@ class Registry:
     def _resolve(
         self, principal: str, action: Action, ref: ObjectRef | str
     ) -> tuple[ObjectRef, RegistryObject]:
-        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        try:
+            parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        except UsageError as exc:  # refused, and recorded, like any other refusal
+            raise self._refuse(principal, action, str(ref)[:200], "malformed", exc) from None
         obj = self._object(parsed.name)
         # Decide before saying whether the object exists: a refusal reveals nothing.
         self._check(principal, action, Target(parsed.name, obj.owner if obj else None), str(parsed))
@@ -529,7 +532,10 @@ class Registry:
 
     def promote(self, principal: str, ref: ObjectRef | str, alias: str) -> Version:
         """Point ``alias`` (``production``, ``staging``...) at the version ``ref`` names."""
-        check_alias(alias)
+        try:
+            check_alias(alias)
+        except UsageError as exc:
+            raise self._refuse(principal, "promote", str(ref)[:200], "malformed", exc) from None
         parsed, obj = self._resolve(principal, "promote", ref)
         version = self._version(obj, self._find(principal, "promote", obj, parsed))
         details = {"alias": alias, "version": str(version.number), "digest": version.digest}
