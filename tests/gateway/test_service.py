@@ -106,10 +106,10 @@ def test_access_control_cannot_be_turned_off(root: Path) -> None:
 
 def _encrypt_in_place(root: Path) -> None:
     from atlasguard.artifacts.encryption import encrypt_path
-    from atlasguard.artifacts.keys import create_keyring, load_private_key
+    from atlasguard.artifacts.keys import load_keyring, load_private_key
     from atlasguard.artifacts.signing import sign_model
 
-    ring = create_keyring(root / "keys/kek.json")
+    ring = load_keyring(root / "keys/kek.json")  # the demo's own keyring
     model = root / "models/digits/model.onnx"
     encrypt_path(model, model.with_suffix(".enc"), ring)
     model.with_suffix(".enc").replace(model)
@@ -120,10 +120,7 @@ def _encrypt_in_place(root: Path) -> None:
 def test_an_encrypted_signed_model_is_decrypted_checked_and_served(root: Path) -> None:
     _encrypt_in_place(root)
     config = root / "atlasguard.toml"
-    config.write_text(
-        config.read_text(encoding="utf-8").replace('keyring = ""', 'keyring = "keys/kek.json"'),
-        encoding="utf-8",
-    )
+    assert 'keyring = "keys/kek.json"' in config.read_text(encoding="utf-8")
     gateway = Gateway.from_policy(load_policy(config))
     try:
         assert gateway.refused == {}
@@ -137,6 +134,13 @@ def test_an_encrypted_signed_model_is_decrypted_checked_and_served(root: Path) -
 
 def test_an_encrypted_model_without_its_keyring_is_not_served(root: Path) -> None:
     _encrypt_in_place(root)
+    config = root / "atlasguard.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        .replace('keyring = "keys/kek.json"', 'keyring = ""')
+        .replace("encrypt = true", "encrypt = false"),
+        encoding="utf-8",
+    )
     gateway = Gateway.from_policy(load_policy(root / "atlasguard.toml"))
     try:
         assert "encrypted" in gateway.refused["digits"]

@@ -211,8 +211,11 @@ def project_policy(*, demo: bool) -> str:
     text = _set_value(text, "keys", "signing_key", '"keys/private.pem"')
     text = _set_value(text, "keys", "public_key", '"keys/public.pem"')
     if demo:
-        # The demo model is signed, so the demo refuses to serve it unsigned.
+        # The demo model is signed, so the demo refuses to serve it unsigned; what its
+        # registry stores is sealed with the keyring init writes beside the signing keys.
         text = _set_value(text, "controls.signing", "require", "true")
+        text = _set_value(text, "keys", "keyring", '"keys/kek.json"')
+        text = _set_value(text, "controls.registry", "encrypt", "true")
         text += demo_model_table()
     return text
 
@@ -247,7 +250,12 @@ def init_project(directory: str | os.PathLike[str], *, demo: bool = False) -> Pr
     private, public = write_signing_keypair(root / "keys")
     (root / "state").mkdir(exist_ok=True)
     _gitignore(root / ".gitignore")
-    model = write_demo_model(root, load_private_key(private)) if demo else None
+    model = None
+    if demo:
+        from atlasguard.artifacts.keys import create_keyring
+
+        create_keyring(root / "keys" / "kek.json")
+        model = write_demo_model(root, load_private_key(private))
     text = project_policy(demo=demo)
     load_policy_text(text, source=str(policy_path), path=policy_path)  # never write a bad file
     _write_new(policy_path, text)
