@@ -158,7 +158,7 @@ def test_a_key_from_before_the_hmac_is_moved_to_it_on_first_use(engine: Engine) 
     with engine.begin() as conn:  # what a key made before migration 0006 looks like
         conn.execute(update(api_keys).values(salt=salt, hash=old_hash, scheme="scrypt"))
     fresh = IdentityStore(engine)
-    with pytest.raises(AuthenticationError, match="slow check"):
+    with pytest.raises(AuthenticationError, match="second look"):
         fresh.authenticate(issued.secret, slow=False)  # a throttled client: refused for now
     assert fresh.authenticate(issued.secret).name == "old"
     with engine.connect() as conn:

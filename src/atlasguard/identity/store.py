@@ -57,6 +57,7 @@ __all__ = [
     "IdentityStore",
     "IssuedKey",
     "PrincipalRecord",
+    "SlowKeyError",
     "group_name",
     "is_group",
     "looks_like_key",
@@ -298,18 +299,25 @@ class IdentityStore:
     def authenticate(self, credential: str | None, *, slow: bool = True) -> PrincipalRecord:
         """The principal behind an API key; raises :class:`AuthenticationError` otherwise.
 
-        May read every key row (at most every ``refresh_seconds``) and, for a key
-        made before migration 0006, run scrypt once — unless ``slow`` is false
-        (a client over its failure limit), when such a key is refused for now.
+        A key that matches the rows in memory (re-read every ``refresh_seconds``)
+        passes at once. Any other — unknown, wrong, just created, or made before
+        migration 0006 — has its one row read again and checked; every rejection
+        does exactly that, so timing says nothing about which key ids exist. With
+        ``slow`` false (a client over its failure limit) that second look is
+        refused with :class:`SlowKeyError` instead.
         """
         key_id, secret = _parse_key(credential)
         if time.monotonic() - self._keys_at > self._refresh:
             self._load_keys()
         try:
             return self._check(key_id, secret)
-        except SlowKeyError:
+        except AuthenticationError:
             if not slow:
-                raise AuthenticationError("this key needs a slow check: try again later") from None
+                raise SlowKeyError("this key needs a second look: try again later") from None
+        self._load_key(key_id)
+        try:
+            return self._check(key_id, secret)
+        except SlowKeyError:
             return self._check_slow(key_id, secret)
 
     def cached_principal(self, credential: str | None) -> PrincipalRecord | None:
@@ -358,8 +366,8 @@ class IdentityStore:
             raise AuthenticationError("API key revoked or expired")
         return row.principal
 
-    def _load_keys(self) -> None:
-        """Read every key row and its principal (one query)."""
+    def _load_keys(self, key_id: str | None = None) -> None:
+        """Read every key row and its principal (one query), or only ``key_id``'s."""
         now = time.time()
         query = select(
             api_keys.c.key_id,
@@ -372,6 +380,8 @@ class IdentityStore:
             principals.c.is_admin,
             principals.c.created_at,
         ).select_from(api_keys.outerjoin(principals, api_keys.c.principal == principals.c.name))
+        if key_id is not None:
+            query = query.where(api_keys.c.key_id == key_id)
         with self._engine.connect() as conn:
             rows = list(conn.execute(query))
         keys = {
@@ -387,7 +397,15 @@ class IdentityStore:
             for r in rows
         }
         with self._lock:
-            self._keys, self._keys_at = keys, time.monotonic()
+            if key_id is None:
+                self._keys, self._keys_at = keys, time.monotonic()
+            elif key_id in keys:
+                self._keys[key_id] = keys[key_id]
+            else:
+                self._keys.pop(key_id, None)
+
+    def _load_key(self, key_id: str) -> None:
+        self._load_keys(key_id)
 
     # -- grants ----------------------------------------------------------------------
 

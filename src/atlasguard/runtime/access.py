@@ -37,6 +37,7 @@ from atlasguard.identity.store import (
     Grant,
     IdentityStore,
     PrincipalRecord,
+    SlowKeyError,
     looks_like_key,
 )
 from atlasguard.identity.tokens import looks_like_jwt
@@ -155,15 +156,21 @@ class Access:
         the database or fetch the identity provider's keys: call it off an event
         loop. A client over its failure limit has no token or old key checked.
         """
-        wait = self.limiter.wait(client)
         try:
             if self._tokens is not None and looks_like_jwt(credential):
+                wait = self.limiter.wait(client)
                 if wait:
                     raise throttled(wait)
                 name, groups = self._tokens.identity(credential or "")
                 # A token's groups add grants; they never make its principal an admin.
                 return PrincipalRecord(name=name, is_admin=False, created_at=0.0, groups=groups)
-            return self.store.authenticate(credential, slow=not wait)
+            try:
+                return self.store.authenticate(credential, slow=False)  # one HMAC
+            except SlowKeyError:
+                wait = self.limiter.wait(client)
+                if wait:
+                    raise throttled(wait) from None
+                return self.store.authenticate(credential)
         except AuthenticationError as exc:
             if not looks_like_key(credential) and not (
                 self._tokens is not None and looks_like_jwt(credential)
@@ -217,7 +224,14 @@ class Access:
 
 
 def _principal(record: PrincipalRecord, grants: Iterable[Grant]) -> Principal:
-    roles = frozenset(g.role for g in grants)
-    if not roles:
+    held = list(grants)
+    if not held:
         raise forbidden()
-    return Principal(name=record.name, roles=roles, groups=record.groups)
+    # A grant's own rate or quota (keys create --rate --quota) goes with the principal.
+    limits = next(((g.rate, g.quota) for g in held if g.rate or g.quota), None)
+    return Principal(
+        name=record.name,
+        roles=frozenset(g.role for g in held),
+        groups=record.groups,
+        grant_limits=limits,
+    )

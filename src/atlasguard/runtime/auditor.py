@@ -69,7 +69,7 @@ def output_summary(outputs: Arrays) -> str:
         value = outputs[name]
         text = f"{name}{list(value.shape)}"
         if value.dtype.kind in "iu" and value.size:
-            text += "=" + ",".join(str(int(v)) for v in value.ravel()[:8])
+            text += "=" + ",".join(map(str, value.ravel()[:8].tolist()))
             text += "…" if value.size > 8 else ""
         parts.append(text)
     return " ".join(parts)

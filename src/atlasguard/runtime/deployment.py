@@ -236,23 +236,34 @@ def _tokens(policy: Policy) -> JwtVerifier | None:
 def _grant_quotas(
     identity: IdentityStore, settings: QuotaSettings
 ) -> Callable[[Principal, str], QuotaPolicy | None]:
-    """Per-grant limits (``keys create --rate --quota``) override the policy's table."""
+    """Per-grant limits (``keys create --rate --quota``) override the policy's table.
+
+    They come with the principal from its authorization (``Principal.grant_limits``);
+    a principal built by hand is looked up.
+    """
+    from functools import lru_cache
+
     from atlasguard.identity.store import PrincipalRecord
     from atlasguard.runtime.quotas import QuotaPolicy
 
-    def resolve(principal: Principal, model: str) -> QuotaPolicy | None:
-        record = PrincipalRecord(
-            name=principal.name, is_admin=False, created_at=0.0, groups=principal.groups
+    @lru_cache(maxsize=1024)
+    def parsed(rate: str, quota: str) -> QuotaPolicy:
+        # A grant's own rate means what it says: its burst is the rate's amount.
+        return QuotaPolicy.parse(
+            rate=rate or settings.rate,
+            burst=0 if rate else settings.burst,
+            daily=quota or settings.daily,
+            lifetime=settings.lifetime,
         )
-        for grant in identity.authorize(record, model):
-            if grant.rate or grant.quota:
-                # A grant's own rate means what it says: its burst is the rate's amount.
-                return QuotaPolicy.parse(
-                    rate=grant.rate or settings.rate,
-                    burst=0 if grant.rate else settings.burst,
-                    daily=grant.quota or settings.daily,
-                    lifetime=settings.lifetime,
-                )
-        return None
+
+    def resolve(principal: Principal, model: str) -> QuotaPolicy | None:
+        limits = principal.grant_limits
+        if limits is None and not principal.roles:  # not from Access: look it up
+            record = PrincipalRecord(principal.name, False, 0.0, principal.groups)
+            limits = next(
+                ((g.rate, g.quota) for g in identity.authorize(record, model) if g.rate or g.quota),
+                None,
+            )
+        return None if limits is None else parsed(*limits)
 
     return resolve

@@ -106,11 +106,16 @@ REASONS: Mapping[Reason, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is asking: a name, the roles granted to it, and groups its token named."""
+    """Who is asking: a name, the roles granted to it, and groups its token named.
+
+    ``grant_limits`` is the ``(rate, quota)`` of the grant that let it in, when that
+    grant carries its own (``keys create --rate --quota``): quotas apply it.
+    """
 
     name: str
     roles: frozenset[str] = frozenset()
     groups: tuple[str, ...] = ()  # ``group:<name>`` from a JWT groups claim
+    grant_limits: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,12 @@ class Request:
     def with_inputs(self, inputs: Arrays) -> Request:
         return replace(self, inputs=inputs)
 
+    def with_limits(self, limits: tuple[Limit, ...]) -> Request:
+        # Spelled out, not dataclasses.replace: this runs on every request.
+        return Request(
+            self.model, self.inputs, self.principal, self.request_id, self.received_at, limits
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Response:
@@ -166,7 +177,7 @@ class Response:
     limits: tuple[Limit, ...] = ()
 
     def with_outputs(self, outputs: Arrays) -> Response:
-        return replace(self, outputs=outputs)
+        return Response(outputs, self.limits)  # not dataclasses.replace: every request
 
 
 class Denied(AtlasguardError):

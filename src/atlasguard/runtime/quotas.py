@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from atlasguard.errors import ConfigurationError, UsageError
@@ -297,7 +297,7 @@ class QuotaGuard:
             raise Denied("quota store unavailable; try again later", reason="unavailable") from exc
         if not decision.admitted:
             raise _denied(request.model, decision)
-        return replace(request, limits=decision.windows)
+        return request.with_limits(decision.windows)
 
     def after(self, request: Request, response: Response) -> Response:
         return response

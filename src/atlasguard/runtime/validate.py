@@ -94,16 +94,15 @@ def check_arrays(inputs: Mapping[str, object], spec: ModelSpec) -> dict[str, np.
             raise _invalid(
                 f"input {name!r}: batch of {converted.shape[0]} rows exceeds {spec.max_batch}"
             )
-        if dtype.kind == "f" and converted.size and not np.isfinite(converted).all():
-            raise _invalid(f"input {name!r}: values must be finite")
-        if (
-            dtype.kind in "fiu"
-            and converted.size
-            and (
-                (tensor.min is not None and converted.min() < tensor.min)
-                or (tensor.max is not None and converted.max() > tensor.max)
-            )
-        ):
-            raise _invalid(f"input {name!r}: values must lie in [{tensor.min}, {tensor.max}]")
+        if dtype.kind in "fiu" and converted.size:
+            # Two reductions answer every question: NaN propagates into both, and an
+            # infinity is the minimum or the maximum, so finite extremes mean finite values.
+            lowest, highest = converted.min(), converted.max()
+            if dtype.kind == "f" and not (np.isfinite(lowest) and np.isfinite(highest)):
+                raise _invalid(f"input {name!r}: values must be finite")
+            if (tensor.min is not None and lowest < tensor.min) or (
+                tensor.max is not None and highest > tensor.max
+            ):
+                raise _invalid(f"input {name!r}: values must lie in [{tensor.min}, {tensor.max}]")
         out[name] = converted
     return out
