@@ -51,6 +51,8 @@ DECODERS = frozenset(
 
 def dtype_size(dtype: object) -> tuple[int | None, bool]:
     """Item size of a pickled ``numpy.dtype`` and whether it holds Python objects."""
+    if isinstance(dtype, Obj) and dtype.factory.name == "_convert_to_stringdtype_kwargs":
+        return None, True  # NumPy 2's StringDType: hasobject, so joblib pickles the array
     if not isinstance(dtype, Obj) or not isinstance(dtype.args, tuple) or not dtype.args:
         return None, False
     spec = dtype.args[0]
