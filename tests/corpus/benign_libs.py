@@ -53,7 +53,7 @@ def _data() -> tuple[Any, Any, Any]:
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 4))
-    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    y = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(size=80) > 0).astype(int)
     return x, y, x[:, 0] * 2.0 + rng.normal(size=80) * 0.1
 
 
@@ -111,7 +111,12 @@ def _numpy() -> Objects:
         "datetime": np.array(["2024-01-01"], dtype="datetime64[D]"),
         "object-array": np.array([1, "a", None], dtype=object),
         "scalars": [_scalar(t) for t in sorted(set(np.sctypeDict.values()), key=str)],
-        "named-scalars": [np.bool(True), np.object_(), np.longlong(3), np.clongdouble(1 + 2j)],
+        "named-scalars": [  # np.bool is np.bool_ in NumPy 2
+            np.bool_(True),
+            np.object_(),
+            np.longlong(3),
+            np.clongdouble(1 + 2j),
+        ],
         "dtypes": [
             np.dtype(t) for t in ("i1", "u8", "f2", "c16", "M8[ns]", "m8[s]", "U3", "S2", "?")
         ],
@@ -408,6 +413,7 @@ def _pandas() -> Objects:
             if hasattr(pd.offsets, name)
         ],
         "groupby-frame": df.groupby("category", observed=True)[["float"]].mean(),
+        "blocks": list(df._mgr.blocks),
         "dtypes": [df.dtypes, pd.CategoricalDtype(["a"]), pd.DatetimeTZDtype(tz="UTC")],
     }
     return objs

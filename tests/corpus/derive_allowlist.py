@@ -24,7 +24,7 @@ import io
 import pickle
 import sys
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +116,14 @@ def pickles_of(lib: str, obj: Any) -> Iterable[bytes]:
                     yield zf.read(name)
 
 
-def derive(*, exhaustive: bool = True) -> tuple[dict[str, set[tuple[str, str]]], set[str]]:
+def derive(
+    *, exhaustive: bool = True, only: Sequence[str] | None = None
+) -> tuple[dict[str, set[tuple[str, str]]], set[str]]:
     """``(library -> names to allow, names the deny table refuses)`` for the installed versions."""
     base = AllowList(use_derived=False)
     derived: dict[str, set[tuple[str, str]]] = {}
     refused: set[str] = set()
-    for lib, objs in library_objects(exhaustive=exhaustive).items():
+    for lib, objs in library_objects(only, exhaustive=exhaustive).items():
         names = derived.setdefault(lib, set())
         for obj in objs.values():
             for data in pickles_of(lib, obj):
@@ -193,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     """Derive, merge into the shipped file, report refused names."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report missing names")
+    parser.add_argument("--only", nargs="*", help="derive only these libraries")
     args = parser.parse_args(argv)
-    derived, refused = derive()
+    derived, refused = derive(only=args.only)
     names, versions = read_derived()
     missing = {lib: found - names.get(lib, set()) for lib, found in derived.items()}
     for lib, new in missing.items():
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if any(missing.values()) else 0
     for lib, found in derived.items():
         names.setdefault(lib, set()).update(found)
-    for lib, version in library_versions().items():
+    for lib, version in library_versions(args.only).items():
         versions.setdefault(lib, set()).add(version)
     DERIVED_FILE.write_text(render(names, versions), encoding="utf-8")
     print(f"wrote {DERIVED_FILE}")

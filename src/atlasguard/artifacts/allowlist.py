@@ -334,6 +334,9 @@ bool str NoneType Ellipsis NotImplemented
         ("joblib.numpy_pickle", "NDArrayWrapper"),
     }
     | {("sklearn.tree._tree", "Tree"), ("sklearn.utils._bunch", "Bunch")}
+    # pandas 1.3-1.4 pickled a block as partial(new_block, ndim=...)(values, placement);
+    # those versions have no wheels for the Pythons the derivation runs on.
+    | {("pandas.core.internals.blocks", "new_block")}
 )
 
 # Module roots that the deny table calls critical; the messages name the family.
