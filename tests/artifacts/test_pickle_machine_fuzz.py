@@ -51,7 +51,7 @@ def test_regression_dict_of_collapsed_numbers() -> None:
     for value in (
         {"a": 1, **{i: float(i) for i in range(60)}},
         {"k": [None] * 3, **{i: i * 1.5 for i in range(40)}, "z": "x"},
-        [{"x": 0.5, **{j: True for j in range(50)}}],
+        [{"x": 0.5, **dict.fromkeys(range(50), True)}],
     ):
         for protocol in range(6):
             data = pickle.dumps(value, protocol)
