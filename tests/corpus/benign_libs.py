@@ -32,6 +32,7 @@ __all__ = [
     "MainNet",
     "build_library_samples",
     "library_objects",
+    "main_class_sample",
     "library_versions",
 ]
 
@@ -558,7 +559,8 @@ def library_objects(
                 importlib.import_module(module)
             except ImportError:
                 continue
-        out[name] = _sklearn(exhaustive=True) if exhaustive and name == "sklearn" else build()
+        with _quiet():
+            out[name] = _sklearn(exhaustive=True) if exhaustive and name == "sklearn" else build()
     return out
 
 
@@ -574,10 +576,18 @@ def _sample(path: Path, trick: str, fmt: str, group: str) -> Sample:
     return Sample(path, BENIGN, trick, fmt, None, group)
 
 
-def build_library_samples(out: Path, names: Sequence[str] | None = None) -> list[Sample]:
-    """Every library object written as its users write it: pickle, joblib, torch.save."""
+def build_library_samples(
+    out: Path,
+    names: Sequence[str] | None = None,
+    *,
+    objects: dict[str, Objects] | None = None,
+) -> list[Sample]:
+    """Every library object written as its users write it: pickle, joblib, torch.save.
+
+    Plus TorchScript archives, Keras 3 files and a pickle of a training script's class.
+    """
     samples: list[Sample] = []
-    for lib, objs in library_objects(names).items():
+    for lib, objs in (objects if objects is not None else library_objects(names)).items():
         d = out / "libraries" / lib
         d.mkdir(parents=True, exist_ok=True)
         for name, obj in objs.items():
@@ -585,6 +595,14 @@ def build_library_samples(out: Path, names: Sequence[str] | None = None) -> list
     samples += _torchscript(out / "libraries" / "torchscript")
     samples += _keras(out / "libraries" / "keras")
     return samples
+
+
+def main_class_sample(out: Path) -> Sample:
+    """A pickle of a training script's class: ``medium``, not benign at every threshold."""
+    path = out / "libraries" / "main-class.pkl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_main_class(path)
+    return _sample(path, "main-class-pickle", "pickle", "lib-main")
 
 
 def _save_all(d: Path, lib: str, name: str, obj: Any) -> list[Sample]:
@@ -648,9 +666,11 @@ def _torchscript(d: Path) -> list[Sample]:
         )
     for name, module in (("scripted", scripted), ("traced", traced)):
         path = d / f"{name}.pt"
-        module.save(str(path))
+        with _quiet():
+            module.save(str(path))
         samples.append(_sample(path, f"torchscript-{name}", "zip", "lib-torchscript"))
-    frozen = torch.jit.freeze(scripted.eval())
+    with _quiet():
+        frozen = torch.jit.freeze(scripted.eval())
     path = d / "frozen.pt"
     frozen.save(str(path))
     samples.append(_sample(path, "torchscript-frozen", "zip", "lib-torchscript"))
