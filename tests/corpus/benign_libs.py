@@ -32,8 +32,8 @@ __all__ = [
     "MainNet",
     "build_library_samples",
     "library_objects",
-    "main_class_sample",
     "library_versions",
+    "main_class_sample",
 ]
 
 Objects = dict[str, Any]
