@@ -8,7 +8,7 @@ nothing, so the corpus builds in a minimal venv.
 
 >>> objs = library_objects(["builtins"])
 >>> sorted(objs["builtins"])[:3]
-['argparse-namespace', 'future-annotations', 'len']
+['argparse-namespace', 'containers', 'future-annotations']
 """
 
 from __future__ import annotations

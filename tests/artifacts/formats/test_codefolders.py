@@ -26,9 +26,14 @@ from atlasguard.artifacts.findings import FileReport, Finding, Severity
 from atlasguard.artifacts.formats._coderefs import references
 from atlasguard.artifacts.formats.codefolders import CodeIndex, folder_digest
 from atlasguard.artifacts.scan import scan_path
-
-MODELING = b"import torch\n\nclass XForCausalLM:\n    pass\n"
-CONFIGURATION = b"from .helpers import thing\n\nclass XConfig:\n    pass\n"
+from tests.corpus.code_folders import (
+    MODELING,
+    build_code_folders,
+    hf_folder,
+    js,
+    manifest,
+    mar_bytes,
+)
 
 Tree = dict[str, bytes]
 
@@ -41,10 +46,6 @@ def write(root: Path, tree: Tree) -> Path:
     return root
 
 
-def js(value: object) -> bytes:
-    return json.dumps(value, indent=2).encode()
-
-
 def code_findings(reports: list[FileReport]) -> list[Finding]:
     return [f for r in reports for f in r.findings if f.rule.startswith("model-code")]
 
@@ -53,27 +54,6 @@ def digest_of(finding: Finding) -> str:
     m = re.search(r"sha256:([0-9a-f]{64})", finding.message)
     assert m, finding.message
     return m.group(1)
-
-
-def hf_folder(**extra: bytes) -> Tree:
-    return {
-        "config.json": js(
-            {
-                "model_type": "x",
-                "architectures": ["XForCausalLM"],
-                "auto_map": {
-                    "AutoConfig": "configuration_x.XConfig",
-                    "AutoModelForCausalLM": "modeling_x.XForCausalLM",
-                },
-            }
-        ),
-        "configuration_x.py": CONFIGURATION,
-        "modeling_x.py": MODELING,
-        "helpers.py": b"thing = 1\n",
-        "model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ",
-        "tokenizer.json": js({"model": {"type": "BPE", "vocab": {"a": 0}}}),
-        **extra,
-    }
 
 
 # --------------------------------------------------------------------------- Transformers
@@ -254,27 +234,6 @@ def test_sentence_transformers_custom_module_runs_without_a_flag(tmp_path: Path)
     )
 
 
-def _manifest(handler: str, **model: str) -> bytes:
-    return js(
-        {
-            "createdOn": "01/01/2025 00:00:00",
-            "runtime": "python",
-            "model": {"modelName": "m", "serializedFile": "model.pt", "handler": handler, **model},
-            "archiverVersion": "0.12.0",
-        }
-    )
-
-
-def mar_bytes(handler: str, files: Tree, **model: str) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("MAR-INF/MANIFEST.json", _manifest(handler, **model))
-        zf.writestr("model.pt", b"PK\x05\x06" + b"\x00" * 18)
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 def test_torchserve_archive_handler_and_model_file(tmp_path: Path) -> None:
     path = tmp_path / "m.mar"
     path.write_bytes(
@@ -321,7 +280,7 @@ def test_torchserve_handler_from_the_installed_packages_is_named(tmp_path: Path)
 def test_torchserve_unpacked_model_store(tmp_path: Path) -> None:
     write(
         tmp_path,
-        {"MAR-INF/MANIFEST.json": _manifest("my_handler:handle"), "my_handler.py": b"x = 1\n"},
+        {"MAR-INF/MANIFEST.json": manifest("my_handler:handle"), "my_handler.py": b"x = 1\n"},
     )
     (finding,) = code_findings(scan_path(tmp_path))
     assert "my_handler.py" in finding.message and "digest" in finding.message
@@ -573,3 +532,11 @@ def test_deep_json_and_yaml_aliases_are_bounded() -> None:
         "    extra: *l8",
     ]
     assert references("MLmodel", "\n".join(lines).encode()) == []
+
+
+def test_every_code_folder_sample_is_flagged(tmp_path: Path) -> None:
+    samples = build_code_folders(tmp_path)
+    assert len(samples) >= 8
+    for sample in samples:
+        found = code_findings(scan_path(sample.path))
+        assert found and max(f.severity for f in found) >= Severity.HIGH, sample.trick
