@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from atlasguard.artifacts.findings import Finding, Severity
+from atlasguard.artifacts.formats.pickle import analyze_pickle
 from atlasguard.artifacts.scan import scan_stream
 
 
@@ -173,9 +174,10 @@ def test_load_from_bytes_payload_with_a_payload_is_critical() -> None:
         def __reduce__(self) -> tuple[Any, ...]:
             return torch.storage._load_from_bytes, (buf.getvalue(),)
 
-    findings = scan(pickle.dumps(Carrier(), protocol=4))
-    assert worst(findings) is Severity.CRITICAL
-    assert any("os.system" in f.message or "posix.system" in f.message for f in findings)
+    data = pickle.dumps(Carrier(), protocol=4)
+    for findings in (scan(data), analyze_pickle(io.BytesIO(data))):  # with or without a dispatcher
+        assert worst(findings) is Severity.CRITICAL
+        assert any("os.system" in f.message or "posix.system" in f.message for f in findings)
 
 
 def test_load_from_bytes_on_data_the_analysis_cannot_see_is_critical() -> None:

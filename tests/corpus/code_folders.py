@@ -85,7 +85,8 @@ def mar_bytes(handler: str, files: Tree, **model: str) -> bytes:
     return buf.getvalue()
 
 
-def _write(root: Path, tree: Tree) -> Path:
+def write_tree(root: Path, tree: Tree) -> Path:
+    """Write ``tree`` (path -> bytes) under ``root``."""
     for name, data in tree.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def build_code_folders(out: Path) -> list[Sample]:
         },
     }
     samples = [
-        Sample(_write(d / trick, tree), MALICIOUS, trick, "directory", "high", "code-folders")
+        Sample(write_tree(d / trick, tree), MALICIOUS, trick, "directory", "high", "code-folders")
         for trick, tree in trees.items()
     ]
     mar = d / "handler.mar"

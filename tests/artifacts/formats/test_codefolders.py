@@ -34,16 +34,9 @@ from tests.corpus.code_folders import (
     manifest,
     mar_bytes,
 )
+from tests.corpus.code_folders import write_tree as write
 
 Tree = dict[str, bytes]
-
-
-def write(root: Path, tree: Tree) -> Path:
-    for name, data in tree.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
 
 
 def code_findings(reports: list[FileReport]) -> list[Finding]:

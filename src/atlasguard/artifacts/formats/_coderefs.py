@@ -96,6 +96,13 @@ class CodeRef:
     entries: tuple[Entry, ...] = ()
 
 
+def _refs(name: str, loader: str, flag: str, entries: list[Entry], root: str = "") -> list[CodeRef]:
+    """One reference of ``loader`` when it names any code, else none."""
+    if not entries:
+        return []
+    return [CodeRef(config=name, root=root, loader=loader, flag=flag, entries=tuple(entries))]
+
+
 def _file(path: str) -> str:
     return re.escape(path)
 
@@ -245,17 +252,7 @@ def _custom_pipelines(name: str, doc: dict[str, object]) -> list[CodeRef]:
         if isinstance(impl, str):
             entry = _class_entry(impl)
             entries.setdefault(entry.shown, entry)
-    if not entries:
-        return []
-    return [
-        CodeRef(
-            config=name,
-            root="",
-            loader="transformers pipeline()",
-            flag=_TRUST,
-            entries=tuple(entries.values()),
-        )
-    ]
+    return _refs(name, "transformers pipeline()", _TRUST, list(entries.values()))
 
 
 # --------------------------------------------------------------------------- Diffusers
@@ -287,17 +284,7 @@ def _diffusers(name: str, doc: dict[str, object]) -> list[CodeRef]:
                 optional=True,
             )
         )
-    if not entries:
-        return []
-    return [
-        CodeRef(
-            config=name,
-            root="",
-            loader="diffusers DiffusionPipeline.from_pretrained",
-            flag=_TRUST,
-            entries=tuple(entries),
-        )
-    ]
+    return _refs(name, "diffusers DiffusionPipeline.from_pretrained", _TRUST, entries)
 
 
 # --------------------------------------------------------------------------- sentence-transformers
@@ -315,17 +302,12 @@ def _sentence_transformers(name: str, doc: list[object]) -> list[CodeRef]:
         entries.append(
             Entry(entry.shown, entry.patterns, entry.remote, installed=entry.remote is None)
         )
-    if not entries:
-        return []
-    return [
-        CodeRef(
-            config=name,
-            root="",
-            loader="sentence_transformers SentenceTransformer()",
-            flag="none for a local folder (trust_remote_code=True when loaded from the Hub)",
-            entries=tuple(entries),
-        )
-    ]
+    return _refs(
+        name,
+        "sentence_transformers SentenceTransformer()",
+        "none for a local folder (trust_remote_code=True when loaded from the Hub)",
+        entries,
+    )
 
 
 # --------------------------------------------------------------------------- TorchServe
@@ -354,17 +336,13 @@ def _torchserve(name: str, doc: dict[str, object]) -> list[CodeRef]:
         value = model.get(key)
         if isinstance(value, str) and value:
             entries.append(Entry(shown=f"{what} {value}", patterns=(_file(value),)))
-    if not entries:
-        return []
-    return [
-        CodeRef(
-            config=name,
-            root=root,
-            loader="TorchServe (torchserve --models <archive>)",
-            flag="none: the server imports the handler when it loads the model",
-            entries=tuple(entries),
-        )
-    ]
+    return _refs(
+        name,
+        "TorchServe (torchserve --models <archive>)",
+        "none: the server imports the handler when it loads the model",
+        entries,
+        root,
+    )
 
 
 # --------------------------------------------------------------------------- MLflow
@@ -393,17 +371,12 @@ def _mlflow(name: str, text: str) -> list[CodeRef]:
         )
     if prefix:
         entries.append(Entry(shown=f"code directory {prefix}", patterns=(_file(prefix) + ".+",)))
-    if not entries:
-        return []
-    return [
-        CodeRef(
-            config=name,
-            root="",
-            loader="mlflow.pyfunc.load_model",
-            flag="none: the code directory is put on sys.path and the loader module imported",
-            entries=tuple(entries),
-        )
-    ]
+    return _refs(
+        name,
+        "mlflow.pyfunc.load_model",
+        "none: the code directory is put on sys.path and the loader module imported",
+        entries,
+    )
 
 
 # --------------------------------------------------------------------------- Triton
@@ -416,17 +389,10 @@ def _triton(name: str, text: str) -> list[CodeRef]:
         return []
     m = _PBTXT_FILE.search(text)
     filename = m.group(1) if m else "model.py"
-    return [
-        CodeRef(
-            config=name,
-            root="",
-            loader="Triton Inference Server (Python backend)",
-            flag="none: the server imports the model file when it loads the model",
-            entries=(
-                Entry(
-                    shown=f"<version>/{filename}",
-                    patterns=(r"\d+/" + _file(filename),),
-                ),
-            ),
-        )
-    ]
+    entry = Entry(shown=f"<version>/{filename}", patterns=(r"\d+/" + _file(filename),))
+    return _refs(
+        name,
+        "Triton Inference Server (Python backend)",
+        "none: the server imports the model file when it loads the model",
+        [entry],
+    )

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from atlasguard.artifacts.findings import Finding, Severity
 from atlasguard.artifacts.formats._pickle_ops import UNKNOWN, CallSite, Global, Guarded, Obj
-from atlasguard.artifacts.formats.base import ScanContext
+from atlasguard.artifacts.formats.base import LimitExceeded, ScanContext, limit_finding
 
 __all__ = ["GUARDED", "NOT_HANDLED", "Guards"]
 
@@ -121,7 +121,7 @@ class Guards:
         if not isinstance(payload, bytes):
             return NOT_HANDLED
         name = f"<torch.storage._load_from_bytes@{offset}>"
-        self.analysis.extend(self.analysis.ctx.scan_member(io.BytesIO(payload), name))
+        self.analysis.extend(_scan_nested(self.analysis.ctx, payload, name))
         self.analysis.add(
             "pickle-nested",
             f"load_from_bytes@{offset}",
@@ -186,6 +186,22 @@ _WHAT = {
     _PARTIAL: "deferred call",
     ("torch.storage", "_load_from_bytes"): "nested unpickling",
 }
+
+
+def _scan_nested(ctx: ScanContext, payload: bytes, name: str) -> list[Finding]:
+    """Scan ``payload`` as a file of any format, with the real dispatcher.
+
+    Not ``ctx.scan_member``: a standalone analysis has no dispatcher, and a payload
+    left unscanned would pass for harmless.
+    """
+    from atlasguard.artifacts.scan import dispatch  # the dispatcher imports this module
+
+    try:
+        child = ctx.child(name)
+    except LimitExceeded as exc:
+        return [limit_finding(exc)]
+    child.dispatch = dispatch  # members of the nested file too
+    return dispatch(io.BytesIO(payload), child)
 
 
 def _partial_target(partial: Obj) -> Global | None:
