@@ -111,7 +111,12 @@ def _numpy() -> Objects:
         "structured": np.zeros(2, dtype=[("x", "<f4"), ("y", "<i8", (2,))]),
         "datetime": np.array(["2024-01-01"], dtype="datetime64[D]"),
         "object-array": np.array([1, "a", None], dtype=object),
-        "scalars": [_scalar(t) for t in sorted(set(np.sctypeDict.values()), key=str)],
+        # (other packages, ml_dtypes, register types here too: only NumPy's own)
+        "scalars": [
+            _scalar(t)
+            for t in sorted(set(np.sctypeDict.values()), key=str)
+            if t.__module__ == "numpy"
+        ],
         "named-scalars": [  # np.bool is np.bool_ in NumPy 2
             np.bool_(True),
             np.object_(),
@@ -145,6 +150,23 @@ def _scalar(t: Any) -> Any:
     if issubclass(t, np.void):
         return np.zeros(1, dtype=[("a", "i4")])[0]
     return t(0)
+
+
+def _ml_dtypes() -> Objects:
+    import ml_dtypes
+    import numpy as np
+
+    types_ = [
+        getattr(ml_dtypes, name)
+        for name in sorted(vars(ml_dtypes))
+        if isinstance(getattr(ml_dtypes, name), type)
+        and issubclass(getattr(ml_dtypes, name), np.generic)
+    ]
+    return {
+        "arrays": [np.zeros(3, dtype=t) for t in types_],
+        "scalars": [t(0) for t in types_],
+        "finfo": [ml_dtypes.finfo(ml_dtypes.bfloat16)],
+    }
 
 
 # --------------------------------------------------------------------------- scikit-learn
@@ -519,6 +541,7 @@ def _torch_objects() -> Objects:
 LIBRARIES: dict[str, tuple[str, Callable[[], Objects]]] = {
     "builtins": ("", _builtins),
     "numpy": ("numpy", _numpy),
+    "ml_dtypes": ("ml_dtypes", _ml_dtypes),
     "sklearn": ("sklearn", _sklearn),
     "xgboost": ("xgboost", _xgboost),
     "lightgbm": ("lightgbm", _lightgbm),
