@@ -191,3 +191,23 @@ def test_load_from_bytes_on_data_the_analysis_cannot_see_is_critical() -> None:
         + b"\x93]\x85R\x85R."
     )
     assert worst(scan(data)) is Severity.CRITICAL
+
+
+# --------------------------------------------------------------------------- calls through torch
+def test_rebuild_from_type_calls_are_judged_as_direct_calls() -> None:
+    # _rebuild_from_type_v2(getattr, T, (os-ish class, "system"), state): getattr's target is judged
+    data = (
+        b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\n("
+        b"cbuiltins\ngetattr\nctorch\nTensor\ncbuiltins\ndict\nX\x03\x00\x00\x00get\x86}tR."
+    )
+    findings = scan(data)
+    assert worst(findings) is Severity.CRITICAL
+    assert any("builtins.dict.get" in f.message for f in findings)
+
+
+def test_booster_called_with_a_file_name_is_flagged() -> None:
+    data = b"\x80\x02cxgboost.core\nBooster\nNNX\x0b\x00\x00\x00/etc/passwd\x87R."
+    findings = scan(data)
+    assert worst(findings) is Severity.HIGH and any(f.rule == "pickle-call-args" for f in findings)
+    rebuilt = b"\x80\x02cxgboost.core\nBooster\n)\x81}b."  # NEWOBJ + BUILD, as ordinary pickles
+    assert worst(scan(rebuilt)) is None

@@ -42,6 +42,10 @@ GUARDED: frozenset[tuple[str, str]] = frozenset(
 
 _GETATTR = ("builtins", "getattr")
 _PARTIAL = ("functools", "partial")
+_REBUILD_FROM_TYPE = ("torch._tensor", "_rebuild_from_type_v2")
+# Allowed classes whose constructor opens the model file its arguments name; their
+# ordinary pickles rebuild them with NEWOBJ and BUILD, never by calling them.
+_READS_FILES = frozenset({("xgboost.core", "Booster"), ("lightgbm.basic", "Booster")})
 _MAX_DOTTED = 8  # nested names deeper than any real class
 
 NOT_HANDLED = object()
@@ -56,6 +60,8 @@ class _Analysis(Protocol):
     ) -> None: ...
 
     def on_import(self, module: str, name: str, offset: int, proto: int) -> object: ...
+
+    def on_call(self, site: CallSite) -> object: ...
 
     def extend(self, findings: list[Finding]) -> None: ...
 
@@ -80,6 +86,9 @@ class Guards:
     def on_call(self, site: CallSite) -> object:
         """The value a call on a guarded import (or a partial) pushes, or NOT_HANDLED."""
         func = site.callable
+        if type(func) is Global:
+            self._check_plain_call(func, site)
+            return NOT_HANDLED
         if isinstance(func, Obj) and (func.factory.module, func.factory.name) == _PARTIAL:
             return self._call_partial(func, site)
         if not isinstance(func, Guarded):
@@ -101,6 +110,24 @@ class Guards:
             return UNKNOWN
         func.checked += 1
         return result
+
+    def _check_plain_call(self, func: Global, site: CallSite) -> None:
+        key = (func.module, func.name)
+        args = site.args
+        if key == _REBUILD_FROM_TYPE and isinstance(args, tuple) and len(args) >= 3:
+            # torch calls args[0](*args[2]): judge that call as if written directly
+            if isinstance(args[0], (Global, Obj)):
+                self.analysis.on_call(CallSite("REDUCE", args[0], args[2], site.offset))
+            return
+        if key in _READS_FILES and site.kind in ("REDUCE", "INST", "OBJ") and args != ():
+            self.analysis.add(
+                "pickle-call-args",
+                f"{key}@{site.offset}",
+                Severity.HIGH,
+                f"calls {func.module}.{func.name} with arguments: its constructor reads the "
+                "file they name (ordinary pickles rebuild it without calling it)",
+                site.offset,
+            )
 
     def _getattr(self, args: tuple[object, ...] | None, offset: int) -> object:
         if (
