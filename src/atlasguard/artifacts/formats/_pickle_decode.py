@@ -72,12 +72,29 @@ def dtype_size(dtype: object) -> tuple[int | None, bool]:
 # Fixed-size scalar types other packages register with NumPy (bfloat16, float8...):
 # a dtype of one pickles as numpy.dtype(<the type>); any other class means object.
 _REGISTERED_SCALARS = frozenset(
-    (
-        "bfloat16 bcomplex32 complex32 float4_e2m1fn float6_e2m3fn float6_e3m2fn "
-        "float8_e3m4 float8_e4m3 float8_e4m3b11fnuz float8_e4m3fn float8_e4m3fnuz "
-        "float8_e5m2 float8_e5m2fnuz float8_e5m3fnu float8_e8m0fnu int1 int2 int4 "
-        "uint1 uint2 uint4"
-    ).split()
+    [
+        "bfloat16",
+        "bcomplex32",
+        "complex32",
+        "float4_e2m1fn",
+        "float6_e2m3fn",
+        "float6_e3m2fn",
+        "float8_e3m4",
+        "float8_e4m3",
+        "float8_e4m3b11fnuz",
+        "float8_e4m3fn",
+        "float8_e4m3fnuz",
+        "float8_e5m2",
+        "float8_e5m2fnuz",
+        "float8_e5m3fnu",
+        "float8_e8m0fnu",
+        "int1",
+        "int2",
+        "int4",
+        "uint1",
+        "uint2",
+        "uint4",
+    ]
 )
 
 
