@@ -149,12 +149,12 @@ class Guards:
             return NOT_HANDLED
         name = f"<torch.storage._load_from_bytes@{offset}>"
         self.analysis.extend(_scan_nested(self.analysis.ctx, payload, name))
-        self.analysis.add(
+        self.analysis.add(  # one record for all the tensors of a pickle
             "pickle-nested",
-            f"load_from_bytes@{offset}",
+            "load_from_bytes",
             Severity.INFO,
-            f"torch.storage._load_from_bytes loads {len(payload)} bytes of embedded "
-            f"PyTorch data (a tensor pickled with pickle); scanned as {name}",
+            "torch.storage._load_from_bytes loads embedded PyTorch data (a tensor pickled "
+            "with pickle); each payload is scanned as the nested file it is",
             offset,
         )
         return UNKNOWN
