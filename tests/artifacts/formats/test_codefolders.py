@@ -533,3 +533,31 @@ def test_every_code_folder_sample_is_flagged(tmp_path: Path) -> None:
     for sample in samples:
         found = code_findings(scan_path(sample.path))
         assert found and max(f.severity for f in found) >= Severity.HIGH, sample.trick
+
+
+def test_code_past_the_file_limit_cannot_be_allowed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import atlasguard.artifacts.formats.codefolders as cf
+
+    monkeypatch.setattr(cf, "_MAX_FILES", 8)
+    tree = {**hf_folder(), **{f"pad/{i}.txt": b"" for i in range(10)}, "zz_evil.py": b"x = 1\n"}
+    path = tmp_path / "m.zip"
+    path.write_bytes(_zip(tree))
+    (finding,) = code_findings(scan_path(path))
+    assert finding.rule == "model-code-unpinned" and "more than 8 files" in finding.message
+    (disk,) = code_findings(scan_path(write(tmp_path / "d", tree) / "config.json"))
+    assert disk.rule == "model-code-unpinned"
+
+
+def test_a_code_file_twice_in_an_archive_cannot_be_allowed(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in hf_folder().items():
+            zf.writestr(name, data)
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("modeling_x.py", b"import os\n")  # a second copy
+    path = tmp_path / "twice.zip"
+    path.write_bytes(buf.getvalue())
+    (finding,) = code_findings(scan_path(path))
+    assert finding.rule == "model-code-unpinned" and "twice" in finding.message

@@ -59,6 +59,7 @@ CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".so")
 _MAX_FILES = 20_000  # files of one tree considered (a model folder has far fewer)
 _CHUNK = 1 << 20
 _GENERATE = "custom_generate/generate.py"
+_TOO_MANY = "the {where} holds more than {n} files, past which code is not read"
 _HEAD = 4096
 
 
@@ -105,6 +106,8 @@ class CodeIndex:
         self._trees: dict[str | None, dict[str, str]] = {}
         self._refs: list[tuple[str | None, CodeRef]] = []
         self._disk_refs: list[CodeRef] = []
+        self._overflow: set[str | None] = set()  # trees with more files than are followed
+        self._twice: set[str | None] = set()  # trees holding one path twice, differently
 
     # -- watching ------------------------------------------------------------
     def observe_member(self, container: str | None, name: str, stream: BinaryIO) -> None:
@@ -114,8 +117,12 @@ class CodeIndex:
             return
         tree = self._trees.setdefault(container, {})
         if len(tree) >= _MAX_FILES:
+            self._overflow.add(container)  # code past here is not covered: no digest
             return
-        tree[path] = _sha256(stream) if is_code_file(path) else ""
+        digest = _sha256(stream) if is_code_file(path) else ""
+        if tree.get(path, digest) != digest:
+            self._twice.add(container)  # which copy a loader gets depends on the extractor
+        tree[path] = digest
         for ref in self._references(path, stream):
             self._refs.append((container, ref))
 
@@ -157,11 +164,22 @@ class CodeIndex:
         for container, ref in self._refs:
             files = _under(self._trees.get(container, {}), ref)
             where = f"{container}!{ref.config}" if container else ref.config
-            out += _judge(ref, files, digests, Location(member=where))
+            problem = None
+            if container in self._overflow:
+                problem = (
+                    f"the archive holds more than {_MAX_FILES} files, past which code is not read"
+                )
+            elif container in self._twice:
+                problem = "the archive holds a code file twice with different contents"
+            out += _judge(ref, files, digests, Location(member=where), problem=problem)
         if disk is not None:
             for ref in self._disk_refs:
                 root = Path(os.path.normpath(disk.parent / ref.root))
-                out += _judge(ref, _disk_tree(root), digests, Location())
+                files = _disk_tree(root)
+                problem = None
+                if len(files) >= _MAX_FILES:
+                    problem = _TOO_MANY.format(where="folder", n=_MAX_FILES)
+                out += _judge(ref, files, digests, Location(), problem=problem)
         return out
 
 
@@ -213,7 +231,12 @@ def _matches(entry: Entry, paths: Iterable[str]) -> list[str]:
 
 
 def _judge(
-    ref: CodeRef, files: dict[str, str], digests: frozenset[str], where: Location
+    ref: CodeRef,
+    files: dict[str, str],
+    digests: frozenset[str],
+    where: Location,
+    *,
+    problem: str | None = None,
 ) -> list[Finding]:
     present: list[str] = []
     installed: list[str] = []
@@ -230,6 +253,8 @@ def _judge(
             unpinned.append(f"{entry.shown} (not in this folder)")
     if not (present or installed or unpinned):
         return []
+    if problem is not None:
+        unpinned.append(problem)
     code = {p: d for p, d in files.items() if d}
     head = f"{ref.loader} ({ref.flag}) imports code that {ref.config} names: "
     named = ", ".join(_cap(present + [f"{i} from the installed packages" for i in installed]))
