@@ -49,8 +49,9 @@ def scan(
     allow: list[str] = typer.Option(
         [],
         "--allow",
-        metavar="MODULE.NAME",
-        help="Add an import to the pickle allow-list (repeatable).",
+        metavar="MODULE.NAME|sha256:DIGEST",
+        help="Allow a pickle import (module.Name), or the code a model folder or archive "
+        "names by the digest its model-code finding reports (sha256:...). Repeatable.",
     ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the report to a file, not stdout."

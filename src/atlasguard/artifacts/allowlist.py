@@ -5,6 +5,17 @@ Security comes from the allow-list: an import that is not on it is at least a
 are ``critical`` (known code-execution, file, network, process and import
 primitives) and what the message says.
 
+A known name is rated by what it can do (the table is in
+``docs/mitigations/AML.M0016.md``): constructors of the supported libraries are
+allowed silently (most derived mechanically from the libraries' own pickles, see
+:mod:`atlasguard.artifacts._allowlist_derived`); plain value types and pure
+built-in functions are allowed but reported at ``info`` or ``low``; classes of the
+author's training script (``__main__``) are ``medium``, since loading needs the
+author's code; TorchScript types (``__torch__``) are ``info``.
+
+User entries are ``module.Name`` (allow that import) or ``sha256:<hex>`` (allow
+the code a model folder names, by the digest a ``model-code`` finding reports).
+
 Allow entries are exact ``(module, qualname)`` pairs, or tightly scoped
 patterns: a module prefix plus a single CapWords class name (no further dots),
 so ``torch`` + ``os.system`` can never match an entry by prefix.
@@ -18,6 +29,9 @@ True
 (False, 'critical')
 >>> allow.verdict("torch", "os.system").target
 'os.system'
+>>> v = allow.verdict("argparse", "Namespace")
+>>> (v.allowed, v.severity.label)
+(True, 'info')
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from atlasguard.artifacts._allowlist_derived import DERIVED
 from atlasguard.artifacts.findings import Severity
 from atlasguard.errors import UsageError
 
@@ -37,12 +52,18 @@ def _words(text: str) -> tuple[str, ...]:
 
 __all__ = [
     "DANGEROUS_MODULES",
+    "DIGEST_PREFIX",
     "LOADERS",
     "AllowList",
     "Verdict",
+    "digest_entries",
+    "importable_module",
     "parse_allow_entry",
+    "rated_names",
     "resolve_import",
 ]
+
+DIGEST_PREFIX = "sha256:"
 
 # Modules whose mere presence on an import path means code execution, file,
 # process, network or import power. A dotted path that walks through one of
@@ -212,6 +233,18 @@ _rebuild_wrapper_subclass
         for n in ("UntypedStorage", "TypedStorage", "_TypedStorage", "_UntypedStorage")
     }
     | {
+        # TorchScript's pickles build lists with these identity functions
+        ("torch.jit._pickle", n)
+        for n in tuple(
+            _words(
+                """
+build_intlist build_tensorlist build_doublelist build_boollist build_complexlist
+build_tensor_from_id restore_type_tag
+"""
+            )
+        )
+    }
+    | {
         ("torch._tensor", "_rebuild_from_type_v2"),
         ("torch.serialization", "_get_layout"),
         ("torch.nn.parameter", "Parameter"),
@@ -301,6 +334,9 @@ bool str NoneType Ellipsis NotImplemented
         ("joblib.numpy_pickle", "NDArrayWrapper"),
     }
     | {("sklearn.tree._tree", "Tree"), ("sklearn.utils._bunch", "Bunch")}
+    # pandas 1.3-1.4 pickled a block as partial(new_block, ndim=...)(values, placement);
+    # those versions have no wheels for the Pythons the derivation runs on.
+    | {("pandas.core.internals.blocks", "new_block")}
 )
 
 # Module roots that the deny table calls critical; the messages name the family.
@@ -388,6 +424,10 @@ _CRITICAL_PAIRS: dict[tuple[str, str], str] = {
     ("joblib", "load"): "nested unpickling",
     ("copyreg", "__newobj__"): "object construction",
     ("copyreg", "__newobj_ex__"): "object construction",
+    # NumPy 1.x's ufunc reconstructor imports any module.attribute its arguments name
+    ("numpy.core", "_ufunc_reconstruct"): "arbitrary import",
+    ("numpy._core", "_ufunc_reconstruct"): "arbitrary import",
+    ("numpy.core._internal", "_ufunc_reconstruct"): "arbitrary import",
 }
 _CRITICAL_TORCH_PREFIXES = tuple(
     _words(
@@ -400,18 +440,70 @@ torch._export torch.export torch.fx
 )
 
 
+_VALUE = "a plain value type: building one runs no code and touches no file"
+_PATH = "a path value: building one touches no file (its methods are separate names)"
+_PURE = "a pure built-in function, called only with the pickle's own data"
+_FUTURE = "a __future__ feature flag: a constant"
+
+# Known names that are data or pure functions: allowed, reported for the record.
+_RATED: dict[tuple[str, str], tuple[Severity, str]] = {
+    ("types", "SimpleNamespace"): (Severity.INFO, _VALUE),
+    ("argparse", "Namespace"): (Severity.INFO, _VALUE),
+    **{
+        (m, n): (Severity.INFO, _PATH)
+        for m in ("pathlib", "pathlib._local")
+        for n in _words("Path PurePath PosixPath WindowsPath PurePosixPath PureWindowsPath")
+    },
+    **{
+        ("__future__", n): (Severity.INFO, _FUTURE)
+        for n in _words(
+            """
+annotations division absolute_import print_function unicode_literals generators
+nested_scopes with_statement generator_stop barry_as_FLUFL _Feature
+"""
+        )
+    },
+    **{
+        ("builtins", n): (Severity.LOW, _PURE)
+        for n in _words(
+            """
+len abs min max sum round divmod pow sorted reversed enumerate zip chr ord bin hex
+oct hash repr ascii format isinstance issubclass all any
+"""
+        )
+    },
+}
+
+_MAIN = (
+    "a class from the author's training script: needs the author's code to load "
+    "(the loading program's own __main__ supplies it)"
+)
+_TORCHSCRIPT = (
+    "a TorchScript type, compiled by torch.jit.load from the archive's own code/ "
+    "(no Python module of that name exists)"
+)
+
+
+def rated_names() -> dict[tuple[str, str], tuple[Severity, str]]:
+    """The known harmless names and how they are reported (for the documentation table)."""
+    return dict(_RATED)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What the allow-list says of one import.
 
     ``target`` is the dotted path the import resolves to (``os.system`` for
-    ``torch`` + ``os.system``); ``severity`` is ``None`` when allowed.
+    ``torch`` + ``os.system``). ``severity`` is ``None`` when nothing is to be
+    reported; an allowed name may still carry ``info`` or ``low`` (plain values,
+    pure built-ins). ``rule`` names the finding a reported verdict raises.
     """
 
     target: str
     allowed: bool
     severity: Severity | None
     reason: str
+    rule: str = "pickle-import"
 
 
 def resolve_import(module: str, name: str, *, protocol: int) -> tuple[str, str]:
@@ -433,13 +525,44 @@ def resolve_import(module: str, name: str, *, protocol: int) -> tuple[str, str]:
     return module, name
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+
+
 def parse_allow_entry(entry: str) -> str:
-    """Validate a user allow entry ``module.Name`` and return it normalised."""
+    """Validate a user allow entry and return it normalised.
+
+    ``module.Name`` allows one pickle import; ``sha256:<64 hex digits>`` allows the
+    code of a model folder or archive by the digest a ``model-code`` finding names.
+
+    >>> parse_allow_entry(" SHA256:" + "AB" * 32) == "sha256:" + "ab" * 32
+    True
+    """
     text = entry.strip()
+    if text[: len(DIGEST_PREFIX)].lower() == DIGEST_PREFIX:
+        digest = text[len(DIGEST_PREFIX) :].lower()
+        if not _HEX64.match(digest):
+            raise UsageError(
+                f"allow entry {entry!r} is not of the form sha256:<64 hexadecimal digits>"
+            )
+        return DIGEST_PREFIX + digest
     parts = text.split(".")
     if len(parts) < 2 or not all(p.isidentifier() for p in parts):
-        raise UsageError(f"allow entry {entry!r} is not of the form module.Name")
+        raise UsageError(f"allow entry {entry!r} is not of the form module.Name or sha256:<digest>")
     return text
+
+
+def digest_entries(entries: Iterable[str]) -> frozenset[str]:
+    """The hexadecimal digests among (already normalised) allow entries."""
+    return frozenset(e[len(DIGEST_PREFIX) :] for e in entries if e.startswith(DIGEST_PREFIX))
+
+
+def importable_module(module: str) -> bool:
+    """True when ``module`` is a dotted identifier, the only names an import can find.
+
+    >>> importable_module("torch.nn"), importable_module("lass M(Module):")
+    (True, False)
+    """
+    return all(part.isidentifier() for part in module.split("."))
 
 
 def _walk_target(module: str, qualname: str) -> tuple[str, str | None]:
@@ -461,14 +584,22 @@ class AllowList:
     True
     """
 
-    def __init__(self, extra: Iterable[str] = ()) -> None:
-        self._extra = frozenset(parse_allow_entry(e) for e in extra)
+    def __init__(self, extra: Iterable[str] = (), *, use_derived: bool = True) -> None:
+        entries = frozenset(parse_allow_entry(e) for e in extra)
+        self._extra = frozenset(e for e in entries if not e.startswith(DIGEST_PREFIX))
+        self._digests = digest_entries(entries)
+        self._derived = _DERIVED_EXACT if use_derived else frozenset()
         self._cache: dict[tuple[str, str], Verdict] = {}
 
     @property
     def extra(self) -> frozenset[str]:
-        """The entries the user added."""
+        """The ``module.Name`` entries the user added."""
         return self._extra
+
+    @property
+    def digests(self) -> frozenset[str]:
+        """The ``sha256:`` digests the user allowed (hexadecimal, without the prefix)."""
+        return self._digests
 
     def is_allowed(self, module: str, qualname: str) -> bool:
         """True when ``module``/``qualname`` (already resolved) is on the allow-list."""
@@ -485,7 +616,7 @@ class AllowList:
         return cached
 
     def _builtin_allowed(self, module: str, qualname: str) -> bool:
-        if (module, qualname) in _EXACT:
+        if (module, qualname) in _EXACT or (module, qualname) in self._derived:
             return True
         if "." in qualname or not _CAPWORDS.match(qualname) or qualname in _PATTERN_NAME_DENY:
             return False
@@ -502,10 +633,19 @@ class AllowList:
             return Verdict(full, True, None, "allowed by the user")
         if self._builtin_allowed(module, qualname):
             return Verdict(full, True, None, "on the built-in allow-list")
+        rated = _RATED.get((module, qualname))
+        if rated is not None:
+            return Verdict(full, True, rated[0], rated[1])
         target, via = _walk_target(module, qualname)
         critical = self._critical_reason(module, qualname, target, via)
         if critical is not None:
             return Verdict(target, False, Severity.CRITICAL, critical)
+        root = module.split(".", 1)[0]
+        if via is None and importable_module(module) and qualname.isidentifier():
+            if module == "__main__" and not qualname.startswith("__"):
+                return Verdict(full, False, Severity.MEDIUM, _MAIN, "pickle-author-code")
+            if root == "__torch__":
+                return Verdict(full, False, Severity.INFO, _TORCHSCRIPT)
         return Verdict(target, False, Severity.HIGH, "not on the allow-list")
 
     @staticmethod
@@ -538,3 +678,10 @@ class AllowList:
         if target != f"{module}.{qualname}" and via is not None:
             return "dotted path through a dangerous module"
         return None
+
+
+_DERIVED_EXACT: frozenset[tuple[str, str]] = frozenset(
+    (module, name)
+    for entries in DERIVED.values()
+    for module, _, name in (entry.partition(":") for entry in entries)
+)

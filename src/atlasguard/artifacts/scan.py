@@ -29,7 +29,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from atlasguard.artifacts.allowlist import parse_allow_entry
+from pydantic import field_validator
+
+from atlasguard.artifacts.allowlist import digest_entries, parse_allow_entry
 from atlasguard.artifacts.findings import FileReport, Finding, Location
 from atlasguard.artifacts.formats.base import (
     HEAD_BYTES,
@@ -40,6 +42,7 @@ from atlasguard.artifacts.formats.base import (
     limit_finding,
     unreadable_finding,
 )
+from atlasguard.artifacts.formats.codefolders import CodeIndex
 from atlasguard.controls import Control, ControlSettings
 from atlasguard.errors import UsageError
 
@@ -77,10 +80,22 @@ FORMAT_MODULES: tuple[str, ...] = tuple(
 
 
 class ScanSettings(ControlSettings):
-    """``[controls.scan]``: the threshold that fails a scan, extra allowed imports."""
+    """``[controls.scan]``: the threshold that fails a scan, what the user allowed.
+
+    ``allow`` holds ``module.Name`` pickle imports and ``sha256:<digest>`` entries
+    that allow the code of a model folder (the digest a ``model-code`` finding names).
+    """
 
     fail_on: Literal["critical", "high", "medium", "low"] = "high"
     allow: tuple[str, ...] = ()
+
+    @field_validator("allow")
+    @classmethod
+    def _valid_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return tuple(parse_allow_entry(v) for v in value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
 
 
 CONTROLS = (
@@ -189,13 +204,16 @@ def scan_stream(
 ) -> tuple[str, list[Finding]]:
     """Scan one seekable stream; returns ``(format, findings)``."""
     limits = limits or Limits()
+    index = CodeIndex()
     ctx = ScanContext(
         limits=limits,
         allow=frozenset(parse_allow_entry(a) for a in allow),
         dispatch=dispatch,
         deadline=time.monotonic() + limits.max_seconds_per_file,
+        observer=index,
     )
     findings = dispatch(stream, ctx)
+    findings += index.resolve(digest_entries(ctx.allow))
     return (ctx.formats_seen[0] if ctx.formats_seen else "unknown"), findings
 
 
@@ -251,19 +269,25 @@ def _scan_file(path: Path, display: str, allow: frozenset[str], limits: Limits) 
         hasher = _FileHasher(raw.fileno())
         # A small buffer: container scanners seek a lot, and every seek refills it.
         stream = io.BufferedReader(raw, buffer_size=64 * 1024)
+        index = CodeIndex()
         ctx = ScanContext(
             limits=limits,
             allow=allow,
             dispatch=dispatch,
             deadline=time.monotonic() + limits.max_seconds_per_file,
+            observer=index,
         )
+        examined = False
         try:
+            index.observe_file(display, stream)
             findings = dispatch(stream, ctx)
+            examined = True
         except LimitExceeded as exc:
             findings = [limit_finding(exc)]
         except OSError as exc:
             findings = [unreadable_finding(f"read error: {exc}", Location())]
         fmt = ctx.formats_seen[0] if ctx.formats_seen else "unknown"
+        findings += _code_findings(index, ctx, path, stream, display, fmt if examined else None)
         try:
             digest = hasher.finish()
         except OSError:
@@ -271,6 +295,24 @@ def _scan_file(path: Path, display: str, allow: frozenset[str], limits: Limits) 
         return FileReport(
             path=display, format=fmt, sha256=digest, size=size, findings=tuple(findings)
         )
+
+
+def _code_findings(
+    index: CodeIndex,
+    ctx: ScanContext,
+    path: Path,
+    stream: BinaryIO,
+    display: str,
+    fmt: str | None,
+) -> list[Finding]:
+    """Code a model folder names (resolved against the file's folder), misnamed files."""
+    try:
+        found = index.resolve(digest_entries(ctx.allow), disk=path)
+        if fmt is not None:
+            found += index.member_scanned(display, fmt, stream, Location())
+    except OSError as exc:
+        found = [unreadable_finding(f"read error: {exc}", Location())]
+    return found
 
 
 def iter_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[Path, str]]:

@@ -15,7 +15,7 @@ import lzma
 import zlib
 from collections.abc import Callable
 
-from atlasguard.artifacts.formats._pickle_ops import UNKNOWN, Obj, PickleDict
+from atlasguard.artifacts.formats._pickle_ops import UNKNOWN, Global, Obj, PickleDict
 
 __all__ = ["DECODERS", "NESTED_MAX_BYTES", "decode", "dtype_size"]
 
@@ -51,9 +51,13 @@ DECODERS = frozenset(
 
 def dtype_size(dtype: object) -> tuple[int | None, bool]:
     """Item size of a pickled ``numpy.dtype`` and whether it holds Python objects."""
+    if isinstance(dtype, Obj) and dtype.factory.name == "_convert_to_stringdtype_kwargs":
+        return None, True  # NumPy 2's StringDType: hasobject, so joblib pickles the array
     if not isinstance(dtype, Obj) or not isinstance(dtype.args, tuple) or not dtype.args:
         return None, False
     spec = dtype.args[0]
+    if isinstance(spec, Global):
+        return _scalar_type_size(spec, dtype.state)
     if not isinstance(spec, str) or not spec:
         return None, False
     state = dtype.state
@@ -63,6 +67,42 @@ def dtype_size(dtype: object) -> tuple[int | None, bool]:
         return state[5], False
     digits = spec.lstrip("<>=|").lstrip("bBiuUfcmMOSVa?")
     return (int(digits), False) if digits.isdigit() else (None, False)
+
+
+# Fixed-size scalar types other packages register with NumPy (bfloat16, float8...):
+# a dtype of one pickles as numpy.dtype(<the type>); any other class means object.
+_REGISTERED_SCALARS = frozenset(
+    [
+        "bfloat16",
+        "bcomplex32",
+        "complex32",
+        "float4_e2m1fn",
+        "float6_e2m3fn",
+        "float6_e3m2fn",
+        "float8_e3m4",
+        "float8_e4m3",
+        "float8_e4m3b11fnuz",
+        "float8_e4m3fn",
+        "float8_e4m3fnuz",
+        "float8_e5m2",
+        "float8_e5m2fnuz",
+        "float8_e5m3fnu",
+        "float8_e8m0fnu",
+        "int1",
+        "int2",
+        "int4",
+        "uint1",
+        "uint2",
+        "uint4",
+    ]
+)
+
+
+def _scalar_type_size(spec: Global, state: object) -> tuple[int | None, bool]:
+    if spec.module != "ml_dtypes" or spec.name not in _REGISTERED_SCALARS:
+        return None, True  # numpy.dtype(<a Python class>) is the object dtype
+    size = state[5] if isinstance(state, tuple) and len(state) > 5 else None
+    return (size, False) if isinstance(size, int) and 0 < size <= 16 else (None, False)
 
 
 def _mentions_object(value: object, depth: int) -> bool:

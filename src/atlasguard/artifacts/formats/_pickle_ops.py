@@ -26,6 +26,7 @@ __all__ = [
     "UNKNOWN",
     "CallSite",
     "Global",
+    "Guarded",
     "Machine",
     "Malformed",
     "Obj",
@@ -66,6 +67,18 @@ class Global:
     module: str
     name: str
     offset: int
+
+
+@dataclass(slots=True, eq=False)
+class Guarded(Global):
+    """An import judged where it is used (``getattr``, ``functools.partial``...).
+
+    The machine counts every push of it onto the stack, so the analysis can tell
+    whether each one was consumed where it could be checked.
+    """
+
+    pushes: int = 0
+    checked: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -229,6 +242,8 @@ class Machine:
     def _push(self, value: object, offset: int) -> None:
         if len(self.stack) >= MAX_STACK:
             raise Malformed(f"stack deeper than {MAX_STACK} items", offset)
+        if type(value) is Guarded:
+            value.pushes += 1
         self.stack.append(value)
 
     # -- the run ------------------------------------------------------------
@@ -375,8 +390,7 @@ class Machine:
                     if len(items) % 2 and COLLAPSED not in items:
                         raise Malformed("odd number of items for SETITEMS", offset)
                     if isinstance(target, PickleDict):
-                        for i in range(0, len(items), 2):
-                            self._setitem(target, items[i], items[i + 1])
+                        self._setitems(target, items)
         elif op in (0x61, 0x73):  # APPEND SETITEM
             value = self._pop(offset)
             if op == 0x73:
@@ -406,8 +420,7 @@ class Machine:
             if len(items) % 2 and COLLAPSED not in items:
                 raise Malformed("odd number of items for DICT", offset)
             d = PickleDict()
-            for i in range(0, min(len(items), 2 * KEEP_DICT), 2):
-                self._setitem(d, items[i], items[i + 1])
+            self._setitems(d, items[: 2 * KEEP_DICT])
             self._push(d, offset)
         elif op == 0x95:  # FRAME: read linearly, as the C unpickler does
             r.take(8)
@@ -514,6 +527,15 @@ class Machine:
             self.r.skip(n)
             return UNKNOWN
         return self._keep_str(self.r.take(n), offset, encoding=encoding)
+
+    @classmethod
+    def _setitems(cls, target: PickleDict, items: list[object]) -> None:
+        # A collapsed run stands for an unknown number of items: past it, keys and
+        # values can no longer be paired (an odd count there crashed the scanner).
+        for i in range(0, len(items) - 1, 2):
+            if items[i] is COLLAPSED or items[i + 1] is COLLAPSED:
+                return
+            cls._setitem(target, items[i], items[i + 1])
 
     @staticmethod
     def _setitem(target: PickleDict, key: object, value: object) -> None:

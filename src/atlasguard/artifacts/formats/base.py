@@ -25,6 +25,7 @@ __all__ = [
     "FormatScanner",
     "LimitExceeded",
     "Limits",
+    "MemberObserver",
     "ScanContext",
     "limit_finding",
     "unreadable_finding",
@@ -62,6 +63,20 @@ class _Budget:
     decompressed: int = 0
 
 
+class MemberObserver(Protocol):
+    """Watches every file and member a scan reads (code folders, misnamed files)."""
+
+    def observe_member(self, container: str | None, name: str, stream: BinaryIO) -> None:
+        """Called before member ``name`` of ``container`` is dispatched."""
+        ...
+
+    def member_scanned(
+        self, name: str, fmt: str, stream: BinaryIO, where: Location
+    ) -> list[Finding]:
+        """Called after it was scanned as ``fmt``; returns findings to add."""
+        ...
+
+
 @dataclass(slots=True)
 class ScanContext:
     """What a format scanner needs beyond the stream: limits, allow-list, recursion.
@@ -80,6 +95,7 @@ class ScanContext:
     deadline: float = field(default_factory=lambda: time.monotonic() + 120.0)
     budget: _Budget = field(default_factory=_Budget)
     formats_seen: list[str] = field(default_factory=list)
+    observer: MemberObserver | None = None
 
     def location(self, offset: int | None = None, inner: str | None = None) -> Location:
         """A location at ``offset`` in this stream, or in its member ``inner``."""
@@ -121,6 +137,7 @@ class ScanContext:
             deadline=self.deadline,
             budget=self.budget,
             formats_seen=self.formats_seen,
+            observer=self.observer,
         )
 
     def scan_member(self, stream: BinaryIO, name: str) -> list[Finding]:
@@ -129,7 +146,14 @@ class ScanContext:
             child = self.child(name)
         except LimitExceeded as exc:
             return [limit_finding(exc)]
-        return self.dispatch(stream, child)
+        observer = self.observer
+        if observer is None:
+            return self.dispatch(stream, child)
+        observer.observe_member(self.member, name, stream)
+        seen = len(self.formats_seen)
+        found = self.dispatch(stream, child)
+        fmt = self.formats_seen[seen] if len(self.formats_seen) > seen else "unknown"
+        return found + observer.member_scanned(name, fmt, stream, child.location())
 
 
 @runtime_checkable

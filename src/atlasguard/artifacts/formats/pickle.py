@@ -30,9 +30,10 @@ import io
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from atlasguard.artifacts.allowlist import LOADERS, AllowList, resolve_import
+from atlasguard.artifacts.allowlist import LOADERS, AllowList, importable_module, resolve_import
 from atlasguard.artifacts.findings import Finding, Severity
 from atlasguard.artifacts.formats._pickle_decode import DECODERS, decode, dtype_size
+from atlasguard.artifacts.formats._pickle_guard import GUARDED, NOT_HANDLED, Guards
 from atlasguard.artifacts.formats._pickle_ops import (
     UNKNOWN,
     CallSite,
@@ -70,6 +71,7 @@ class _Analysis:
         self.counts: dict[tuple[str, str], int] = {}
         self.kind = "pickle"
         self.machine: Machine | None = None
+        self.guards = Guards(self)
 
     # -- findings -----------------------------------------------------------
     def add(
@@ -95,6 +97,7 @@ class _Analysis:
             self.counts.setdefault((f.rule, f"{f.location}:{f.message}"), 1)
 
     def result(self) -> list[Finding]:
+        self.guards.finish()
         out = []
         for k, f in self.findings.items():
             n = self.counts.get(k, 1)
@@ -113,12 +116,14 @@ class _Analysis:
     # -- machine callbacks --------------------------------------------------
     def on_import(self, module: str, name: str, offset: int, proto: int) -> object:
         mod, qual = resolve_import(module, name, protocol=proto)
+        if (mod, qual) in GUARDED and f"{mod}.{qual}" not in self.allow.extra:
+            return self.guards.new(mod, qual, offset)
         verdict = self.allow.verdict(mod, qual)
-        if not verdict.allowed and verdict.severity is not None:
+        if verdict.severity is not None:
             shown = f"{mod}.{qual}"
             via = f" (resolves to {verdict.target})" if verdict.target != shown else ""
             self.add(
-                "pickle-import",
+                verdict.rule,
                 shown,
                 verdict.severity,
                 f"imports {shown}{via}: {verdict.reason}",
@@ -153,6 +158,9 @@ class _Analysis:
             )
 
     def on_call(self, site: CallSite) -> object:
+        guarded = self.guards.on_call(site)
+        if guarded is not NOT_HANDLED:
+            return guarded
         func = site.callable
         if not isinstance(func, Global):
             what = "an extension-registry object" if func is UNKNOWN else _describe(func)
@@ -190,6 +198,7 @@ class _Analysis:
         )
 
     def on_build(self, target: object, state: object, offset: int) -> None:
+        self.guards.on_build(target, state, offset)
         if isinstance(target, Global):
             self.add(
                 "pickle-build-global",
@@ -411,7 +420,10 @@ def looks_like_pickle(head: bytes) -> bool:
     seen: list[bool] = []
 
     def note_import(_m: str, _n: str, offset: int, _p: int) -> object:
-        seen.append(True)
+        # No module has a name that is not a dotted identifier, so pickle.load stops
+        # at such an import: text that starts with "class X(Base):" is no pickle.
+        if importable_module(_m):
+            seen.append(True)
         return Global(_m, _n, offset)
 
     # only imports make a pickle dangerous: a call on junk (an int) fails when loaded,
