@@ -379,3 +379,40 @@ def test_policy_file_table_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings_policy(loaded) == QuotaPolicy(rate=(5, 1.0), burst=8)
     with pytest.raises(PolicyError, match=r"controls\.quotas\.rate"):
         policy_module.load_policy_text('[controls.quotas]\nrate = "5/fortnight"\n')
+
+
+@given(
+    st.integers(min_value=0, max_value=10**6),
+    st.sampled_from(["/", " / ", " per ", "per"]),
+    st.one_of(st.none(), st.integers(min_value=1, max_value=100)),
+    st.sampled_from(["second", "minute", "hour", "day", "month", "year", "fortnight", "sec"]),
+    st.booleans(),
+    st.booleans(),
+)
+@settings(max_examples=300)
+def test_the_rate_parser_reads_what_the_limits_library_reads(
+    amount: int, sep: str, multiple: int | None, unit: str, plural: bool, upper: bool
+) -> None:
+    """Our parser (so reading a policy needs no `limits` import) agrees with `limits`."""
+    import limits
+
+    text = f"{amount}{sep}{'' if multiple is None else f'{multiple} '}{unit}{'s' if plural else ''}"
+    text = text.upper() if upper else text
+    try:
+        theirs: tuple[int, float] | None = None
+        item = limits.parse(text)
+        theirs = (int(item.amount), float(item.get_expiry()))
+    except ValueError:
+        theirs = None
+    try:
+        ours: tuple[int, float] | None = parse_rate(text)
+    except UsageError:
+        ours = None
+    if theirs is not None and (theirs[0] <= 0 or theirs[1] <= 0):
+        theirs = None  # limits accepts "0/second"; a quota that admits nothing is refused
+    assert ours == theirs, text
+
+
+def test_a_zero_period_is_refused_where_limits_reads_one() -> None:
+    with pytest.raises(UsageError):
+        parse_rate("10/0 seconds")  # limits.parse reads 10 per 1 second: a surprise
