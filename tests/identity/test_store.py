@@ -185,3 +185,18 @@ def test_failed_authentications_are_throttled_per_client_not_valid_keys() -> Non
     with pytest.raises(Denied) as other:
         access.authenticate("agk_0123456789abcdef_" + "x" * 43, client="10.0.0.10")
     assert other.value.reason == "unauthenticated"  # another client has its own budget
+
+
+def test_valid_keys_pass_while_other_threads_reload_the_key_table(engine: Engine) -> None:
+    """Every check re-reads the table (refresh 0) from 4 threads: a valid key never fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = IdentityStore.create(engine, refresh_seconds=0.0)
+    keys = [store.create_key(f"user{i}").secret for i in range(4)]
+
+    def check(i: int) -> str:
+        return store.authenticate(keys[i % 4], slow=False).name
+
+    with ThreadPoolExecutor(4) as pool:
+        names = list(pool.map(check, range(200)))
+    assert names == [f"user{i % 4}" for i in range(200)]
