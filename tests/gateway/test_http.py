@@ -272,3 +272,6 @@ def test_metrics_and_audit_trail(server: Server) -> None:
     usage = {r["principal"]: r for r in json.loads(report.stdout)}
     assert usage["demo"]["allowed"] >= 1
     assert usage["-"]["denied"] >= 1  # the unauthenticated attempts are recorded too
+    # The audit log is the per-request record: by default no access-log line per request.
+    log = (server.root / "server.log").read_text()
+    assert "uvicorn.access" not in log and '"POST /v2/models' not in log

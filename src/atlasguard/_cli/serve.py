@@ -59,6 +59,11 @@ def serve(
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    access_log: bool = typer.Option(
+        False,
+        "--access-log/--no-access-log",
+        help="Also log one line per HTTP request (the audit log already records every call).",
+    ),
 ) -> None:
     """Serve the policy's models over the Open Inference Protocol, behind every guard."""
     import uvicorn
@@ -84,6 +89,7 @@ def serve(
             host=host,
             port=port,
             log_config=log_config,
+            access_log=access_log,
             timeout_graceful_shutdown=10,
             http=GuardedHttpToolsProtocol,
         )
@@ -102,6 +108,7 @@ def serve(
             port=port,
             workers=workers,
             log_config=log_config,
+            access_log=access_log,
             timeout_graceful_shutdown=10,
             http=GuardedHttpToolsProtocol,
         )

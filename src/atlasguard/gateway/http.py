@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from atlasguard.errors import UnsafeArtifactError
@@ -177,5 +177,33 @@ async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, at most ``limit`` bytes (``Denied(too-large)`` beyond)."""
-    return b"".join([chunk async for chunk in body_chunks(request, limit)])
+    """The whole body, at most ``limit`` bytes (``Denied(too-large)`` beyond).
+
+    The same rules as :func:`body_chunks`, without its generator: the common
+    one-message body costs one ``receive`` and no timer reschedule.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    receive = request.receive
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_IDLE_SECONDS) as idle:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+                idle.reschedule(asyncio.get_running_loop().time() + BODY_IDLE_SECONDS)
+    except TimeoutError:
+        raise Denied(
+            f"the request body stopped arriving for {BODY_IDLE_SECONDS:g} s", reason="timeout"
+        ) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
