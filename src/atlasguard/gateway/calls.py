@@ -126,7 +126,7 @@ async def audited(
 ) -> Response:
     """Run ``work``; record its outcome (durably) before its answer leaves."""
     gateway = gateway_of(request)
-    with gateway.deployment.audit.coming():  # the audit writer waits for this record
+    with gateway.deployment.auditor.coming():  # the audit writer waits for this record
         return await _audited(request, gateway, action, name, work)
 
 

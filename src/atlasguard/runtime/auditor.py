@@ -21,6 +21,7 @@ refused (fail closed) with ``Denied(reason="audit-unavailable")``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time as clock
@@ -139,6 +140,16 @@ class Auditor:
             request_id=outcome.request_id,
             details=outcome.details,
         )
+
+    def coming(self) -> contextlib.AbstractContextManager[None]:
+        """Announce a call that will record an outcome before it ends (see AuditLog.coming).
+
+        The log's writer then waits for that record instead of committing
+        without it: one commit serves calls that run side by side.
+        """
+        if self.log is None:
+            return contextlib.nullcontext()
+        return self.log.coming()
 
     def record(self, outcome: Outcome) -> None:
         """Write ``outcome`` and wait until it is durable; ``Denied(audit-unavailable)``."""

@@ -93,6 +93,12 @@ class Protected:
         is an API key or a token of the deployment. Returns once the call's audit
         record is durable.
         """
+        with self.auditor.coming():
+            return self._call(inputs, credential, request_id)
+
+    def _call(
+        self, inputs: Mapping[str, object], credential: str | None, request_id: str | None
+    ) -> Response:
         outcome = Outcome(
             action="infer", model=self.name, request_id=request_id or new_request_id()
         )
