@@ -112,3 +112,38 @@ def test_reads_are_in_the_audit_log_and_it_verifies(cli: Any, tmp_path: Path) ->
     res = cli("audit", "verify", *c)
     assert res.exit_code == 0, res.stderr
     assert "4 records" in res.stdout
+
+
+def test_a_new_deployment_says_how_to_get_a_grant_and_the_steps_work(
+    cli: Any, tmp_path: Path
+) -> None:
+    """init prints the bootstrap step; a refused push says how to get a grant; both work."""
+    import re
+    import shlex
+
+    from atlasguard._cli import init as init_cli
+
+    if "init" not in {c.name for c in app.registered_commands}:
+        init_cli.register(app)
+    res = cli("init", str(tmp_path / "new"))
+    assert res.exit_code == 0, res.stderr
+    config = str(tmp_path / "new" / "atlasguard.toml")
+    steps = [shlex.split(s) for s in re.findall(r"`atlasguard ([^`]*)`", res.stderr)]
+    assert [s[:2] for s in steps] == [
+        ["keys", "create"],
+        ["registry", "push"],
+        ["registry", "grant"],
+    ]
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"\x08\x07" + b"0" * 64)
+    refused = cli("registry", "push", "digits", str(model), "--config", config, "-p", "ann")
+    assert refused.exit_code == 1 and "no-grant-for-create" in refused.stderr
+    assert "atlasguard registry grant" in refused.stderr and "--admin" in refused.stderr
+    assert cli(*steps[0]).exit_code == 0  # keys create ... --admin, as printed
+    assert steps[1][2:4] == ["NAME", "PATH"]
+    res = cli(*steps[1][:2], "digits", str(model), *steps[1][4:])
+    assert res.exit_code == 0, res.stderr
+    grant = [{"PRINCIPAL": "ann", "PATTERN": "digits"}.get(a, a) for a in steps[2]]
+    assert cli(*grant).exit_code == 0
+    res = cli("registry", "show", "digits", "--config", config, "-p", "ann")
+    assert res.exit_code == 0, res.stderr

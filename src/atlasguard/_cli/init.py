@@ -37,6 +37,15 @@ def init(
     )
     model = project.demo
     if model is None or project.admin_key is None or project.demo_key is None:
+        config = escape(str(project.policy_path))
+        err_console.print(
+            "next, make an admin principal (deny by default: nobody holds a grant yet): "
+            f"`atlasguard keys create --config {config} --principal ops --admin`; "
+            f"push as it with `atlasguard registry push NAME PATH --config {config} -p ops`, "
+            "and grant others with `atlasguard registry grant PRINCIPAL 'PATTERN' "
+            f"--role reader --config {config} -p ops`",
+            soft_wrap=True,
+        )
         return
     err_console.print(
         f"model digits: held-out accuracy {model.accuracy:.3f}; "

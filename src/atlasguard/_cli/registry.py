@@ -59,9 +59,27 @@ class Format(enum.StrEnum):
 
 
 def _call(config: Path, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Call one method of the deployment's registry, then close the deployment."""
+    """Call one method of the deployment's registry, then close the deployment.
+
+    A refusal for want of a grant says how to get one.
+    """
+    from atlasguard.registry.access import AccessDeniedError
+
     with open_deployment(config, "the registry") as deployment:
-        return getattr(deployment.registry, method)(*args, **kwargs)
+        try:
+            return getattr(deployment.registry, method)(*args, **kwargs)
+        except AccessDeniedError as exc:
+            if "no-grant" not in str(exc):
+                raise
+            raise AccessDeniedError(f"{exc}\n{GRANT_HINT.format(config=config)}") from None
+
+
+GRANT_HINT = (
+    "next: an admin, or a manager of a pattern that covers the name, grants a role "
+    "(reader, editor, manager): `atlasguard registry grant PRINCIPAL 'PATTERN' --role editor "
+    "--config {config} -p ADMIN`. No admin yet? Make one with `atlasguard keys create "
+    "--config {config} --principal ADMIN --admin` and act as it with `-p ADMIN`."
+)
 
 
 def _who(principal: str | None) -> str:
