@@ -67,18 +67,20 @@ def test_audit_rate_prints_sqlite_and_postgresql() -> None:
 
 
 @pytest.mark.bench
+@pytest.mark.services
 def test_gateway_throughput_against_a_bare_endpoint() -> None:
-    """Prints the comparison; asserts only that every request was answered 200.
+    """Issue 10, targets 1 and 2, side by side with the bare endpoint and the code before.
 
-    Issue 5's targets (>= 0.8x the bare endpoint's throughput, added p50 < 1 ms,
-    p99 < 3 ms) are printed beside the figures; docs/mitigations/AML.M0019.md
-    records how far this build is from them.
+    Prints the table and how far each figure is from its target (>= 0.8x the bare
+    throughput, added p50 < 1 ms and p99 < 3 ms; 2 workers >= 1.6x one);
+    docs/mitigations/AML.M0019.md records the figures and, where a target is
+    missed, the profile that shows why. Asserts what must hold on any machine:
+    every request answered, and the two workers admit exactly a key's quota.
     """
     bench = _load("throughput")
-    results = bench.main(["--requests", "2000", "--clients", "4", "--diagnose"])
-    assert results["bare"]["errors"] == 0
-    assert results["atlasguard"]["errors"] == 0
-    assert results["atlasguard-no-audit"]["errors"] == 0
+    results = bench.main(["--rounds", "3", "--workers", "2", "--before", "b167472"])
+    assert results["errors"] == 0
+    assert results["quota_admitted"] == 300
 
 
 @pytest.mark.bench
