@@ -105,3 +105,13 @@ def test_one_statement_commits_suffer_less_from_a_busy_gil() -> None:
     """The reason the audit log writes a SQLite batch in one call (printed, then checked)."""
     results = _load("gil_commit").main(["--commits", "200", "--busy", "2"])
     assert results["1 statement, 2 busy threads"] < results["4 statements, 2 busy threads"]
+
+
+@pytest.mark.bench
+@pytest.mark.services
+def test_two_processes_on_postgresql_and_redis_next_to_sqlite() -> None:
+    """Issue 10, many machines: req/s and audit records/s of each set-up; the log stays dense."""
+    results = _load("cluster").main(["--seconds", "10"])
+    for row in results.values():
+        assert row["dense"]
+        assert row["records_per_s"] >= row["rps"] * 0.9  # every answered request is recorded
