@@ -542,3 +542,21 @@ def test_decode_tensor_only_raises_invalid_input(raw: Any) -> None:
     except InvalidInput:
         return
     assert isinstance(name, str) and arr.size <= 1000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"inputs": [], "inputs": []}',
+        b'{"id": "a", "inputs": [{"name": "input", "name": "x", "shape": [1, 4],'
+        b' "datatype": "FP32", "data": [0, 0, 0, 0]}]}',
+        b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",'
+        b' "data": [0, 0, 0, 0], "parameters": {"a": 1, "a": 2}}]}',
+        b'{"inputs": [], "\\u0069nputs": []}',  # the same key, escaped
+    ],
+)
+def test_a_key_given_twice_in_any_object_is_refused(raw: bytes) -> None:
+    """Last-wins would let a proxy and the gateway read different requests."""
+    error = refused(raw)
+    assert "twice" in str(error)
+    assert STATUS[error.reason] == 400

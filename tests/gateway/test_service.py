@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,45 @@ def test_closing_the_gateway_signs_the_audit_head(root: Path) -> None:
     report = log.verify(verifier)
     assert report.records >= 1
     assert report.unchecked_tail == 0
+
+
+def test_admin_calls_are_recorded_as_they_ended(tmp_path: Path) -> None:
+    """A revocation that fails is a refusal in the log, never an "allow"; one that works is."""
+    project = init_project(tmp_path / "demo", demo=True)
+    assert project.admin_key is not None and project.demo_key is not None
+    policy = load_policy(project.policy_path)
+    admin = {"Authorization": f"Bearer {project.admin_key}"}
+    with TestClient(create_app(Gateway.from_policy(policy))) as client:
+        missing = client.delete("/v1/admin/keys/0123456789abcdef", headers=admin)
+        assert missing.status_code in (400, 404)
+        demo_id = project.demo_key.split("_")[1]
+        assert client.delete(f"/v1/admin/keys/{demo_id}", headers=admin).status_code == 200
+        as_user = {"Authorization": f"Bearer {project.admin_key[:-4]}AAAA"}
+        assert client.delete(f"/v1/admin/keys/{demo_id}", headers=as_user).status_code == 401
+    log = Deployment.open(policy).audit
+    revokes = [
+        (r.decision, r.details.get("target", r.model))
+        for _, r in log.records()
+        if r.action == "admin.keys.revoke"
+    ]
+    assert revokes == [
+        ("deny", "0123456789abcdef"),
+        ("allow", demo_id),
+        ("deny", demo_id),
+    ]
+
+
+def test_an_audit_log_that_cannot_be_written_is_a_503_and_no_answer(root: Path) -> None:
+    policy = load_policy(root / "atlasguard.toml")
+    key = _identity(policy).create_key("ann").secret
+    _identity(policy).grant("ann", "digits", "user")
+    with TestClient(create_app(Gateway.from_policy(policy))) as client:
+        assert _infer(client, key).status_code == 200
+        db = sqlite3.connect(root / "state" / "atlasguard.db")
+        db.execute("ALTER TABLE audit_records RENAME TO audit_records_gone")
+        db.commit()
+        db.close()
+        res = _infer(client, key)
+        assert res.status_code == 503, res.text
+        assert "outputs" not in res.json() and "Traceback" not in res.text
+        assert res.json()["reason"] == "audit-unavailable"
