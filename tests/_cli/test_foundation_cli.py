@@ -117,3 +117,48 @@ def test_python_dash_m_and_version() -> None:
         check=False,
     )
     assert res.returncode == 0 and res.stdout.startswith("atlasguard ")
+
+
+def test_the_command_table_names_what_each_module_adds() -> None:
+    """`run` imports a command's module alone: the table must match what modules register."""
+    import importlib
+
+    import typer
+
+    from atlasguard._cli import main
+
+    for module in main._COMMAND_MODULES:
+        probe = typer.Typer()
+        importlib.import_module(module).register(probe)
+        added = {c.name for c in probe.registered_commands} | {
+            g.name for g in probe.registered_groups
+        }
+        assert added == {n for n, m in main._COMMANDS.items() if m == module}, module
+
+
+def test_a_command_starts_without_the_other_commands_modules() -> None:
+    """`atlasguard scan` imports neither the server nor the database layer."""
+    code = (
+        "import sys\n"
+        "from atlasguard._cli.main import run\n"
+        "rc = run(['scan', sys.argv[1]])\n"
+        "heavy = [m for m in ('uvicorn', 'fastapi', 'sqlalchemy', 'atlasguard.gateway',"
+        " 'atlasguard._cli.serve', 'atlasguard.registry') if m in sys.modules]\n"
+        "print(rc, heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, __file__],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+
+
+def test_help_still_lists_every_command(cli: Any) -> None:
+    from atlasguard._cli import main
+
+    res = cli("--help")
+    assert res.exit_code == 0
+    for name in main._COMMANDS:
+        assert name in res.stdout

@@ -4,22 +4,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from atlasguard._cli import init as init_cli
-from atlasguard._cli import main
 from atlasguard.artifacts.keys import load_public_key
 from atlasguard.artifacts.signing import verify_model
 from atlasguard.policy import load_policy
 from atlasguard.runtime.deployment import Deployment
-
-
-@pytest.fixture(autouse=True)
-def _registered() -> None:
-    # Until `atlasguard._cli.init` is in _COMMAND_MODULES, add the command here.
-    names = {c.name for c in main.app.registered_commands}
-    if "init" not in names:
-        init_cli.register(main.app)
 
 
 def test_init_demo_prints_keys_and_curl(cli: Any, tmp_path: Path) -> None:

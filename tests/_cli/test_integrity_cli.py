@@ -11,13 +11,7 @@ from typing import Any
 
 import pytest
 
-from atlasguard._cli import integrity, main
-
-# Until the lead lists the module in main._COMMAND_MODULES, register it here once.
-if "atlasguard._cli.integrity" not in main._COMMAND_MODULES and not any(
-    c.name == "sign" for c in main.app.registered_commands
-):
-    integrity.register(main.app)
+from atlasguard._cli import integrity
 
 
 @pytest.fixture

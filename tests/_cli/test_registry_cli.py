@@ -5,19 +5,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from atlasguard._cli.main import app
-from atlasguard._cli.registry import register
 from atlasguard.policy import load_policy
 from atlasguard.runtime.deployment import Deployment
-
-
-@pytest.fixture(autouse=True)
-def _registered() -> None:
-    # Until atlasguard._cli.registry is in _COMMAND_MODULES, add it to the app here.
-    if not any(g.name == "registry" for g in app.registered_groups):
-        register(app)
 
 
 def _deployment(tmp_path: Path) -> Path:
@@ -121,10 +110,6 @@ def test_a_new_deployment_says_how_to_get_a_grant_and_the_steps_work(
     import re
     import shlex
 
-    from atlasguard._cli import init as init_cli
-
-    if "init" not in {c.name for c in app.registered_commands}:
-        init_cli.register(app)
     res = cli("init", str(tmp_path / "new"))
     assert res.exit_code == 0, res.stderr
     config = str(tmp_path / "new" / "atlasguard.toml")

@@ -139,7 +139,7 @@ def test_digest_entries_parse_and_normalise() -> None:
 def test_policy_refuses_a_malformed_allow_entry() -> None:
     from pydantic import ValidationError
 
-    from atlasguard.artifacts.scan import ScanSettings
+    from atlasguard.artifacts.settings import ScanSettings
 
     ok = ScanSettings(allow=("mypkg.Net", "SHA256:" + "c" * 64))
     assert ok.allow == ("mypkg.Net", "sha256:" + "c" * 64)

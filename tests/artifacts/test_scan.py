@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from atlasguard.artifacts import scan as scan_mod
 from atlasguard.artifacts.findings import Finding, Severity
 from atlasguard.artifacts.formats.base import LimitExceeded, Limits, ScanContext
-from atlasguard.artifacts.scan import CONTROLS, ScanSettings, scan_path, scan_paths, scan_stream
+from atlasguard.artifacts.scan import scan_path, scan_paths, scan_stream
+from atlasguard.artifacts.settings import CONTROLS, ScanSettings
 from atlasguard.errors import UsageError
 
 EVIL = b"\x80\x02cposix\nsystem\n(S'touch /nonexistent/x'\ntR."

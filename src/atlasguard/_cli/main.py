@@ -38,6 +38,25 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.registry",
     "atlasguard._cli.groups",
 )
+# The module behind each top-level command: a command imports only its own module
+# (`atlasguard scan` starts without the server, the database or the registry).
+# tests/_cli/test_foundation_cli.py checks this table against what the modules add.
+_COMMANDS: dict[str, str] = {
+    "catalog": "atlasguard._cli.catalog",
+    "policy": "atlasguard._cli.policy",
+    "coverage": "atlasguard._cli.coverage",
+    "audit": "atlasguard._cli.audit",
+    "keys": "atlasguard._cli.keys",
+    "scan": "atlasguard._cli.scan",
+    **dict.fromkeys(
+        ("hash", "keygen", "sign", "verify", "encrypt", "decrypt", "rekey"),
+        "atlasguard._cli.integrity",
+    ),
+    "serve": "atlasguard._cli.serve",
+    "init": "atlasguard._cli.init",
+    "registry": "atlasguard._cli.registry",
+    "groups": "atlasguard._cli.groups",
+}
 
 app = typer.Typer(
     name="atlasguard",
@@ -67,8 +86,15 @@ def _root(
     """
 
 
-for _name in _COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+def load_commands(command: str | None = None) -> None:
+    """Add ``command``'s module to the app, or every module (``None``); each once."""
+    present = {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    for module in _COMMAND_MODULES:
+        if command is not None and _COMMANDS.get(command) != module:
+            continue
+        names = {name for name, owner in _COMMANDS.items() if owner == module}
+        if not names <= present:
+            importlib.import_module(module).register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -77,8 +103,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     Typer reports usage errors itself (exit 2); atlasguard's own errors are
     translated here, by their ``exit_code``, without a traceback.
     """
+    args = list(argv) if argv is not None else sys.argv[1:]
+    first = next((a for a in args if not a.startswith("-")), None)
+    load_commands(first if first in _COMMANDS else None)  # help and typos see every command
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="atlasguard")
+        app(args=args, prog_name="atlasguard")
     except SystemExit as exc:
         code = exc.code
         if code is None:

@@ -138,7 +138,7 @@ class LoadGate:
     def from_policy(cls, policy: Policy) -> LoadGate:
         """The gate ``policy`` describes; raises :class:`ConfigurationError` if it cannot."""
         from atlasguard.artifacts.keys import load_keyring, load_public_key
-        from atlasguard.artifacts.scan import ScanSettings
+        from atlasguard.artifacts.settings import ScanSettings
         from atlasguard.artifacts.signing import SigningSettings
 
         scan = policy.settings("scan")

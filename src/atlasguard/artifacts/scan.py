@@ -27,9 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Literal
-
-from pydantic import field_validator
+from typing import BinaryIO
 
 from atlasguard.artifacts.allowlist import digest_entries, parse_allow_entry
 from atlasguard.artifacts.findings import FileReport, Finding, Location
@@ -43,13 +41,10 @@ from atlasguard.artifacts.formats.base import (
     unreadable_finding,
 )
 from atlasguard.artifacts.formats.codefolders import CodeIndex
-from atlasguard.controls import Control, ControlSettings
 from atlasguard.errors import UsageError
 
 __all__ = [
-    "CONTROLS",
     "FORMAT_MODULES",
-    "ScanSettings",
     "dispatch",
     "iter_files",
     "scan_path",
@@ -78,37 +73,6 @@ FORMAT_MODULES: tuple[str, ...] = tuple(
     )
 )
 
-
-class ScanSettings(ControlSettings):
-    """``[controls.scan]``: the threshold that fails a scan, what the user allowed.
-
-    ``allow`` holds ``module.Name`` pickle imports and ``sha256:<digest>`` entries
-    that allow the code of a model folder (the digest a ``model-code`` finding names).
-    """
-
-    fail_on: Literal["critical", "high", "medium", "low"] = "high"
-    allow: tuple[str, ...] = ()
-
-    @field_validator("allow")
-    @classmethod
-    def _valid_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        try:
-            return tuple(parse_allow_entry(v) for v in value)
-        except UsageError as exc:
-            raise ValueError(str(exc)) from None
-
-
-CONTROLS = (
-    Control(
-        key="scan",
-        title="Model-file scanning",
-        mitigates=frozenset({"AML.M0016"}),
-        summary="Scans model files of every common format by content, with an allow-list "
-        "pickle analysis, and fails on findings at or above a threshold.",
-        enable="run `atlasguard scan PATH` in CI, or set [controls.scan] enabled = true",
-        settings=ScanSettings,
-    ),
-)
 
 _loaded: tuple[FormatScanner, ...] | None = None
 
