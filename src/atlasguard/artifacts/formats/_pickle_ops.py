@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from atlasguard.artifacts.formats._pickle_reader import CHUNK, Malformed, Reader
+from atlasguard.artifacts.formats._pickle_text import load_int, load_long, memo_key
 
 __all__ = [
     "UNKNOWN",
@@ -554,21 +555,20 @@ class Machine:
     def _line_op(self, op: int, offset: int) -> None:
         data = self.r.line()
         if op in (0x67, 0x70):  # GET PUT
-            if data is None or not data.strip().isdigit():
-                raise Malformed("invalid memo key", offset)
-            key = int(data)
+            if data is None:
+                raise Malformed("memo key longer than the scanner reads", offset)
+            try:
+                key = memo_key(data)
+            except ValueError as exc:
+                raise Malformed(f"invalid memo key: {exc}", offset) from None
             if op == 0x67:
                 self._push(self.memo.get(key, offset), offset)
             else:
                 self.memo.put(key, self._top(offset), offset)
         elif op == 0x50:  # PERSID
             self._push(UNKNOWN, offset)
-        elif op == 0x49:  # INT
-            self._push(_text_int(data, offset, allow_bool=True), offset)
-        elif op == 0x4C:  # LONG
-            if data is not None and data.endswith(b"L"):
-                data = data[:-1]
-            self._push(_text_int(data, offset, allow_bool=False), offset)
+        elif op in (0x49, 0x4C):  # INT LONG
+            self._push(_text_int(data, offset, load_int if op == 0x49 else load_long), offset)
         elif op == 0x46:  # FLOAT
             self._push(UNKNOWN, offset)
         elif op == 0x53:  # STRING
@@ -586,19 +586,17 @@ class Machine:
         return self.on_import(module, name, offset, self.proto)
 
 
-def _text_int(data: bytes | None, offset: int, *, allow_bool: bool) -> object:
+def _text_int(
+    data: bytes | None, offset: int, load: Callable[[bytes], int | bool | None]
+) -> object:
+    """An INT or LONG argument, parsed as ``_pickle.c`` parses it (see ``_pickle_text``)."""
     if data is None:
         return UNKNOWN
-    if allow_bool and data in (b"00", b"01"):
-        return data == b"01"
     try:
-        return (
-            int(data)
-            if len(data) <= 64
-            else (UNKNOWN if data.strip().lstrip(b"-+").isdigit() else int(data))
-        )
+        value = load(data)
     except ValueError as exc:
-        raise Malformed("invalid literal for int", offset) from exc
+        raise Malformed(f"invalid literal for int: {exc}", offset) from None
+    return UNKNOWN if value is None else value
 
 
 def _text_string(data: bytes | None, offset: int) -> object:
