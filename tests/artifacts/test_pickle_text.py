@@ -119,3 +119,12 @@ def test_a_payload_behind_an_unusual_int_literal_is_still_found(literal: bytes) 
     payload = b"I" + literal + b"\n0cos\nsystem\n(S'true'\ntR."  # built, never loaded
     _, findings = scan_stream(io.BytesIO(payload))
     assert any(f.severity.name in ("HIGH", "CRITICAL") and "system" in f.message for f in findings)
+
+
+@pytest.mark.parametrize("frame_len", [0, 1, 5, 9, 10_000])
+def test_frames_do_not_hide_opcodes_whatever_length_they_claim(frame_len: int) -> None:
+    """The C unpickler reads frames as a read-ahead hint: opcodes may straddle a frame's end."""
+    body = b"\x8c\x02os\x8c\x06system\x93\x8c\x04true\x85R."
+    payload = b"\x80\x04\x95" + frame_len.to_bytes(8, "little") + body  # built, never loaded
+    _, findings = scan_stream(io.BytesIO(payload))
+    assert any(f.severity.name in ("HIGH", "CRITICAL") and "system" in f.message for f in findings)
