@@ -128,3 +128,17 @@ def test_frames_do_not_hide_opcodes_whatever_length_they_claim(frame_len: int) -
     payload = b"\x80\x04\x95" + frame_len.to_bytes(8, "little") + body  # built, never loaded
     _, findings = scan_stream(io.BytesIO(payload))
     assert any(f.severity.name in ("HIGH", "CRITICAL") and "system" in f.message for f in findings)
+
+
+def test_an_unreadable_pickle_inside_a_legacy_torch_file_is_high_never_silent() -> None:
+    """torch.load unpickles a legacy file's first five pickles: a part the scanner cannot
+    read, in any of them, is a high finding even before any import was seen."""
+    magic = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+    head = (
+        magic + pickle.dumps(1001, protocol=2) + pickle.dumps({"little_endian": True}, protocol=2)
+    )
+    fourth = b"\xfe junk the scanner cannot read, then cos\nsystem\n"  # protocol 0: no PROTO
+    _, findings = scan_stream(io.BytesIO(head + fourth))
+    assert any(f.severity.name in ("HIGH", "CRITICAL") for f in findings), [
+        (f.severity, f.message) for f in findings
+    ]
