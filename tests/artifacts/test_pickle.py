@@ -492,3 +492,27 @@ def test_mutated_pickles_never_raise(
 def test_random_bytes_never_raise(data: bytes) -> None:
     assert isinstance(scan(data), list)
     assert isinstance(looks_like_pickle(data), bool)
+
+
+def test_joblib_alignment_padding_is_checked_not_trusted(tmp_path: Path) -> None:
+    """joblib skips the padding its length byte announces; pickle.load runs it as opcodes."""
+    np = pytest.importorskip("numpy")
+    joblib = pytest.importorskip("joblib")
+    path = tmp_path / "a.joblib"
+    joblib.dump({"w": np.arange(3, dtype=np.float64)}, path)
+    data = path.read_bytes()
+    assert scan(data) == []  # joblib's own padding: 0xff bytes, shorter than the alignment
+    at = data.index(b"numpy_array_alignment_bytes\x94K\x10ub") + len(
+        b"numpy_array_alignment_bytes\x94K\x10ub"
+    )
+    n = data[at]
+    assert data[at + 1 : at + 1 + n] == b"\xff" * n
+    # The same file, its padding announced as 99 bytes ('c', GLOBAL to pickle.load) of opcodes.
+    opcodes = b"os\nsystem\n(S'id'\ntR0"
+    evil = data[:at] + b"c" + opcodes + b"N" * (99 - len(opcodes)) + data[at + 1 + n :]
+    findings = scan(evil)
+    assert worst(findings) is Severity.CRITICAL  # what pickle.load would run
+    assert any(f.rule == "joblib-padding" and f.severity is Severity.HIGH for f in findings)
+    # Padding that only holds other bytes is still not what joblib writes.
+    quiet = data[:at] + bytes([n]) + b"\x00" * n + data[at + 1 + n :]
+    assert [f.rule for f in scan(quiet)] == ["joblib-padding"]

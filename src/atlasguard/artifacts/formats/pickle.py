@@ -239,12 +239,27 @@ class _Analysis:
             for d in shape:
                 count *= d
             reader = machine.r
-            if items.get("numpy_array_alignment_bytes") is not None:
-                # the padding byte is no opcode: pickle.load would stop here
-                reader.skip(reader.take(1)[0])
-            elif count * itemsize:
-                self._check_pickle_view(reader, count * itemsize)
-            reader.skip(count * itemsize)
+            nbytes = count * itemsize
+            alignment = items.get("numpy_array_alignment_bytes")
+            if alignment is not None:
+                # pickle.load (not joblib) reads on from the padding's length byte
+                self._check_pickle_view(reader, 1 + 255 + nbytes)
+                at = reader.offset
+                padding = reader.take(reader.take(1)[0])
+                too_long = not isinstance(alignment, int) or len(padding) >= max(alignment, 1)
+                if too_long or padding.strip(b"\xff"):
+                    self.add(
+                        "joblib-padding",
+                        f"padding@{at}",
+                        Severity.HIGH,
+                        f"joblib alignment padding at offset {at} is not what joblib writes "
+                        f"({len(padding)} bytes, not all 0xff, or longer than the alignment): "
+                        "bytes joblib skips unread, hiding data from it",
+                        at,
+                    )
+            elif nbytes:
+                self._check_pickle_view(reader, nbytes)
+            reader.skip(nbytes)
         # joblib replaces the wrapper on the stack by the array it read
         if machine.stack:
             machine.stack[-1] = UNKNOWN
