@@ -246,7 +246,7 @@ class _Analysis:
                 self._check_pickle_view(reader, 1 + 255 + nbytes)
                 at = reader.offset
                 padding = reader.take(reader.take(1)[0])
-                too_long = not isinstance(alignment, int) or len(padding) >= max(alignment, 1)
+                too_long = not isinstance(alignment, int) or len(padding) > alignment
                 if too_long or padding.strip(b"\xff"):
                     self.add(
                         "joblib-padding",
