@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from atlasguard.artifacts.allowlist import digest_entries, parse_allow_entry
-from atlasguard.artifacts.findings import FileReport, Finding, Location
+from atlasguard.artifacts.findings import FileReport, Finding, Location, Severity
 from atlasguard.artifacts.formats.base import (
     HEAD_BYTES,
     FormatScanner,
@@ -94,16 +94,51 @@ def scanners() -> tuple[FormatScanner, ...]:
     return _loaded
 
 
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"
+WIDE_SNIFF_BYTES = 1 << 20
+"""How far dispatch reads when nothing recognises the first HEAD_BYTES (a long first opcode)."""
+
+
 def dispatch(stream: BinaryIO, ctx: ScanContext) -> list[Finding]:
-    """Scan ``stream`` with the scanner its content selects; the containers' entry point."""
+    """Scan ``stream`` as every format its content could load as; the containers' entry point.
+
+    Every scanner whose sniff accepts the head runs, not only the first, and so
+    do those for a format found further in (a zip directory at the end, an HDF5
+    signature past the head). When nothing accepts the head, the sniffs look
+    again at the first MiB: an unpickler reads a first opcode of any length. A
+    file that is valid as two formats is itself a finding: two loaders would
+    read two different things from it.
+    """
     ctx.check_time()
     stream.seek(0)
     head = stream.read(HEAD_BYTES)
+    matched = [s for s in scanners() if _sniff(s, head)]
+    if not matched and len(head) == HEAD_BYTES:
+        stream.seek(0)
+        wide = stream.read(WIDE_SNIFF_BYTES)
+        matched = [s for s in scanners() if _sniff(s, wide)]
+    if head.startswith(_ZIP_LOCAL_HEADER):
+        # Never unpickled: torch.load, joblib and NumPy open it as a zip, and pickle.load
+        # stops at its first byte (PERSID, with no persistent_load to answer it).
+        matched = [s for s in matched if s.name != "pickle"]
     stream.seek(0)
-    chosen = next((s for s in scanners() if _sniff(s, head)), None)
+    chosen = matched[0] if matched else None
     ctx.formats_seen.append(chosen.name if chosen else "unknown")
+    names = {s.name for s in matched}
+    every = matched + [s for s in _polyglot(stream, chosen) if s.name not in names]
     findings: list[Finding] = []
-    for scanner in ([chosen] if chosen else []) + _polyglot(stream, chosen):
+    kinds = sorted({s.name for s in every})
+    if len(kinds) > 1:
+        findings.append(
+            Finding(
+                rule="polyglot",
+                severity=Severity.HIGH,
+                message=f"this {_where(ctx)} is valid as {' and '.join(kinds)} at once: "
+                "different loaders read different things from it (each view was scanned)",
+                location=ctx.location(),
+            )
+        )
+    for scanner in every:
         stream.seek(0)
         _run(scanner, stream, ctx, findings)
     return findings
