@@ -61,3 +61,19 @@ def test_a_tar_header_made_of_a_pickle_string_does_not_hide_the_pickle() -> None
         assert len(tar.getmembers()) == 1
     findings = _findings(data)
     assert _runs_system(findings)
+
+
+def test_a_cut_short_end_record_does_not_hide_the_real_directory() -> None:
+    """Python's zipfile gives up at a truncated end record; PyTorch's reader skips it."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("archive/decoy", b"x" * 100)
+        zf.writestr("archive/data.pkl", b"\x80\x02" + PAYLOAD)  # built, never loaded
+    data = bytearray(buf.getvalue())
+    data[0:4] = b"PK\x03\xff"  # the first local header is broken: no walk from the start
+    data += b"PK\x05\x06\x00\x00"  # a fake end record, cut short
+    findings = _findings(bytes(data))
+    assert _runs_system(findings), [(f.rule, f.message) for f in findings]
+    assert any(f.rule == "zip-readers-disagree" and f.severity is Severity.HIGH for f in findings)

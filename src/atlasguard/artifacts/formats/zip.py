@@ -140,15 +140,44 @@ def _read_local(stream: BinaryIO, offset: int, size: int) -> _Entry | None:
     return _Entry(raw_name, flags, method, crc, csize, usize, offset, data_start)
 
 
-def _find_central(stream: BinaryIO, size: int) -> tuple[list[_Entry], list[str]]:
-    """The central directory entries (offsets adjusted for prepended data) and problems."""
+def _find_central(stream: BinaryIO, size: int) -> tuple[list[_Entry], list[str], list[str]]:
+    """The central directory entries, its problems, and where zip readers disagree.
+
+    Readers find the end record differently: Python's :mod:`zipfile` (NumPy's
+    npz, joblib, Keras) takes the last signature in the tail and gives up if
+    that record is cut short; PyTorch's reader (miniz) takes the last one that
+    is complete. Both views are read and their entries merged (offsets adjusted
+    for prepended data); a file on which they differ gets a disagreement.
+    """
     tail_len = min(size, 65536 + _EOCD_FMT.size + 20)
     stream.seek(size - tail_len)
     tail = stream.read(tail_len)
+    found: list[int] = []
     at = tail.rfind(_EOCD)
-    if at < 0 or at + _EOCD_FMT.size > len(tail):
-        return [], ["no end-of-central-directory record"]
-    eocd_pos = size - tail_len + at
+    while at >= 0:
+        found.append(at)
+        at = tail.rfind(_EOCD, 0, at)
+    complete = [a for a in found if a + _EOCD_FMT.size <= len(tail)]
+    if not complete:
+        return [], ["no end-of-central-directory record"], []
+    python_at = found[0] if found[0] in complete else None
+    miniz_at = complete[0]
+    entries, problems = _central_at(stream, size, tail, size - tail_len, miniz_at)
+    disagreements: list[str] = []
+    if python_at != miniz_at:
+        disagreements.append(
+            f"zip readers disagree: Python's zipfile finds a cut-short end record at offset "
+            f"{size - tail_len + found[0]} and fails, PyTorch's reader uses the one at "
+            f"{size - tail_len + miniz_at}"
+        )
+    return entries, problems, disagreements
+
+
+def _central_at(
+    stream: BinaryIO, size: int, tail: bytes, tail_start: int, at: int
+) -> tuple[list[_Entry], list[str]]:
+    """The entries of the central directory the end record at ``tail[at:]`` points to."""
+    eocd_pos = tail_start + at
     _s, _d, _dcd, _n, count, cd_size, cd_offset, _clen = _EOCD_FMT.unpack_from(tail, at)
     cd_end = eocd_pos
     loc_at = at - 20
@@ -230,9 +259,11 @@ class ZipScanner:
 
     def scan(self, stream: BinaryIO, ctx: ScanContext) -> Iterable[Finding]:
         size = stream_size(stream)
-        central, problems = _find_central(stream, size)
+        central, problems, disagreements = _find_central(stream, size)
         for problem in problems:
             yield _finding("zip-structure", Severity.MEDIUM, f"zip {problem}", ctx.location())
+        for problem in disagreements:
+            yield _finding("zip-readers-disagree", Severity.HIGH, problem, ctx.location())
         by_offset = {e.offset: e for e in central}
         storages = _torch_storage_pattern(e.name for e in central)
         seen_names: dict[bytes, int] = {}
