@@ -104,3 +104,14 @@ def test_measure_reports_a_child_peak(tmp_path: Path) -> None:
     assert measured.peak_rss is not None and measured.peak_rss > 60 * 1024**2
     timed_out = run._measured([sys.executable, "-c", "import time; time.sleep(30)"], 1)
     assert timed_out.timed_out
+
+
+@pytest.mark.bench
+def test_parser_differentials_side_by_side() -> None:
+    """Issue 12 §1: every differential sample flagged by atlasguard; the anchors printed."""
+    spec = importlib.util.spec_from_file_location("bench_differentials", HERE / "differentials.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    results = module.main([])
+    assert set(results["atlasguard"].values()) == {"flag"}
