@@ -9,7 +9,9 @@ where it refuses, so must the scanner.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -39,6 +41,7 @@ def _agree(ours: object, theirs: object) -> bool:
     return type(ours) is type(theirs) and ours == theirs
 
 
+@pytest.mark.parametrize(("opcode", "load"), [(b"I", load_int), (b"L", load_long)])
 @settings(max_examples=600, deadline=None)
 @given(line=LINES)
 @example(line=b"0x1f")
@@ -48,30 +51,18 @@ def _agree(ours: object, theirs: object) -> bool:
 @example(line=b"1_000")
 @example(line=b"0b101")
 @example(line=b"5\0junk")
-def test_int_lines_are_read_as_the_c_unpickler_reads_them(line: bytes) -> None:
-    ok, theirs = _loads(b"I" + line + b"\n.")
-    try:
-        ours: object = load_int(line)
-    except ValueError:
-        assert not ok, f"the unpickler reads INT {line!r} as {theirs!r}; the scanner refused it"
-        return
-    assert ok, f"the scanner read INT {line!r} as {ours!r}; the unpickler refuses it"
-    assert ours is None or _agree(ours, theirs), (line, ours, theirs)
-
-
-@settings(max_examples=600, deadline=None)
-@given(line=LINES)
 @example(line=b"0x10L")
 @example(line=b"12L")
-@example(line=b"1_0")
-def test_long_lines_are_read_as_the_c_unpickler_reads_them(line: bytes) -> None:
-    ok, theirs = _loads(b"L" + line + b"\n.")
+def test_int_and_long_lines_are_read_as_the_c_unpickler_reads_them(
+    opcode: bytes, load: Callable[[bytes], object], line: bytes
+) -> None:
+    ok, theirs = _loads(opcode + line + b"\n.")
     try:
-        ours = load_long(line)
+        ours = load(line)
     except ValueError:
-        assert not ok, f"the unpickler reads LONG {line!r} as {theirs!r}; the scanner refused it"
+        assert not ok, f"the unpickler reads {opcode!r} {line!r} as {theirs!r}; the scanner refused"
         return
-    assert ok, f"the scanner read LONG {line!r} as {ours!r}; the unpickler refuses it"
+    assert ok, f"the scanner read {opcode!r} {line!r} as {ours!r}; the unpickler refuses it"
     assert ours is None or _agree(ours, theirs), (line, ours, theirs)
 
 
