@@ -72,3 +72,16 @@ def test_the_unpickler_really_runs_each_pickle_sample(sample: d.Differential) ->
     )
     assert b"system" not in harmless
     assert pickle.loads(harmless) == 4  # len('true'); nothing else is called
+
+
+def test_two_data_formats_at_once_are_a_medium_polyglot() -> None:
+    """An .npy array whose bytes put the HDF5 signature at 512: no view runs code."""
+    np = pytest.importorskip("numpy")
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(2048, dtype=np.uint8))
+    data = bytearray(buf.getvalue())
+    data[512:520] = b"\x89HDF\r\n\x1a\n"
+    findings = _findings(bytes(data))
+    assert [(f.rule, f.severity) for f in findings if f.rule == "polyglot"] == [
+        ("polyglot", Severity.MEDIUM)
+    ]

@@ -106,8 +106,8 @@ def dispatch(stream: BinaryIO, ctx: ScanContext) -> list[Finding]:
     do those for a format found further in (a zip directory at the end, an HDF5
     signature past the head). When nothing accepts the head, the sniffs look
     again at the first MiB: an unpickler reads a first opcode of any length. A
-    file that is valid as two formats is itself a finding: two loaders would
-    read two different things from it.
+    file that is valid as two formats is itself a finding (``high`` when one of
+    them is a pickle): two loaders would read two different things from it.
     """
     ctx.check_time()
     stream.seek(0)
@@ -129,10 +129,12 @@ def dispatch(stream: BinaryIO, ctx: ScanContext) -> list[Finding]:
     findings: list[Finding] = []
     kinds = sorted({s.name for s in every})
     if len(kinds) > 1:
+        # A pickle view can run code whatever the other view is; two data formats cannot.
+        severity = Severity.HIGH if "pickle" in kinds else Severity.MEDIUM
         findings.append(
             Finding(
                 rule="polyglot",
-                severity=Severity.HIGH,
+                severity=severity,
                 message=f"this {_where(ctx)} is valid as {' and '.join(kinds)} at once: "
                 "different loaders read different things from it (each view was scanned)",
                 location=ctx.location(),
