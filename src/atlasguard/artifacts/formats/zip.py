@@ -146,8 +146,9 @@ def _find_central(stream: BinaryIO, size: int) -> tuple[list[_Entry], list[str],
     Readers find the end record differently: Python's :mod:`zipfile` (NumPy's
     npz, joblib, Keras) takes the last signature in the tail and gives up if
     that record is cut short; PyTorch's reader (miniz) takes the last one that
-    is complete. Both views are read and their entries merged (offsets adjusted
-    for prepended data); a file on which they differ gets a disagreement.
+    is complete. The directory PyTorch's reader finds is the one read (offsets
+    adjusted for prepended data); a file on which zipfile would find another
+    record, and fail, gets a disagreement.
     """
     tail_len = min(size, 65536 + _EOCD_FMT.size + 20)
     stream.seek(size - tail_len)
