@@ -20,10 +20,12 @@ __all__ = ["register"]
 _PROGRESS_MIN_FILES = 20
 
 
-def _scan(paths: list[Path], allow: list[str], show_progress: bool) -> list[FileReport]:
+def _scan(
+    paths: list[Path], allow: list[str], show_progress: bool, fast: bool = False
+) -> list[FileReport]:
     total = sum(1 for _ in iter_files(paths)) if show_progress else 0
     if total < _PROGRESS_MIN_FILES:
-        return scan_paths(paths, allow=allow)
+        return scan_paths(paths, allow=allow, fast=fast)
     with Progress(
         TextColumn("scanning"),
         BarColumn(),
@@ -33,7 +35,10 @@ def _scan(paths: list[Path], allow: list[str], show_progress: bool) -> list[File
     ) as progress:
         task = progress.add_task("scan", total=total)
         return scan_paths(
-            paths, allow=allow, progress=lambda done, _total: progress.update(task, completed=done)
+            paths,
+            allow=allow,
+            progress=lambda done, _total: progress.update(task, completed=done),
+            fast=fast,
         )
 
 
@@ -56,6 +61,12 @@ def scan(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the report to a file, not stdout."
     ),
+    fast: bool = typer.Option(
+        False,
+        "--fast",
+        help="Read only what a loader executes: a PyTorch checkpoint's tensor storages are "
+        "skipped (each report says what was), and no file digest is computed.",
+    ),
 ) -> None:
     """Scan model files by content (pickle, PyTorch, joblib, NumPy, archives and more).
 
@@ -67,7 +78,7 @@ def scan(
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise UsageError(f"no such file or directory: {p}")
-    reports = _scan(paths, allow, show_progress=err_console.is_terminal)
+    reports = _scan(paths, allow, show_progress=err_console.is_terminal, fast=fast)
     color = output is None and console.is_terminal
     text = renderer_for(fmt, color=color).render(reports)
     if output is not None:

@@ -254,7 +254,9 @@ class _FileHasher:
         return self._digest
 
 
-def _scan_file(path: Path, display: str, allow: frozenset[str], limits: Limits) -> FileReport:
+def _scan_file(
+    path: Path, display: str, allow: frozenset[str], limits: Limits, *, fast: bool = False
+) -> FileReport:
     try:
         raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, shared with the hasher
     except OSError as exc:
@@ -267,7 +269,7 @@ def _scan_file(path: Path, display: str, allow: frozenset[str], limits: Limits) 
         )
     with raw:
         size = os.fstat(raw.fileno()).st_size
-        hasher = _FileHasher(raw.fileno())
+        hasher = None if fast else _FileHasher(raw.fileno())
         # A small buffer: container scanners seek a lot, and every seek refills it.
         stream = io.BufferedReader(raw, buffer_size=64 * 1024)
         index = CodeIndex()
@@ -277,6 +279,7 @@ def _scan_file(path: Path, display: str, allow: frozenset[str], limits: Limits) 
             dispatch=dispatch,
             deadline=time.monotonic() + limits.max_seconds_per_file,
             observer=index,
+            fast=fast,
         )
         examined = False
         try:
@@ -289,8 +292,19 @@ def _scan_file(path: Path, display: str, allow: frozenset[str], limits: Limits) 
             findings = [unreadable_finding(f"read error: {exc}", Location())]
         fmt = ctx.formats_seen[0] if ctx.formats_seen else "unknown"
         findings += _code_findings(index, ctx, path, stream, display, fmt if examined else None)
+        if ctx.budget.skipped_members:
+            findings.append(
+                Finding(
+                    rule="fast-skipped",
+                    severity=Severity.INFO,
+                    message=f"--fast: {ctx.budget.skipped_members} tensor storage member(s), "
+                    f"{ctx.budget.skipped_bytes:,} bytes, not read (torch.load reads them as "
+                    "raw bytes, never unpickles them); scan without --fast to read everything",
+                    location=Location(),
+                )
+            )
         try:
-            digest = hasher.finish()
+            digest = hasher.finish() if hasher is not None else ""
         except OSError:
             digest = ""
         return FileReport(
@@ -350,16 +364,20 @@ def scan_paths(
     allow: Iterable[str] = (),
     limits: Limits | None = None,
     progress: Callable[[int, int], None] | None = None,
+    fast: bool = False,
 ) -> list[FileReport]:
     """Scan files and directories; one report per regular file, in walk order.
 
-    ``progress(done, total)`` is called after each file when given.
+    ``progress(done, total)`` is called after each file when given. With
+    ``fast``, members that no loader executes (a PyTorch checkpoint's raw tensor
+    storages) are left unread and no file digest is computed; each report says
+    what was skipped (an ``info`` finding, rule ``fast-skipped``).
     """
     allowed = frozenset(parse_allow_entry(a) for a in allow)
     files = list(iter_files(paths))
     reports: list[FileReport] = []
     for i, (path, display) in enumerate(files, 1):
-        reports.append(_scan_file(path, display, allowed, limits or Limits()))
+        reports.append(_scan_file(path, display, allowed, limits or Limits(), fast=fast))
         if progress is not None:
             progress(i, len(files))
     return reports

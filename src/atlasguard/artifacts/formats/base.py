@@ -61,6 +61,8 @@ class LimitExceeded(Exception):
 @dataclass(slots=True)
 class _Budget:
     decompressed: int = 0
+    skipped_members: int = 0  # fast mode: members no loader executes, left unread
+    skipped_bytes: int = 0
 
 
 class MemberObserver(Protocol):
@@ -96,6 +98,12 @@ class ScanContext:
     budget: _Budget = field(default_factory=_Budget)
     formats_seen: list[str] = field(default_factory=list)
     observer: MemberObserver | None = None
+    fast: bool = False  # read only what a loader executes (see atlasguard scan --fast)
+
+    def skip(self, nbytes: int) -> None:
+        """Fast mode: count a member left unread because no loader executes it."""
+        self.budget.skipped_members += 1
+        self.budget.skipped_bytes += nbytes
 
     def location(self, offset: int | None = None, inner: str | None = None) -> Location:
         """A location at ``offset`` in this stream, or in its member ``inner``."""
@@ -138,6 +146,7 @@ class ScanContext:
             budget=self.budget,
             formats_seen=self.formats_seen,
             observer=self.observer,
+            fast=self.fast,
         )
 
     def scan_member(self, stream: BinaryIO, name: str) -> list[Finding]:

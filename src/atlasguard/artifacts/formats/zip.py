@@ -281,9 +281,11 @@ class ZipScanner:
                 )
                 return
             ctx.check_time()
-            yield from _member(
-                stream, size, offset, by_offset.get(offset), seen_names, ctx, storages
-            )
+            entry = by_offset.get(offset)
+            if ctx.fast and entry is not None and storages and storages.fullmatch(entry.name):
+                ctx.skip(entry.csize)  # raw tensor bytes: torch.load never unpickles them
+                continue
+            yield from _member(stream, size, offset, entry, seen_names, ctx, storages)
 
     def _member_offsets(
         self, stream: BinaryIO, size: int, by_offset: dict[int, _Entry], ctx: ScanContext
