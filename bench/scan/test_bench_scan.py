@@ -115,3 +115,15 @@ def test_parser_differentials_side_by_side() -> None:
     spec.loader.exec_module(module)
     results = module.main([])
     assert set(results["atlasguard"].values()) == {"flag"}
+
+
+@pytest.mark.bench
+def test_dask_mirror_files_per_second() -> None:
+    """Issue 12 §5: a generated mirror on 1 and 2 Dask workers; reports equal the local one."""
+    pytest.importorskip("distributed")
+    spec = importlib.util.spec_from_file_location("bench_dask_mirror", HERE / "dask_mirror.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rates = module.main([])  # asserts each cluster report equals the local report
+    assert rates["2w"] > 1.2 * rates["1w"], rates  # a second worker process must pay off

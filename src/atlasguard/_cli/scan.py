@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -21,11 +22,20 @@ _PROGRESS_MIN_FILES = 20
 
 
 def _scan(
-    paths: list[Path], allow: list[str], show_progress: bool, fast: bool = False
+    paths: list[Path],
+    allow: list[str],
+    show_progress: bool,
+    fast: bool = False,
+    dask: str | None = None,
 ) -> list[FileReport]:
+    run = scan_paths
+    if dask is not None:
+        from atlasguard.artifacts.distributed import scan_paths_distributed
+
+        run = functools.partial(scan_paths_distributed, scheduler=dask)
     total = sum(1 for _ in iter_files(paths)) if show_progress else 0
     if total < _PROGRESS_MIN_FILES:
-        return scan_paths(paths, allow=allow, fast=fast)
+        return run(paths, allow=allow, fast=fast)
     with Progress(
         TextColumn("scanning"),
         BarColumn(),
@@ -34,7 +44,7 @@ def _scan(
         transient=True,
     ) as progress:
         task = progress.add_task("scan", total=total)
-        return scan_paths(
+        return run(
             paths,
             allow=allow,
             progress=lambda done, _total: progress.update(task, completed=done),
@@ -67,6 +77,14 @@ def scan(
         help="Read only what a loader executes: a PyTorch checkpoint's tensor storages are "
         "skipped (each report says what was), and no file digest is computed.",
     ),
+    dask: str | None = typer.Option(
+        None,
+        "--dask",
+        metavar="SCHEDULER",
+        help="Scan on a Dask cluster (tcp://HOST:8786): files are fanned out to its workers, "
+        "which must see the paths at the same place; the report is the local one. "
+        "Needs the dask extra.",
+    ),
 ) -> None:
     """Scan model files by content (pickle, PyTorch, joblib, NumPy, archives and more).
 
@@ -78,7 +96,7 @@ def scan(
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise UsageError(f"no such file or directory: {p}")
-    reports = _scan(paths, allow, show_progress=err_console.is_terminal, fast=fast)
+    reports = _scan(paths, allow, show_progress=err_console.is_terminal, fast=fast, dask=dask)
     color = output is None and console.is_terminal
     text = renderer_for(fmt, color=color).render(reports)
     if output is not None:
