@@ -373,17 +373,32 @@ def _zip_lzma(raw: BinaryIO) -> Decompressor:
 
 
 def _open_member(
-    stream: BinaryIO, local: _Entry, method: int, csize: int, ctx: ScanContext, where: Location
+    stream: BinaryIO,
+    local: _Entry,
+    method: int,
+    csize: int,
+    ctx: ScanContext,
+    where: Location,
+    declared: int | None = None,
 ) -> tuple[BinaryIO, int, int, list[Finding]]:
-    """The member's data as a stream, its CRC-32 and size, and problems met reading it."""
+    """The member's data as a stream, its CRC-32 and size, and problems met reading it.
+
+    With ``declared`` (the uncompressed size the directory records), the stream
+    and CRC hold at most that many bytes, as :mod:`zipfile` returns them (it
+    cuts a member's output at its recorded size; PyTorch's reader refuses
+    more). The size returned is what the data really holds.
+    """
     problems: list[Finding] = []
     raw = view(stream, local.data_start, csize)
     if method == 0:
         crc = 0
         total = 0
         for chunk in iter_chunks(raw, None, ctx):
-            crc = zlib.crc32(chunk, crc)
+            kept = chunk if declared is None else chunk[: max(0, declared - total)]
+            crc = zlib.crc32(kept, crc)
             total += len(chunk)
+        if declared is not None and total > declared:
+            raw = view(stream, local.data_start, declared)
         raw.seek(0)
         return raw, crc, total, problems
     decompressor: Decompressor
@@ -395,10 +410,12 @@ def _open_member(
             return raw, 0, -1, problems
     else:
         decompressor = ZlibDecompressor(-15) if method == 8 else bz2.BZ2Decompressor()
-    crc_box = [0]
+    crc_box = [0, 0]  # CRC-32 of the bytes kept, bytes seen
 
     def on_output(out: bytes) -> None:
-        crc_box[0] = zlib.crc32(out, crc_box[0])
+        kept = out if declared is None else out[: max(0, declared - crc_box[1])]
+        crc_box[0] = zlib.crc32(kept, crc_box[0])
+        crc_box[1] += len(out)
 
     spool = new_spool(ctx)
     try:
@@ -411,13 +428,15 @@ def _open_member(
             on_output=on_output,
         )
     except DecompressError as exc:
-        problems.append(
-            unreadable_finding(
-                f"zip member data is corrupt after {exc.produced} bytes: {exc}; "
-                "the recovered part is scanned",
-                where,
+        if declared is None or exc.produced < declared:
+            problems.append(
+                unreadable_finding(
+                    f"zip member data is corrupt after {exc.produced} bytes: {exc}; "
+                    "the recovered part is scanned",
+                    where,
+                )
             )
-        )
+        # else: every recorded byte came out; zipfile stops there and never sees the damage
         produced = exc.produced
         spool.seek(0)
     except RatioExceeded as exc:
@@ -427,6 +446,9 @@ def _open_member(
     except BaseException:
         spool.close()
         raise
+    if declared is not None and produced > declared:
+        spool.truncate(declared)
+        spool.seek(0)
     return as_binary(spool), crc_box[0], produced, problems
 
 
@@ -548,7 +570,9 @@ def _member(
         return
     if name.endswith("/") and csize == 0:
         return
-    data, crc, produced, problems = _open_member(stream, local, method, csize, ctx, where)
+    descriptor_only = bool(local.flags & 0x8) and central is None  # sizes unknown up front
+    declared = None if descriptor_only else ref.usize
+    data, crc, produced, problems = _open_member(stream, local, method, csize, ctx, where, declared)
     yield from problems
     if produced >= 0 and not any(p.rule == "unreadable" for p in problems):
         if crc != ref.crc:
@@ -559,13 +583,19 @@ def _member(
                 f"0x{ref.crc:08x}; zipfile refuses it, PyTorch loads it",
                 where,
             )
-        if produced != ref.usize and not (local.flags & 0x8 and central is None):
+        if produced != ref.usize and not descriptor_only:
             yield _finding(
                 "zip-size-mismatch",
                 Severity.MEDIUM,
-                f"member {name!r}: {produced} bytes, header says {ref.usize}",
+                f"member {name!r}: {produced} bytes, header says {ref.usize}"
+                + (
+                    "; the first ones, which zipfile returns, are scanned"
+                    if produced > ref.usize
+                    else ""
+                ),
                 where,
             )
+    yield from _pytorch_stored_view(stream, size, local, central, method, csize, name, ctx)
     try:
         found = ctx.scan_member(data, name)
     finally:
@@ -573,6 +603,39 @@ def _member(
     if storages is not None and storages.fullmatch(name):
         found = [_as_storage(f) for f in found]
     yield from found
+
+
+def _pytorch_stored_view(
+    stream: BinaryIO,
+    size: int,
+    local: _Entry,
+    central: _Entry | None,
+    method: int,
+    csize: int,
+    name: str,
+    ctx: ScanContext,
+) -> Iterator[Finding]:
+    """A stored member whose two sizes differ: PyTorch's reader reads the other length.
+
+    miniz copies a stored member's *uncompressed* size from where its data
+    starts (and PyTorch skips the CRC check), while zipfile reads the compressed
+    size and cuts it at the uncompressed one. With a larger uncompressed size,
+    PyTorch unpickles bytes that run on past the member, into what follows it:
+    that view is scanned too, and the disagreement is high.
+    """
+    if method != 0 or central is None or central.usize == csize:
+        return
+    yield _finding(
+        "zip-readers-disagree",
+        Severity.HIGH,
+        f"stored member {name!r} records {csize} compressed and {central.usize} uncompressed "
+        "bytes: PyTorch's reader reads the second, zipfile the first; both views are scanned",
+        ctx.location(offset=local.offset, inner=name),
+    )
+    if central.usize <= csize:
+        return
+    longer = view(stream, local.data_start, min(central.usize, size - local.data_start))
+    yield from ctx.scan_member(longer, name)
 
 
 def _torch_storage_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
