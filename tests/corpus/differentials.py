@@ -85,6 +85,58 @@ def legacy_torch_fourth_pickle() -> bytes:
     return head + b"\xfe junk, then cos\nsystem\n"
 
 
+def stored_reads_on(pickle_body: bytes = PAYLOAD) -> bytes:
+    """A torch zip whose stored ``data.pkl`` records 2 compressed bytes but more uncompressed.
+
+    zipfile reads the two bytes (``\\x80\\x02``, a pickle cut short); PyTorch's
+    reader copies the uncompressed size, running on into a gap no directory
+    names, where the rest of the pickle waits.
+    """
+    payload = b"\x80\x02" + pickle_body
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("archive/data.pkl", payload[:2])
+        zf.writestr("archive/version", b"3\n")
+    data = bytearray(buf.getvalue())
+    rest = payload[2:]
+    gap = data.find(b"archive/data.pkl") + len("archive/data.pkl") + 2
+    data[gap:gap] = rest
+    first = data.find(b"PK\x01\x02")
+    second = data.find(b"PK\x01\x02", first + 4)
+    struct.pack_into("<I", data, first + 24, len(payload))  # data.pkl's uncompressed size
+    struct.pack_into(
+        "<I", data, second + 42, struct.unpack_from("<I", data, second + 42)[0] + len(rest)
+    )  # version's local header moved
+    end = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<I", data, end + 16, struct.unpack_from("<I", data, end + 16)[0] + len(rest))
+    return bytes(data)
+
+
+def npy_with_descr(descr: object) -> bytes:
+    """An ``.npy`` whose dtype descriptor holds objects in a form NumPy reads ('i4,O'...)."""
+    header = repr({"descr": descr, "fortran_order": False, "shape": (1,)}).encode()
+    header += b" " * ((64 - (10 + len(header) + 1) % 64) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + PAYLOAD
+
+
+def joblib_dtype_spec(spec: bytes) -> bytes:
+    """A joblib dump of an object array whose pickled dtype is written another way."""
+    import joblib  # the differential tests and the bench have it; the package does not
+
+    class Stand:  # pickles as builtins.len('true'), then rewritten to os.system
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (len, ("true",))
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    joblib.dump({"w": np.array([Stand()], dtype=object)}, buf)
+    raw = buf.getvalue()
+    at = raw.index(b"\x8c\x02O8")
+    raw = raw[:at] + bytes([0x8C, len(spec)]) + spec + raw[at + 4 :]
+    return raw.replace(b"\x8c\x08builtins\x94\x8c\x03len", b"\x8c\x02os\x94\x8c\x06system")
+
+
 SAMPLES: tuple[Differential, ...] = (
     *(
         Differential(f"int-{lit.decode()}", "opcode arguments", "pickle.load", ".pkl",
@@ -109,4 +161,17 @@ SAMPLES: tuple[Differential, ...] = (
                  tar_header_pickle),
     Differential("zip-cut-short-end-record", "zip directories", "torch.load", ".pt",
                  cut_short_end_record),
+    Differential("zip-stored-reads-on", "zip directories", "torch.load", ".pt",
+                 stored_reads_on),
+    *(
+        Differential(f"npy-{name}", "numpy dtypes", "numpy.load(allow_pickle=True)", ".npy",
+                     lambda d=d: npy_with_descr(d))  # type: ignore[misc]
+        for name, d in (("subarray-O", "(1,)O"), ("comma-O", "i4,O"),
+                        ("field-subarray-O", [("a", "(2,)O")]))
+    ),
+    *(
+        Differential(f"joblib-dtype-{name}", "numpy dtypes", "joblib.load", ".joblib",
+                     lambda sp=sp: joblib_dtype_spec(sp))  # type: ignore[misc]
+        for name, sp in (("comma-O", b"i4,O"), ("subarray-O", b"(1,)O"), ("V8-flags", b"V8"))
+    ),
 )  # fmt: skip

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from atlasguard.artifacts.formats._pickle_ops import UNKNOWN, Global, Obj, PickleDict
 
-__all__ = ["DECODERS", "NESTED_MAX_BYTES", "decode", "dtype_size"]
+__all__ = ["DECODERS", "NESTED_MAX_BYTES", "decode", "dtype_size", "spec_has_object"]
 
 NESTED_MAX_BYTES = 16 << 20
 
@@ -61,8 +61,12 @@ def dtype_size(dtype: object) -> tuple[int | None, bool]:
     if not isinstance(spec, str) or not spec:
         return None, False
     state = dtype.state
-    if spec[0] == "O" or _mentions_object(state, 0):
+    if spec[0] == "O" or _mentions_object(state, 0) or _flags_say_object(state):
         return None, True
+    parsed = spec_has_object(spec)
+    if parsed is None or parsed:
+        # NumPy cannot read it (the load fails there) or reads objects ('i4,O', '(1,)O')
+        return None, bool(parsed)
     if isinstance(state, tuple) and len(state) > 5 and isinstance(state[5], int) and state[5] >= 0:
         return state[5], False
     digits = spec.lstrip("<>=|").lstrip("bBiuUfcmMOSVa?")
@@ -103,6 +107,32 @@ def _scalar_type_size(spec: Global, state: object) -> tuple[int | None, bool]:
         return None, True  # numpy.dtype(<a Python class>) is the object dtype
     size = state[5] if isinstance(state, tuple) and len(state) > 5 else None
     return (size, False) if isinstance(size, int) and 0 < size <= 16 else (None, False)
+
+
+_HASOBJECT = 0x01  # NPY_ITEM_HASOBJECT in a dtype's pickled flags (state[7])
+
+
+def _flags_say_object(state: object) -> bool:
+    """``numpy.dtype.__setstate__`` takes the flags as given: set, joblib unpickles the array."""
+    flags = state[7] if isinstance(state, tuple) and len(state) > 7 else None
+    return isinstance(flags, int) and bool(flags & _HASOBJECT)
+
+
+def spec_has_object(spec: str) -> bool | None:
+    """Whether NumPy reads the type string ``spec`` as holding Python objects.
+
+    Parsed by :class:`numpy.dtype` itself (``'i4,O'`` and ``'(1,)O'`` hold
+    objects), whose string parser never imports or unpickles. ``None`` when
+    NumPy refuses the string.
+    """
+    if len(spec) > 512:
+        return None
+    try:
+        import numpy
+
+        return bool(numpy.dtype(spec).hasobject)
+    except Exception:  # TypeError, ValueError, RecursionError...: numpy.load fails too
+        return None
 
 
 def _mentions_object(value: object, depth: int) -> bool:

@@ -46,14 +46,19 @@ def parse_header(text: bytes) -> dict[str, Any]:
 def has_object_dtype(descr: object, depth: int = 0) -> bool:
     """True when a ``dtype.descr`` holds Python objects anywhere (so the payload is a pickle).
 
-    Anything this function does not recognise counts as object: numpy may read
-    it in a way the scanner does not foresee.
+    The descriptor is read as ``numpy.load`` reads it, by NumPy's own
+    ``descr_to_dtype`` (``'i4,O'``, ``'(1,)O'`` and ``[('a', '(2,)O')]`` all hold
+    objects; its parsing never imports or unpickles). Anything NumPy cannot
+    read either is judged by its text, and anything unrecognised counts as
+    object: another NumPy version may read it in a way the scanner does not foresee.
     """
+    if depth == 0 and (numpy_says := _numpy_hasobject(descr)) is not None:
+        return numpy_says
     if depth > _MAX_DESCR_DEPTH:
         return True
     if isinstance(descr, str):
         kind = descr.lstrip("<>|=")
-        return kind.startswith("O") or kind == "object"
+        return "O" in kind or "object" in kind
     if isinstance(descr, list):
         for field in descr:
             if not isinstance(field, tuple) or len(field) < 2:
@@ -62,6 +67,16 @@ def has_object_dtype(descr: object, depth: int = 0) -> bool:
                 return True
         return False
     return True
+
+
+def _numpy_hasobject(descr: object) -> bool | None:
+    """``hasobject`` of the dtype ``numpy.load`` builds from ``descr``; None if it cannot."""
+    try:
+        from numpy.lib.format import descr_to_dtype
+
+        return bool(descr_to_dtype(descr).hasobject)  # type: ignore[arg-type]
+    except Exception:  # ValueError, TypeError, RecursionError...: judged by its text
+        return None
 
 
 class NpyScanner:
