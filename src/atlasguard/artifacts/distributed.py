@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from atlasguard.artifacts.allowlist import parse_allow_entry
 from atlasguard.artifacts.findings import FileReport, Finding, Location, Severity
 from atlasguard.artifacts.formats.base import Limits
-from atlasguard.artifacts.scan import _scan_file, iter_files
+from atlasguard.artifacts.scan import _scan_file, iter_files, settle_siblings
 from atlasguard.errors import ScanError, UsageError
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def scan_paths_distributed(
     finally:
         if owned:
             client.close()
-    return [report for shard in work for report in by_shard[shard.index]]
+    return settle_siblings(files, [report for shard in work for report in by_shard[shard.index]])
 
 
 def _connect(scheduler: str | Client, timeout: float) -> tuple[Client, bool]:

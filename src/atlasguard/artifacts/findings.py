@@ -81,6 +81,8 @@ class Finding:
     location: Location = field(default_factory=Location)
     techniques: tuple[str, ...] = ("AML.T0011.000", "AML.T0010")
     mitigations: tuple[str, ...] = ("AML.M0016",)
+    subject: str | None = None
+    """A file beside this one that the finding is about (a sibling a loader opens)."""
 
 
 @dataclass(frozen=True, slots=True)

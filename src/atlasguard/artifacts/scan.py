@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -51,6 +52,7 @@ __all__ = [
     "scan_paths",
     "scan_stream",
     "scanners",
+    "settle_siblings",
 ]
 
 # Most specific first: formats with a strong magic, then pickle, then formats
@@ -380,7 +382,48 @@ def scan_paths(
         reports.append(_scan_file(path, display, allowed, limits or Limits(), fast=fast))
         if progress is not None:
             progress(i, len(files))
-    return reports
+    return settle_siblings(files, reports)
+
+
+def settle_siblings(
+    files: Sequence[tuple[Path, str]], reports: Sequence[FileReport]
+) -> list[FileReport]:
+    """Judge the files a report's loader opens beside it against what this run scanned.
+
+    A ``joblib-sibling-file`` finding (joblib's ``NDArrayWrapper`` makes
+    ``joblib.load`` unpickle a file beside the pickle) becomes ``info`` when that
+    file was scanned in the same run, and stays ``high`` otherwise; one that
+    names the file itself is ``high`` whatever else was scanned.
+    """
+    scanned = {os.path.realpath(path) for path, _ in files}
+    settled: list[FileReport] = []
+    for (path, _display), report in zip(files, reports, strict=True):
+        if not any(f.rule == "joblib-sibling-file" for f in report.findings):
+            settled.append(report)
+            continue
+        here = os.path.realpath(path)
+        findings = []
+        for f in report.findings:
+            if f.rule == "joblib-sibling-file" and f.subject:
+                target = os.path.realpath(os.path.join(os.path.dirname(path), f.subject))
+                if target == here:
+                    f = replace(
+                        f,
+                        rule="joblib-external-file",
+                        message=f"joblib NDArrayWrapper names this file itself ({f.subject!r}): "
+                        "joblib.load unpickles all of it again with numpy.load(allow_pickle=True)",
+                    )
+                elif target in scanned:
+                    f = replace(
+                        f,
+                        severity=Severity.INFO,
+                        message=f"joblib.load opens {f.subject!r} beside this file with "
+                        "numpy.load(allow_pickle=True); that file was scanned in this run "
+                        "(its own report says what it holds)",
+                    )
+            findings.append(f)
+        settled.append(replace(report, findings=tuple(findings)))
+    return settled
 
 
 def scan_path(

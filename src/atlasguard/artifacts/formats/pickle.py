@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import BinaryIO
 
 from atlasguard.artifacts.allowlist import LOADERS, AllowList, importable_module, resolve_import
@@ -102,14 +103,7 @@ class _Analysis:
         for k, f in self.findings.items():
             n = self.counts.get(k, 1)
             if n > 1:
-                f = Finding(
-                    rule=f.rule,
-                    severity=f.severity,
-                    message=f"{f.message} ({n} times)",
-                    location=f.location,
-                    techniques=f.techniques,
-                    mitigations=f.mitigations,
-                )
+                f = replace(f, message=f"{f.message} ({n} times)")
             out.append(f)
         return out
 
@@ -217,6 +211,50 @@ class _Analysis:
         elif name == "NumpyArrayWrapper" and target.factory.module == "joblib.numpy_pickle":
             self.kind = "joblib"
             self._skip_joblib_array(state, offset)
+        elif name == "NDArrayWrapper" and target.factory.module == "joblib.numpy_pickle":
+            self.kind = "joblib"
+            self._external_array(state, offset)
+
+    def _external_array(self, state: object, offset: int) -> None:
+        """joblib's old ``NDArrayWrapper``: ``joblib.load`` calls
+        ``numpy.load(<folder>/<filename>, allow_pickle=True)``, which unpickles that
+        file. Named anything but a plain file beside this one, it is ``high``; a
+        plain sibling is ``high`` too until :func:`atlasguard.artifacts.scan.settle_siblings`
+        sees it scanned in the same run."""
+        items = state.items if isinstance(state, PickleDict) else {}
+        filename = items.get("filename")
+        loads = "joblib.load opens it with numpy.load(allow_pickle=True), which unpickles it"
+        if not isinstance(filename, str):
+            self.add(
+                "joblib-external-file",
+                f"unknown@{offset}",
+                Severity.HIGH,
+                f"joblib NDArrayWrapper names a file the analysis cannot reconstruct; {loads}",
+                offset,
+            )
+            return
+        plain = filename not in ("", ".", "..") and not any(c in filename for c in "/\\\0:")
+        if not plain or self.ctx.member is not None:
+            self.add(
+                "joblib-external-file",
+                filename,
+                Severity.HIGH,
+                f"joblib NDArrayWrapper names {filename!r}, not a plain file beside this one; "
+                f"{loads}",
+                offset,
+            )
+            return
+        k = ("joblib-sibling-file", filename)
+        if k not in self.findings and len(self.findings) < _MAX_FINDINGS:
+            self.counts[k] = 1
+            self.findings[k] = Finding(
+                rule="joblib-sibling-file",
+                severity=Severity.HIGH,
+                message=f"{self.origin}joblib NDArrayWrapper names {filename!r} beside this "
+                f"file; {loads}: scan the folder so that file is scanned with this one",
+                location=self.ctx.location(offset),
+                subject=filename,
+            )
 
     # -- joblib ---------------------------------------------------------------
     def _skip_joblib_array(self, state: object, offset: int) -> None:
