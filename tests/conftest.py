@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ATLAS = REPO.parent / "shared" / "atlas"
 SHARED_SEEDS = REPO.parent / "shared" / "seeds"
+
+
+def examples(n: int) -> int:
+    """A differential property's example count: ``n`` in ``make test``; twenty times as
+    many under ``ATLASGUARD_LONG_DIFFERENTIALS=1``, which ``make bench`` sets for its run."""
+    return n * 20 if os.environ.get("ATLASGUARD_LONG_DIFFERENTIALS") == "1" else n
 
 
 @pytest.fixture(scope="session")

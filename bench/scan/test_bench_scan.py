@@ -147,3 +147,24 @@ def test_scan_speed() -> None:
     ceiling = got["sha256 in process seconds"] + got["atlasguard scan SMALL seconds"]
     assert thorough <= 1.15 * ceiling, got
     assert got["atlasguard scan --fast seconds"] * 2 <= thorough, got
+
+
+@pytest.mark.bench
+def test_differential_properties_long() -> None:
+    """The Hypothesis differentials of `make test`, with twenty times the examples."""
+    import subprocess
+
+    repo = HERE.parents[1]
+    files = [
+        "tests/artifacts/test_pickle_text.py",
+        "tests/artifacts/test_zip_differential.py",
+        "tests/artifacts/formats/test_numpy_dtypes.py",
+    ]
+    env = {**os.environ, "ATLASGUARD_LONG_DIFFERENTIALS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *files],
+        cwd=repo,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0

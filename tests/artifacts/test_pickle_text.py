@@ -16,6 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from atlasguard.artifacts.formats._pickle_text import load_int, load_long, memo_key
+from tests.conftest import examples
 
 # Lines made of what integer parsers care about, in any order, plus any bytes.
 _PIECES = st.sampled_from(
@@ -42,7 +43,7 @@ def _agree(ours: object, theirs: object) -> bool:
 
 
 @pytest.mark.parametrize(("opcode", "load"), [(b"I", load_int), (b"L", load_long)])
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(line=LINES)
 @example(line=b"0x1f")
 @example(line=b"010")
@@ -66,7 +67,7 @@ def test_int_and_long_lines_are_read_as_the_c_unpickler_reads_them(
     assert ours is None or _agree(ours, theirs), (line, ours, theirs)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(put=LINES, get=LINES)
 @example(put=b" 3", get=b"+3")
 @example(put=b"1_0", get=b"10")

@@ -22,8 +22,11 @@ from hypothesis import strategies as st
 
 from atlasguard.artifacts.findings import Finding, Location, Severity
 from atlasguard.artifacts.formats.base import Limits, ScanContext
+from atlasguard.artifacts.formats.zip import _find_central
 from atlasguard.artifacts.scan import dispatch
+from tests.conftest import examples
 
+_MAX_RECORD = 1 << 20
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
@@ -75,6 +78,11 @@ def _compressed_names(data: bytes) -> set[str]:
 def _torch_view(data: bytes) -> list[tuple[str, bytes]] | None:
     """``(record name, bytes)`` for every record PyTorch's reader returns."""
     torch = pytest.importorskip("torch")
+    entries, _problems, _disagree = _find_central(io.BytesIO(data), len(data))
+    if any(e.usize > _MAX_RECORD for e in entries):
+        # PyTorch allocates (and on a failed inflate hands back) a buffer of the recorded
+        # size: a lying size of gigabytes would exhaust the test machine's memory
+        return None
     try:
         reader = torch._C.PyTorchFileReader(io.BytesIO(data))
     except Exception:
@@ -86,9 +94,17 @@ def _torch_view(data: bytes) -> list[tuple[str, bytes]] | None:
         return None
     for name in names:
         try:
-            out.append((name, bytes(reader.get_record(name))))
+            reads = []
+            for _ in range(3):
+                reads.append(bytes(reader.get_record(name)))
+                _churn = [bytearray(len(reads[-1]) + 1) for _ in range(4)]  # reuse the heap
         except Exception:
             continue
+        if len(set(reads)) == 1:
+            out.append((name, reads[0]))
+        # else: a record that reads differently each time is PyTorch handing back
+        # uninitialised memory where miniz failed to inflate (seen here: heap pointers),
+        # not bytes of the file; nothing in the file decides it
     return out
 
 
@@ -144,14 +160,14 @@ def _covered(
     return not missing or excused
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(zips())
 def test_every_member_zipfile_extracts_was_scanned(data: bytes) -> None:
     seen, findings = _scan(data)
     assert _covered(_zipfile_view(data), seen, findings), [(f.rule, f.message) for f in findings]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(zips())
 def test_every_record_pytorchs_reader_extracts_was_scanned(data: bytes) -> None:
     seen, findings = _scan(data)

@@ -21,6 +21,7 @@ from atlasguard.artifacts.findings import Severity
 from atlasguard.artifacts.formats._pickle_decode import spec_has_object
 from atlasguard.artifacts.formats.numpy import has_object_dtype
 from atlasguard.artifacts.scan import scan_stream
+from tests.conftest import examples
 
 _CODES = ["b", "B", "i", "u", "f", "c", "O", "S", "U", "V", "?", "M8[s]", "m8[ns]", "e", "d"]
 _NAMED = ["i4", "f8", "O", "object", "O8", "u1", "c16", "S3", "U2", "V8", "bool"]
@@ -62,7 +63,7 @@ def _numpy_hasobject(d: object) -> bool | None:
         return None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(descr)
 def test_has_object_dtype_agrees_with_numpy(d: object) -> None:
     truth = _numpy_hasobject(d)
@@ -70,7 +71,7 @@ def test_has_object_dtype_agrees_with_numpy(d: object) -> None:
         assert has_object_dtype(d) == truth
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(spec)
 def test_a_pickled_dtype_spec_is_judged_as_numpy_judges_it(s: str) -> None:
     try:
@@ -90,7 +91,7 @@ _HARMLESS = b"cbuiltins\nlen\n(S'true'\ntR."
 _EVIL = b"cos\nsystem\n(S'true'\ntR."
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(descr)
 def test_every_npy_numpy_would_unpickle_is_scanned_as_a_pickle(d: object) -> None:
     try:
