@@ -20,6 +20,7 @@ import pytest
         "atlasguard.runtime.admin",
         "atlasguard.runtime.auditor",
         "atlasguard.runtime.deployment",
+        "atlasguard.runtime.monitor",
         "atlasguard.runtime.pipeline",
         "atlasguard.runtime.plan",
         "atlasguard.runtime.protect",

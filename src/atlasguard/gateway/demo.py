@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEMO_MODEL",
     "DEMO_MODEL_PATH",
+    "DEMO_REFERENCE_PATH",
     "DemoModel",
     "Project",
     "TrainedDigits",
@@ -59,6 +60,7 @@ __all__ = [
 
 DEMO_MODEL = "digits"
 DEMO_MODEL_PATH = "models/digits/model.onnx"
+DEMO_REFERENCE_PATH = "reference/digits.npy"
 _OUTPUTS = ("label", "probabilities")
 
 
@@ -70,6 +72,7 @@ class TrainedDigits:
     x_test: npt.NDArray[np.float64]
     y_test: npt.NDArray[np.int64]
     accuracy: float
+    x_train: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty((0, 64)))
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def train_digits(*, random_state: int = 0) -> TrainedDigits:
     )
     model = LogisticRegression(max_iter=2000, random_state=random_state).fit(x_train, y_train)
     accuracy = float(model.score(x_test, y_test))
-    return TrainedDigits(model, x_test, y_test.astype(np.int64), accuracy)
+    return TrainedDigits(model, x_test, y_test.astype(np.int64), accuracy, x_train)
 
 
 def export_onnx(model: Any, path: Path) -> None:
@@ -146,6 +149,11 @@ def write_demo_model(
     findings = [f for r in scan_path(path.parent) for f in r.findings if f.severity >= Severity.LOW]
     if findings:
         raise UnsafeArtifactError(f"the demo model does not scan clean: {findings[0].message}")
+    # Clean inputs for the query monitor (what natural queries look like): training rows,
+    # beside the model's signed directory, not in it.
+    reference = Path(directory) / DEMO_REFERENCE_PATH
+    reference.parent.mkdir(parents=True, exist_ok=True)
+    np.save(reference, trained.x_train.astype(np.float32), allow_pickle=False)
     return DemoModel(
         path=path,
         signature=signature,
@@ -216,6 +224,9 @@ def project_policy(*, demo: bool) -> str:
         text = _set_value(text, "controls.signing", "require", "true")
         text = _set_value(text, "keys", "keyring", '"keys/kek.json"')
         text = _set_value(text, "controls.registry", "encrypt", "true")
+        text = _set_value(
+            text, "controls.monitor", "reference", f'{{ {DEMO_MODEL} = "{DEMO_REFERENCE_PATH}" }}'
+        )
         text += demo_model_table()
     return text
 

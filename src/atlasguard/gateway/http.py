@@ -53,6 +53,7 @@ STATUS: Mapping[Reason, int] = {
     "over-limit": 422,
     "rate": 429,
     "quota": 429,
+    "suspended": 403,
     "unsafe": 422,
     "refused": 422,
     "unavailable": 503,

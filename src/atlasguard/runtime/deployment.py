@@ -138,7 +138,40 @@ class Deployment:
             if not isinstance(out, OutputSettings):  # pragma: no cover - plan() checked
                 raise ConfigurationError("controls.output: unexpected settings")
             guards.append(OutputGuard.from_settings(out))
+        if self.has("monitor"):
+            from atlasguard.runtime.monitor import QueryMonitor
+
+            # last: its `after` runs first and sees the scores before they are obfuscated
+            guards.append(QueryMonitor.from_policy(self.policy, on_alarm=self._alarm))
         return tuple(guards)
+
+    def _alarm(self, principal: str, model: str, why: str) -> None:
+        """A query-monitor alarm: one admin record in the audit log, and a log line."""
+        import threading
+
+        from atlasguard.runtime.auditor import Outcome
+
+        logger.warning("query monitor: principal %r on %r: %s", principal, model, why)
+        outcome = Outcome(
+            action="monitor.alarm",
+            model=model,
+            principal=principal,
+            decision="deny",
+            reason="suspended",
+            details={"why": why},
+        )
+        # Not on the request's path (which may be an event loop): a thread writes it.
+        threading.Thread(target=self._record_quietly, args=(outcome,), daemon=True).start()
+
+    def _record_quietly(self, outcome: object) -> None:
+        from atlasguard.runtime.auditor import Outcome
+        from atlasguard.runtime.pipeline import Denied
+
+        if isinstance(outcome, Outcome):
+            try:
+                self.auditor.record(outcome)
+            except Denied:
+                logger.error("the audit log could not record a query-monitor alarm")
 
     @property
     def quota_prefix(self) -> str:

@@ -64,6 +64,18 @@ def plan(policy: Policy) -> tuple[Part, ...]:
             "rate, daily and lifetime quotas per principal and model",
             "controls.quotas.enabled",
         )
+    monitor = policy.settings("monitor")
+    if (
+        policy.enabled("monitor")
+        and policy.models
+        and (getattr(monitor, "fingerprints", False) or getattr(monitor, "distances", False))
+    ):
+        add(
+            "monitor",
+            {"AML.M0015", "AML.M0004"},
+            "each principal's query sequence watched for near-copies and unnatural distances",
+            "controls.monitor.enabled",
+        )
     output = policy.settings("output")
     if (
         policy.enabled("output")

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_SCORE_OUTPUTS",
     "STEPS",
     "AccessSettings",
+    "MonitorSettings",
     "OutputSettings",
     "QuotaSettings",
     "ServingSettings",
@@ -201,6 +202,37 @@ class OutputSettings(ControlSettings):
         return value
 
 
+class MonitorSettings(ControlSettings):
+    """``[controls.monitor]``: watch each principal's query sequence for attacks in progress."""
+
+    action: Literal["log", "label", "block"] = Field(
+        default="block",
+        description="On an alarm: log it, withhold scores (labels only), or block the principal.",
+    )
+    fingerprints: bool = Field(
+        default=True, description="Blacklight-style: many near-copies of earlier queries."
+    )
+    distances: bool = Field(
+        default=True,
+        description="PRADA-style: unnatural distances between queries (needs a reference).",
+    )
+    match: int = Field(default=13, ge=1, description="Hashes (of top) one near-copy shares.")
+    top: int = Field(default=32, ge=1, description="Hashes kept per query fingerprint.")
+    levels: int = Field(default=16, ge=2, le=256, description="Quantisation steps of inputs.")
+    window: int = Field(default=4, ge=1, description="Input values per hashed window.")
+    alarm_after: int = Field(default=3, ge=1, description="Near-copies that raise the alarm...")
+    alarm_window: int = Field(default=50, ge=1, description="...among this many last queries.")
+    normality: float = Field(
+        default=0.75, gt=0.0, lt=1.0, description="Shapiro-Wilk statistic under which to alarm."
+    )
+    min_queries: int = Field(default=20, ge=3, description="Distances before the first test.")
+    suspend_seconds: float = Field(default=86_400.0, gt=0.0, description="How long a block lasts.")
+    reference: dict[str, str] | None = Field(
+        default=None,
+        description='Clean inputs per model (.npy), e.g. { digits = "reference/digits.npy" }.',
+    )
+
+
 CONTROLS = (
     Control(
         key="access",
@@ -229,6 +261,16 @@ CONTROLS = (
         "weighted by rows; in memory or shared through Redis with one atomic script.",
         enable="[controls.quotas] enabled = true",
         settings=QuotaSettings,
+    ),
+    Control(
+        key="monitor",
+        title="Query-sequence monitoring",
+        mitigates=frozenset({"AML.M0015", "AML.M0004"}),
+        summary="Per principal: near-copies of earlier queries (Blacklight-style fingerprints) "
+        "and unnatural query distances (PRADA-style) raise an alarm; the principal is logged, "
+        "given labels only, or blocked.",
+        enable="[controls.monitor] enabled = true",
+        settings=MonitorSettings,
     ),
     Control(
         key="output",

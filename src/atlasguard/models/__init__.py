@@ -1,0 +1,1 @@
+"""Models for evaluation: attacks (never in the request path)."""

@@ -1,0 +1,571 @@
+"""Query-sequence monitoring (AML.M0015 Adversarial Input Detection, AML.M0004).
+
+Black-box attacks on a served model are sequences: a score- or decision-based
+evasion attack (SimBA, HopSkipJump) sends hundreds of near-copies of one input;
+a model-extraction attack sends inputs synthesised around a few seeds. Each
+query alone looks harmless. Two detectors keep a little state per principal and
+look at the sequence:
+
+* :class:`QueryFingerprints`, in the manner of Blacklight (Li et al., USENIX
+  Security 2022): each input is quantised, cut into overlapping windows, and the
+  smallest hashes of those windows are its fingerprint. A query whose
+  fingerprint shares at least ``threshold_`` hashes with one earlier query of the
+  same principal is a near-copy of it. Lookups go through a hash table, never a
+  scan of the history. Exact repeats (a retry) are not counted: they teach an
+  attacker nothing.
+* :class:`DistanceNormality`, in the manner of PRADA (Juuti et al., EuroS&P
+  2019): the distance of each query to the nearest earlier one of the same
+  predicted class; benign inputs give distances that look normally distributed,
+  synthetic ones (Jacobian augmentation, small steps) do not. A Shapiro–Wilk
+  statistic below ``threshold_`` raises the alarm.
+
+Both follow the estimator contract (``fit`` on clean inputs, ``score_samples``
+over a stream, ``calibrate(streams, fpr=...)`` on benign streams, ``predict``).
+:class:`QueryMonitor` is the guard: it remembers per principal (bounded), and
+when a detector alarms it logs, degrades the principal's outputs to labels, or
+refuses the principal (reason ``suspended``) for ``suspend_seconds``.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> fp = QueryFingerprints().fit(rng.random((200, 64)))
+>>> x = rng.random(64)
+>>> stream = np.stack([x + 0.01 * rng.standard_normal(64) for _ in range(5)])
+>>> bool(fp.score_samples(stream)[1:].min() >= fp.threshold_)
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from atlasguard.errors import ConfigurationError
+from atlasguard.runtime.pipeline import Denied, Principal, Request, Response
+
+if TYPE_CHECKING:
+    from atlasguard.policy import Policy
+
+__all__ = [
+    "DistanceNormality",
+    "MonitorAction",
+    "PrincipalState",
+    "QueryFingerprints",
+    "QueryMonitor",
+    "Watch",
+]
+
+FloatArray = npt.NDArray[np.float64]
+MonitorAction = Literal["log", "label", "block"]
+
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64's finaliser: spreads the window sums over all 64 bits."""
+    with np.errstate(over="ignore"):
+        h = (h ^ (h >> np.uint64(30))) * _MIX1
+        h = (h ^ (h >> np.uint64(27))) * _MIX2
+        return h ^ (h >> np.uint64(31))
+
+
+class QueryFingerprints:
+    """Blacklight-style fingerprints: near-copies of an earlier query share many hashes.
+
+    ``levels`` quantisation steps over the input range learned by ``fit`` (or
+    given as ``value_range``), windows of ``window`` values, the ``top``
+    smallest window hashes kept. Windows whose values are all equal (a blank
+    border) carry no information and are skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        levels: int = 16,
+        window: int = 4,
+        top: int = 32,
+        value_range: tuple[float, float] | None = None,
+        threshold: int | None = None,
+    ) -> None:
+        self.levels = levels
+        self.window = window
+        self.top = top
+        self.value_range = value_range
+        self.threshold = threshold
+
+    def fit(self, x: FloatArray) -> QueryFingerprints:
+        """Learn the input range from clean inputs; the default threshold is 40% of ``top``."""
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        if not 2 <= self.levels <= 256 or self.window < 1 or self.top < 1:
+            raise ValueError("2 <= levels <= 256, window >= 1 and top >= 1 are required")
+        lo, hi = self.value_range or (float(x.min()), float(x.max()))
+        self.range_ = (lo, hi if hi > lo else lo + 1.0)
+        default = max(1, round(0.4 * self.top))
+        self.threshold_ = self.threshold if self.threshold is not None else default
+        base = self.levels + 1  # values round to 0..levels: a grid point is never a boundary
+        self._powers = np.array([pow(base, i, 1 << 64) for i in range(self.window)], np.uint64)
+        # the keys of windows whose values are all equal (a blank border): no information
+        ones = sum(pow(base, i, 1 << 64) for i in range(self.window)) % (1 << 64)
+        self._constant = frozenset(
+            int(_mix(np.array([(v * ones) % (1 << 64)], np.uint64))[0]) for v in range(base)
+        )
+        self._scale = self.levels / (self.range_[1] - self.range_[0])
+        return self
+
+    def fingerprint(self, row: npt.ArrayLike) -> frozenset[int]:
+        """The ``top`` smallest distinct hashes of one input's informative windows."""
+        flat = np.asarray(row, dtype=np.float64).ravel()
+        q = ((flat - self.range_[0]) * self._scale + 0.5).clip(0, self.levels).astype(np.uint64)
+        if q.size < self.window:
+            q = np.pad(q, (0, self.window - q.size))
+        n = q.size - self.window + 1
+        windows = np.lib.stride_tricks.as_strided(q, (n, self.window), (q.strides[0],) * 2)
+        with np.errstate(over="ignore"):
+            hashes = np.unique(_mix(windows @ self._powers)).tolist()
+        kept = [h for h in hashes if h not in self._constant]
+        return frozenset(kept[: self.top])
+
+    def score_samples(self, stream: FloatArray) -> FloatArray:
+        """For each query of one principal's stream, its most hashes shared with one earlier."""
+        state = _FingerprintMemory(capacity=len(stream) + 1)
+        return np.array([state.add(self.fingerprint(row), _digest(row)) for row in stream], float)
+
+    def calibrate(self, streams: Iterable[FloatArray], *, fpr: float) -> QueryFingerprints:
+        """The smallest threshold that flags at most ``fpr`` of the queries of benign streams."""
+        scores = np.concatenate([self.score_samples(s) for s in streams])
+        self.threshold_ = int(_threshold_above(scores, fpr))
+        return self
+
+    def predict(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
+        """True for each query that is a near-copy of an earlier one in its stream."""
+        return self.score_samples(stream) >= self.threshold_
+
+
+def _threshold_above(scores: FloatArray, fpr: float) -> float:
+    """The least value ``t`` with ``mean(scores >= t) <= fpr`` (scores are small integers)."""
+    for t in np.unique(np.concatenate([scores, [scores.max(initial=0) + 1]])):
+        if float(np.mean(scores >= t)) <= fpr:
+            return float(t)
+    return float(scores.max(initial=0) + 1)  # pragma: no cover - the last candidate fits
+
+
+def _digest(row: npt.ArrayLike) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=12).digest()
+
+
+class _FingerprintMemory:
+    """One principal's fingerprints: hash -> the ids of recent queries that had it.
+
+    Bounded: at most ``capacity`` queries (the oldest forgotten first) and
+    ``per_hash`` ids per hash. A lookup costs the fingerprint's size times
+    ``per_hash``, whatever the history's length.
+    """
+
+    def __init__(self, *, capacity: int = 10_000, per_hash: int = 8) -> None:
+        self.capacity = capacity
+        self.per_hash = per_hash
+        self.table: dict[int, tuple[int, ...]] = {}
+        self.queries: OrderedDict[int, frozenset[int]] = OrderedDict()
+        self.exact: OrderedDict[bytes, None] = OrderedDict()
+        self.next_id = 0
+
+    def add(self, fingerprint: frozenset[int], digest: bytes) -> int:
+        """Record a query; return the most hashes it shares with one earlier query."""
+        if digest in self.exact:
+            self.exact.move_to_end(digest)
+            return 0  # an exact repeat (a retry) teaches an attacker nothing
+        table = self.table
+        found = [ids for ids in map(table.get, fingerprint) if ids]
+        best = max(Counter(chain.from_iterable(found)).values(), default=0) if found else 0
+        qid = self.next_id
+        self.next_id += 1
+        self.queries[qid] = fingerprint
+        self.exact[digest] = None
+        keep = 1 - self.per_hash  # tuples of ints: the garbage collector stops tracking them
+        for h in fingerprint:
+            ids = table.get(h)
+            table[h] = (qid,) if ids is None else (*ids[keep:], qid) if keep else (qid,)
+        while len(self.queries) > self.capacity:
+            old, hashes = self.queries.popitem(last=False)
+            for h in hashes:
+                ids = table.get(h)
+                if ids is not None and old in ids:
+                    rest = tuple(i for i in ids if i != old)
+                    if rest:
+                        table[h] = rest
+                    else:
+                        del table[h]
+        while len(self.exact) > self.capacity:
+            self.exact.popitem(last=False)
+        return best
+
+
+class DistanceNormality:
+    """PRADA-style: are the distances of a principal's queries to its earlier ones normal?
+
+    For each query, the Euclidean distance to the nearest earlier query of the
+    same class (at most ``history`` kept per class); the Shapiro–Wilk statistic
+    of those distances over the last ``window`` queries, once there are
+    ``min_queries``. Synthetic queries (small steps from a few seeds) give a
+    statistic far below that of natural inputs.
+    """
+
+    def __init__(
+        self,
+        *,
+        min_queries: int = 20,
+        window: int = 200,
+        history: int = 2_000,
+        every: int = 5,
+        near: float = 0.25,
+        threshold: float | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.min_queries = min_queries
+        self.window = window
+        self.history = history
+        self.every = every
+        self.near = near
+        self.threshold = threshold
+        self.random_state = random_state
+
+    def fit(self, x: FloatArray) -> DistanceNormality:
+        """Learn the typical distance between distinct clean inputs (their nearest neighbours).
+
+        A query closer than ``near`` times that to an earlier one is a near-copy: it
+        is left to the fingerprints and not counted here, so a client that resends a
+        slightly different copy of an input does not skew the distribution. The
+        threshold defaults to 0.75 (tuned on digits; calibrate it on your streams).
+        """
+        rows = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        rng = np.random.default_rng(self.random_state)
+        sample = rows[rng.choice(len(rows), size=min(len(rows), 500), replace=False)]
+        d = np.sqrt(((sample[:, None, :] - sample[None, :, :]) ** 2).sum(-1))
+        d[d == 0] = np.inf
+        self.n_features_ = rows.shape[1]
+        self.scale_ = float(np.median(d.min(axis=1))) if len(sample) > 1 else 1.0
+        self.threshold_ = self.threshold if self.threshold is not None else 0.75
+        return self
+
+    def score_samples(self, stream: FloatArray, classes: Sequence[int] | None = None) -> FloatArray:
+        """For each query of a stream, the statistic after it (1.0 until there are enough)."""
+        memory = _DistanceMemory(self)
+        labels = classes if classes is not None else [0] * len(stream)
+        return np.array([memory.add(row, int(c)) for row, c in zip(stream, labels, strict=True)])
+
+    def calibrate(
+        self,
+        streams: Iterable[FloatArray],
+        *,
+        fpr: float,
+        classes: Iterable[Sequence[int]] | None = None,
+    ) -> DistanceNormality:
+        """The threshold under which at most ``fpr`` of benign streams ever alarm."""
+        labels = list(classes) if classes is not None else None
+        lows = [
+            float(self.score_samples(s, labels[i] if labels else None).min())
+            for i, s in enumerate(streams)
+        ]
+        self.threshold_ = float(np.quantile(lows, fpr)) if lows else 0.0
+        return self
+
+    def predict(
+        self, stream: FloatArray, classes: Sequence[int] | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """True from the query at which the stream's statistic first falls below the threshold."""
+        return np.minimum.accumulate(self.score_samples(stream, classes)) < self.threshold_
+
+
+class _DistanceMemory:
+    def __init__(self, detector: DistanceNormality) -> None:
+        self.detector = detector
+        self.by_class: dict[int, FloatArray] = {}
+        self.sizes: dict[int, int] = {}
+        self.distances: deque[float] = deque(maxlen=detector.window)
+        self.seen = 0
+        self.last = 1.0
+
+    def add(self, row: npt.ArrayLike, cls: int) -> float:
+        d = self.detector
+        x = np.asarray(row, dtype=np.float64).ravel()
+        stored = self.by_class.get(cls)
+        n = self.sizes.get(cls, 0)
+        if stored is None:
+            stored = np.empty((d.history, x.size))
+            self.by_class[cls] = stored
+        if n:
+            diff = stored[: min(n, d.history)] - x
+            nearest = float(np.sqrt(np.einsum("ij,ij->i", diff, diff).min()))
+            if nearest <= d.near * d.scale_:  # a repeat or near-copy: the fingerprints' job
+                return self.last
+            self.distances.append(nearest)
+        stored[n % d.history] = x
+        self.sizes[cls] = n + 1
+        self.seen += 1
+        if len(self.distances) >= d.min_queries and self.seen % d.every == 0:
+            self.last = _shapiro(np.fromiter(self.distances, float))
+        return self.last
+
+
+def _shapiro(values: FloatArray) -> float:
+    from scipy.stats import shapiro
+
+    if np.ptp(values) == 0.0:
+        return 0.0  # every distance equal: nothing natural looks like that
+    return float(shapiro(values).statistic)
+
+
+@dataclass
+class PrincipalState:
+    """What the monitor remembers of one principal (bounded)."""
+
+    fingerprints: _FingerprintMemory
+    distances: _DistanceMemory | None
+    recent: deque[bool] = field(default_factory=deque)  # near-copy or not, last queries
+    near_copies: int = 0
+    alarmed_at: float | None = None
+    why: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """The detectors watching one model's queries (either may be absent)."""
+
+    fingerprints: QueryFingerprints | None
+    distances: DistanceNormality | None
+
+
+@dataclass
+class QueryMonitor:
+    """The guard: watch each principal's queries to each model, act when a detector alarms.
+
+    ``watches`` maps a model name to its detectors (a model without one is not
+    watched). ``alarm_after`` near-copies (fingerprints at or above their
+    threshold) among the principal's last ``alarm_window`` queries raise the
+    alarm, as does a distance statistic below its threshold. ``action``:
+    ``log`` (the alarm is only recorded), ``label`` (scores are withheld from
+    the principal: only labels), ``block`` (the principal is refused with
+    reason ``suspended`` for ``suspend_seconds``). ``on_alarm(principal, model,
+    why)`` is called once per alarm (the deployment records it in the audit log).
+    State is per (principal, model), in this process, bounded: at most
+    ``max_principals`` pairs (the least recently seen forgotten first) and
+    ``capacity`` queries each.
+    """
+
+    watches: dict[str, Watch]
+    action: MonitorAction = "block"
+    alarm_after: int = 3
+    alarm_window: int = 50
+    suspend_seconds: float = 86_400.0
+    max_principals: int = 10_000
+    capacity: int = 10_000
+    on_alarm: Callable[[str, str, str], None] | None = None
+    clock: Callable[[], float] = time.time
+    name: str = "monitor"
+    mitigates: frozenset[str] = frozenset({"AML.M0015", "AML.M0004"})
+    blocking: bool = False
+    _states: OrderedDict[tuple[str, str], PrincipalState] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_policy(
+        cls, policy: Policy, *, on_alarm: Callable[[str, str, str], None] | None = None
+    ) -> QueryMonitor:
+        """The monitor ``[controls.monitor]`` describes, one watch per declared model.
+
+        Fingerprints need the input range: the model's declared ``min``/``max``, or
+        its reference inputs. Distances need reference inputs (clean ``.npy``, read
+        without pickles) to learn what natural distances look like.
+        """
+        from atlasguard.runtime.settings import MonitorSettings
+
+        settings = policy.settings("monitor")
+        if not isinstance(settings, MonitorSettings):  # pragma: no cover - plan() checked
+            raise ConfigurationError("controls.monitor: unexpected settings")
+        watches: dict[str, Watch] = {}
+        for name, spec in policy.models.items():
+            reference = _reference(policy, settings, name)
+            declared = spec.inputs[0] if spec.inputs else None
+            value_range = (
+                (declared.min, declared.max)
+                if declared is not None and declared.min is not None and declared.max is not None
+                else None
+            )
+            fingerprints = None
+            if settings.fingerprints and (value_range is not None or reference is not None):
+                fingerprints = QueryFingerprints(
+                    levels=settings.levels,
+                    window=settings.window,
+                    top=settings.top,
+                    value_range=value_range,
+                    threshold=settings.match,
+                ).fit(reference if reference is not None else np.array(value_range)[:, None])
+            distances = None
+            if settings.distances and reference is not None:
+                _scipy()
+                distances = DistanceNormality(
+                    min_queries=settings.min_queries, threshold=settings.normality
+                ).fit(reference)
+            if fingerprints is not None or distances is not None:
+                watches[name] = Watch(fingerprints, distances)
+        return cls(
+            watches=watches,
+            action=settings.action,
+            alarm_after=settings.alarm_after,
+            alarm_window=settings.alarm_window,
+            suspend_seconds=settings.suspend_seconds,
+            on_alarm=on_alarm,
+        )
+
+    def state(self, principal: Principal | None, model: str) -> PrincipalState:
+        key = (principal.name if principal is not None else "anonymous", model)
+        with self._lock:
+            found = self._states.get(key)
+            if found is None:
+                watch = self.watches.get(model)
+                distances = watch.distances if watch is not None else None
+                found = PrincipalState(
+                    _FingerprintMemory(capacity=self.capacity),
+                    _DistanceMemory(distances) if distances is not None else None,
+                )
+                self._states[key] = found
+                while len(self._states) > self.max_principals:
+                    self._states.popitem(last=False)
+            else:
+                self._states.move_to_end(key)
+            return found
+
+    def suspended(self, principal: Principal | None, model: str) -> str | None:
+        """Why ``principal`` is refused on ``model`` now, or ``None``."""
+        if self.action != "block" or model not in self.watches:
+            return None
+        state = self.state(principal, model)
+        if state.alarmed_at is None:
+            return None
+        if self.clock() - state.alarmed_at > self.suspend_seconds:
+            state.alarmed_at, state.near_copies = None, 0
+            state.recent.clear()
+            return None
+        return state.why
+
+    def before(self, request: Request) -> Request:
+        why = self.suspended(request.principal, request.model)
+        if why is not None:
+            raise Denied(
+                f"queries to {request.model!r} from this principal look like an attack in "
+                f"progress ({why}); they are refused until the suspension ends or an "
+                "administrator lifts it",
+                reason="suspended",
+            )
+        return request
+
+    def after(self, request: Request, response: Response) -> Response:
+        watch = self.watches.get(request.model)
+        rows = _rows(request) if watch is not None else None
+        if watch is None or rows is None:
+            return response
+        classes = _classes(response, len(rows))
+        state = self.state(request.principal, request.model)
+        fp, dn = watch.fingerprints, watch.distances
+        with state.lock:
+            for i, row in enumerate(rows):
+                if fp is not None:
+                    shared = state.fingerprints.add(fp.fingerprint(row), _digest(row))
+                    copy = shared >= fp.threshold_
+                    state.recent.append(copy)
+                    state.near_copies += copy
+                    if len(state.recent) > self.alarm_window:
+                        state.near_copies -= state.recent.popleft()
+                low = 1.0
+                if state.distances is not None:
+                    low = state.distances.add(row, classes[i])
+                if state.alarmed_at is None:
+                    why = ""
+                    if state.near_copies >= self.alarm_after:
+                        why = (
+                            f"{state.near_copies} near-copies of earlier queries among the "
+                            f"last {len(state.recent)}"
+                        )
+                    elif dn is not None and low < dn.threshold_:
+                        why = f"query distances not natural (Shapiro-Wilk W={low:.3f})"
+                    if why:
+                        state.alarmed_at, state.why = self.clock(), why
+                        if self.on_alarm is not None:
+                            who = request.principal.name if request.principal else "anonymous"
+                            self.on_alarm(who, request.model, why)
+            alarmed = state.alarmed_at is not None
+        if alarmed and self.action == "label":
+            return response.with_outputs(_labels_only(response))
+        return response
+
+
+def _scipy() -> None:
+    try:
+        import scipy.stats  # noqa: F401
+    except ModuleNotFoundError as exc:  # pragma: no cover - scikit-learn brings it
+        raise ConfigurationError(
+            "[controls.monitor] distances = true needs SciPy: pip install 'atlasguard[onnx]'"
+        ) from exc
+
+
+def _reference(policy: Policy, settings: object, model: str) -> FloatArray | None:
+    paths = getattr(settings, "reference", None) or {}
+    if model not in paths:
+        return None
+    path = policy.base_dir / paths[model]
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(
+            f"[controls.monitor] reference for {model!r}: cannot read {paths[model]} as a "
+            f"NumPy array without pickles ({type(exc).__name__}); save clean inputs with "
+            "numpy.save"
+        ) from exc
+    rows = np.asarray(data, dtype=np.float64)
+    if rows.ndim < 2 or len(rows) < 2:
+        raise ConfigurationError(
+            f"[controls.monitor] reference for {model!r} must hold at least two input rows"
+        )
+    return rows.reshape(len(rows), -1)
+
+
+def _rows(request: Request) -> npt.NDArray[np.float64] | None:
+    for array in request.inputs.values():
+        if array.dtype.kind in "fiub" and array.ndim >= 1 and array.shape[0] > 0:
+            return np.asarray(array, dtype=np.float64).reshape(array.shape[0], -1)
+    return None
+
+
+def _scores(response: Response) -> npt.NDArray[np.generic] | None:
+    for array in response.outputs.values():
+        if array.dtype.kind == "f" and array.ndim == 2:
+            return array
+    return None
+
+
+def _classes(response: Response, n: int) -> list[int]:
+    scores = _scores(response)
+    if scores is not None and len(scores) == n:
+        return [int(c) for c in np.argmax(scores, axis=-1)]
+    for array in response.outputs.values():
+        if array.dtype.kind in "iu" and array.shape[:1] == (n,):
+            return [int(c) for c in array.reshape(n, -1)[:, 0]]
+    return [0] * n
+
+
+def _labels_only(response: Response) -> dict[str, npt.NDArray[np.generic]]:
+    scores = _scores(response)
+    return {
+        name: np.argmax(array, axis=-1) if array is scores else array
+        for name, array in response.outputs.items()
+    }
