@@ -21,6 +21,7 @@ from atlasguard.policy import load_policy, load_policy_text
 from atlasguard.runtime.deployment import Deployment
 from atlasguard.runtime.monitor import (
     DistanceNormality,
+    OffDistribution,
     QueryFingerprints,
     QueryMonitor,
     Watch,
@@ -63,6 +64,7 @@ def digits() -> dict[str, Any]:
     [
         (QueryFingerprints, {"levels": 8, "window": 6, "top": 16, "threshold": 5}),
         (DistanceNormality, {"min_queries": 10, "window": 50, "threshold": 0.8}),
+        (OffDistribution, {"clusters": 8, "window": 30, "min_queries": 10}),
     ],
 )
 def test_detectors_follow_the_estimator_contract(
@@ -155,6 +157,7 @@ def _monitor(digits: dict[str, Any], **kwargs: Any) -> QueryMonitor:
     watch = Watch(
         QueryFingerprints(value_range=(0.0, 1.0)).fit(digits["fit"]),
         DistanceNormality().fit(digits["fit"]),
+        OffDistribution().fit(digits["fit"]),
     )
     return QueryMonitor(watches={"digits": watch}, **kwargs)
 
@@ -210,6 +213,21 @@ def test_a_benign_client_with_thousands_of_real_digits_is_not_stopped(
     pool = np.concatenate([digits["tune"], digits["eval"]])  # never fitted on
     for row in pool[rng.choice(len(pool), 2000, replace=True)]:  # repeats included
         client(row[None])
+
+
+def test_random_input_extraction_is_stopped(digits: dict[str, Any]) -> None:
+    from atlasguard.models.attacks import random_extraction
+
+    client = _pipeline(_monitor(digits), digits["model"])
+    result = random_extraction(client("mallory"), n_features=64, budget=500)
+    assert result.queries <= 25 and "outside the model's input distribution" in result.stopped
+
+
+def test_off_distribution_stays_quiet_on_held_out_digits(digits: dict[str, Any]) -> None:
+    off = OffDistribution().fit(digits["fit"])
+    assert not off.predict(digits["eval"]).any()
+    noise = np.random.default_rng(0).random((40, 64))
+    assert off.predict(noise)[off.min_queries - 1]
 
 
 def test_label_action_withholds_scores_after_the_alarm(digits: dict[str, Any]) -> None:
@@ -285,6 +303,7 @@ def test_the_deployment_builds_it_records_the_alarm_and_refuses(
         (monitor,) = [g for g in deployment.guards if isinstance(g, QueryMonitor)]
         watch = monitor.watches["digits"]
         assert watch.fingerprints is not None and watch.distances is not None
+        assert watch.off is not None
         key = deployment.identity.create_key("mallory").secret
         deployment.identity.grant("mallory", "digits")
         protected = deployment.protect(predict, name="digits")

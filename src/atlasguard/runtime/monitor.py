@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DistanceNormality",
     "MonitorAction",
+    "OffDistribution",
     "PrincipalState",
     "QueryFingerprints",
     "QueryMonitor",
@@ -324,6 +325,81 @@ def _shapiro(values: FloatArray) -> float:
     return float(shapiro(values).statistic)
 
 
+class OffDistribution:
+    """How many of a principal's recent queries lie outside the clean inputs' distribution.
+
+    ``fit`` clusters clean inputs (``clusters`` centres, k-means) and takes, on a
+    held-out part of them, the ``quantile`` of each input's distance to its
+    nearest centre as the edge of the distribution. ``score_samples`` over a
+    stream gives, after each query, the share of the last ``window`` queries
+    beyond that edge; random-input extraction (uniform noise, inputs of another
+    domain) drives it towards 1, a client with real inputs keeps it near
+    ``1 - quantile``. The alarm threshold defaults to 0.5 once ``min_queries``
+    were seen.
+    """
+
+    def __init__(
+        self,
+        *,
+        clusters: int = 32,
+        quantile: float = 0.99,
+        window: int = 50,
+        min_queries: int = 20,
+        threshold: float | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.clusters = clusters
+        self.quantile = quantile
+        self.window = window
+        self.min_queries = min_queries
+        self.threshold = threshold
+        self.random_state = random_state
+
+    def fit(self, x: FloatArray) -> OffDistribution:
+        from sklearn.cluster import KMeans
+
+        rows = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        rng = np.random.default_rng(self.random_state)
+        order = rng.permutation(len(rows))
+        half = max(1, len(rows) // 2)
+        fit_rows, held_out = rows[order[:half]], rows[order[half:]]
+        k = max(1, min(self.clusters, len(fit_rows)))
+        km = KMeans(n_clusters=k, n_init=3, random_state=self.random_state).fit(fit_rows)
+        self.centres_ = np.asarray(km.cluster_centers_, dtype=np.float64)
+        self._norms = (self.centres_**2).sum(axis=1)
+        edge_rows = held_out if len(held_out) else fit_rows
+        self.edge_ = float(np.quantile(self.distance(edge_rows), self.quantile))
+        self.threshold_ = self.threshold if self.threshold is not None else 0.5
+        return self
+
+    def distance(self, rows: FloatArray) -> FloatArray:
+        """Each row's distance to its nearest centre."""
+        r = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
+        d2 = (r**2).sum(axis=1)[:, None] - 2.0 * r @ self.centres_.T + self._norms[None, :]
+        return np.asarray(np.sqrt(np.maximum(d2.min(axis=1), 0.0)), dtype=np.float64)
+
+    def score_samples(self, stream: FloatArray) -> FloatArray:
+        """After each query, the share of the last ``window`` beyond the edge (0 until enough)."""
+        outside = self.distance(stream) > self.edge_
+        out = np.zeros(len(outside))
+        recent: deque[bool] = deque(maxlen=self.window)
+        for i, o in enumerate(outside):
+            recent.append(bool(o))
+            if i + 1 >= self.min_queries:
+                out[i] = sum(recent) / len(recent)
+        return out
+
+    def calibrate(self, streams: Iterable[FloatArray], *, fpr: float) -> OffDistribution:
+        """The share above which at most ``fpr`` of benign streams ever go."""
+        highs = [float(self.score_samples(s).max(initial=0.0)) for s in streams]
+        self.threshold_ = float(np.quantile(highs, 1.0 - fpr)) + 1e-9 if highs else 1.0
+        return self
+
+    def predict(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
+        """True from the query at which the share first reaches the threshold."""
+        return np.maximum.accumulate(self.score_samples(stream)) >= self.threshold_
+
+
 @dataclass
 class PrincipalState:
     """What the monitor remembers of one principal (bounded)."""
@@ -332,6 +408,8 @@ class PrincipalState:
     distances: _DistanceMemory | None
     recent: deque[bool] = field(default_factory=deque)  # near-copy or not, last queries
     near_copies: int = 0
+    outside: deque[bool] = field(default_factory=deque)  # beyond the clean inputs' edge or not
+    seen: int = 0
     alarmed_at: float | None = None
     why: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -343,6 +421,7 @@ class Watch:
 
     fingerprints: QueryFingerprints | None
     distances: DistanceNormality | None
+    off: OffDistribution | None = None
 
 
 @dataclass
@@ -416,8 +495,11 @@ class QueryMonitor:
                 distances = DistanceNormality(
                     min_queries=settings.min_queries, threshold=settings.normality
                 ).fit(reference)
-            if fingerprints is not None or distances is not None:
-                watches[name] = Watch(fingerprints, distances)
+            off = None
+            if settings.off_distribution and reference is not None:
+                off = OffDistribution(threshold=settings.off_share).fit(reference)
+            if fingerprints is not None or distances is not None or off is not None:
+                watches[name] = Watch(fingerprints, distances, off)
         return cls(
             watches=watches,
             action=settings.action,
@@ -476,7 +558,7 @@ class QueryMonitor:
             return response
         classes = _classes(response, len(rows))
         state = self.state(request.principal, request.model)
-        fp, dn = watch.fingerprints, watch.distances
+        fp, dn, off = watch.fingerprints, watch.distances, watch.off
         with state.lock:
             for i, row in enumerate(rows):
                 if fp is not None:
@@ -489,9 +571,22 @@ class QueryMonitor:
                 low = 1.0
                 if state.distances is not None:
                     low = state.distances.add(row, classes[i])
+                share = 0.0
+                state.seen += 1
+                if off is not None:
+                    state.outside.append(bool(off.distance(row[None])[0] > off.edge_))
+                    if len(state.outside) > off.window:
+                        state.outside.popleft()
+                    if state.seen >= off.min_queries:
+                        share = sum(state.outside) / len(state.outside)
                 if state.alarmed_at is None:
                     why = ""
-                    if state.near_copies >= self.alarm_after:
+                    if off is not None and share >= off.threshold_:
+                        why = (
+                            f"{share:.0%} of the last {len(state.outside)} queries lie outside "
+                            "the model's input distribution"
+                        )
+                    elif state.near_copies >= self.alarm_after:
                         why = (
                             f"{state.near_copies} near-copies of earlier queries among the "
                             f"last {len(state.recent)}"

@@ -68,7 +68,10 @@ def plan(policy: Policy) -> tuple[Part, ...]:
     if (
         policy.enabled("monitor")
         and policy.models
-        and (getattr(monitor, "fingerprints", False) or getattr(monitor, "distances", False))
+        and any(
+            getattr(monitor, flag, False)
+            for flag in ("fingerprints", "distances", "off_distribution")
+        )
     ):
         add(
             "monitor",

@@ -216,6 +216,13 @@ class MonitorSettings(ControlSettings):
         default=True,
         description="PRADA-style: unnatural distances between queries (needs a reference).",
     )
+    off_distribution: bool = Field(
+        default=True,
+        description="Many queries outside the inputs' distribution (needs a reference).",
+    )
+    off_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Share of the last 50 queries that alarms."
+    )
     match: int = Field(default=13, ge=1, description="Hashes (of top) one near-copy shares.")
     top: int = Field(default=32, ge=1, description="Hashes kept per query fingerprint.")
     levels: int = Field(default=16, ge=2, le=256, description="Quantisation steps of inputs.")
