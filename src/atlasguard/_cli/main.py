@@ -37,6 +37,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.init",
     "atlasguard._cli.registry",
     "atlasguard._cli.groups",
+    "atlasguard._cli.monitor",
 )
 # The module behind each top-level command: a command imports only its own module
 # (`atlasguard scan` starts without the server, the database or the registry).
@@ -56,6 +57,7 @@ _COMMANDS: dict[str, str] = {
     "init": "atlasguard._cli.init",
     "registry": "atlasguard._cli.registry",
     "groups": "atlasguard._cli.groups",
+    "monitor": "atlasguard._cli.monitor",
 }
 
 app = typer.Typer(

@@ -24,6 +24,7 @@ __all__ = [
     "grants",
     "group_members",
     "metadata",
+    "monitor_suspensions",
     "principals",
     "registry_aliases",
     "registry_objects",
@@ -103,6 +104,20 @@ group_members = Table(
     Column("group", String(200), ForeignKey("principals.name"), primary_key=True),
     Column("member", String(200), ForeignKey("principals.name"), primary_key=True, index=True),
     Column("created_at", Float, nullable=False),
+)
+
+# -- query monitor (migration 0007) ----------------------------------------------------
+
+monitor_suspensions = Table(
+    "monitor_suspensions",
+    metadata,
+    # One row per suspended (principal, model): written when the query monitor alarms,
+    # deleted when an administrator lifts it; every worker and restart reads it.
+    Column("principal", String(200), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    Column("since", Float, nullable=False),
+    Column("until", Float, nullable=False),
+    Column("why", String(500), nullable=False),
 )
 
 # -- registry (migration 0003) --------------------------------------------------------

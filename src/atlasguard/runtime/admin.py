@@ -19,11 +19,16 @@ is recorded as refused, never as allowed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from atlasguard.errors import UsageError
 from atlasguard.identity.store import ROLES, ApiKey, IdentityStore, IssuedKey, group_name, is_group
 from atlasguard.runtime.auditor import Auditor, Outcome
+
+if TYPE_CHECKING:
+    from atlasguard.runtime.suspensions import SuspensionStore
 
 __all__ = ["Admin"]
 
@@ -35,9 +40,39 @@ class Admin:
     command line (which reaches the database directly).
     """
 
-    def __init__(self, identity: IdentityStore, auditor: Auditor) -> None:
+    def __init__(
+        self,
+        identity: IdentityStore,
+        auditor: Auditor,
+        *,
+        suspensions: SuspensionStore | None = None,
+    ) -> None:
         self.identity = identity
         self.auditor = auditor
+        self.suspensions = suspensions
+
+    def lift_suspension(self, actor: str, principal: str, model: str | None = None) -> int:
+        """End the query monitor's suspension of ``principal`` (on ``model``, or all).
+
+        Recorded first; refused (and recorded so) when nothing is suspended. Every
+        worker lets the principal in again within seconds, with its history forgotten.
+        """
+        target = f"{principal} on {model}" if model else principal
+        store = self.suspensions
+        if store is None:
+            raise UsageError("this deployment keeps no suspensions")
+        current = [s for s in store.active(now=time.time()) if s.principal == principal]
+        if model is not None:
+            current = [s for s in current if s.model == model]
+        if not current:
+            raise self._refuse(
+                actor,
+                "monitor.lift",
+                target,
+                UsageError(f"{target} is not suspended (atlasguard monitor list shows who is)"),
+            )
+        self._allow(actor, "monitor.lift", target)
+        return store.lift(principal, model)
 
     def _allow(self, actor: str, verb: str, target: str) -> None:
         outcome = Outcome(action=f"admin.{verb}", principal=actor, details={"target": target})

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from atlasguard.registry.service import Registry
     from atlasguard.runtime.admin import Admin
     from atlasguard.runtime.quotas import QuotaPolicy
+    from atlasguard.runtime.suspensions import SuspensionStore
 
 __all__ = ["Deployment"]
 
@@ -142,7 +143,9 @@ class Deployment:
             from atlasguard.runtime.monitor import QueryMonitor
 
             # last: its `after` runs first and sees the scores before they are obfuscated
-            guards.append(QueryMonitor.from_policy(self.policy, on_alarm=self._alarm))
+            guards.append(
+                QueryMonitor.from_policy(self.policy, on_alarm=self._alarm, store=self.suspensions)
+            )
         return tuple(guards)
 
     def _alarm(self, principal: str, model: str, why: str) -> None:
@@ -211,7 +214,14 @@ class Deployment:
         """Keys, grants and groups, each change audited before it is made."""
         from atlasguard.runtime.admin import Admin
 
-        return Admin(self.identity, self.auditor)
+        return Admin(self.identity, self.auditor, suspensions=self.suspensions)
+
+    @cached_property
+    def suspensions(self) -> SuspensionStore:
+        """Principals the query monitor suspended, shared by every worker and restart."""
+        from atlasguard.runtime.suspensions import SuspensionStore
+
+        return SuspensionStore(self.engine)
 
     def protect(self, predict: Callable[[Arrays], Arrays], *, name: str) -> Protected:
         """``predict`` as model ``name``, behind the deployment's access, guards and auditor.

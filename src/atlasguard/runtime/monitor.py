@@ -37,6 +37,8 @@ True
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -53,6 +55,9 @@ from atlasguard.runtime.pipeline import Denied, Principal, Request, Response
 
 if TYPE_CHECKING:
     from atlasguard.policy import Policy
+    from atlasguard.runtime.suspensions import SuspensionStore
+
+logger = logging.getLogger("atlasguard")
 
 __all__ = [
     "DistanceNormality",
@@ -449,16 +454,26 @@ class QueryMonitor:
     max_principals: int = 10_000
     capacity: int = 10_000
     on_alarm: Callable[[str, str, str], None] | None = None
+    store: SuspensionStore | None = None
+    refresh_seconds: float = 2.0
     clock: Callable[[], float] = time.time
     name: str = "monitor"
     mitigates: frozenset[str] = frozenset({"AML.M0015", "AML.M0004"})
     blocking: bool = False
     _states: OrderedDict[tuple[str, str], PrincipalState] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # with a store: the suspensions it holds (refreshed), and those being written to it
+    _active: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    _pending: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    _refreshed: float = -math.inf
 
     @classmethod
     def from_policy(
-        cls, policy: Policy, *, on_alarm: Callable[[str, str, str], None] | None = None
+        cls,
+        policy: Policy,
+        *,
+        on_alarm: Callable[[str, str, str], None] | None = None,
+        store: SuspensionStore | None = None,
     ) -> QueryMonitor:
         """The monitor ``[controls.monitor]`` describes, one watch per declared model.
 
@@ -507,6 +522,7 @@ class QueryMonitor:
             alarm_window=settings.alarm_window,
             suspend_seconds=settings.suspend_seconds,
             on_alarm=on_alarm,
+            store=store,
         )
 
     def state(self, principal: Principal | None, model: str) -> PrincipalState:
@@ -528,17 +544,59 @@ class QueryMonitor:
             return found
 
     def suspended(self, principal: Principal | None, model: str) -> str | None:
-        """Why ``principal`` is refused on ``model`` now, or ``None``."""
+        """Why ``principal`` is refused on ``model`` now, or ``None``.
+
+        With a store, its suspensions count (whichever worker or process decided
+        them), and one that was lifted or has ended also clears what this
+        process remembers of the principal, so its next queries start afresh.
+        """
         if self.action != "block" or model not in self.watches:
             return None
-        state = self.state(principal, model)
-        if state.alarmed_at is None:
-            return None
-        if self.clock() - state.alarmed_at > self.suspend_seconds:
-            state.alarmed_at, state.near_copies = None, 0
-            state.recent.clear()
-            return None
-        return state.why
+        key = (principal.name if principal is not None else "anonymous", model)
+        now = self.clock()
+        if self.store is None:
+            state = self.state(principal, model)
+            if state.alarmed_at is None:
+                return None
+            if now - state.alarmed_at > self.suspend_seconds:
+                self._forget(key)
+                return None
+            return state.why
+        self._refresh(now)
+        entry = self._pending.get(key) or self._active.get(key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        with self._lock:
+            known = self._states.get(key)
+        if known is not None and known.alarmed_at is not None:
+            self._forget(key)  # lifted by an administrator, or ended
+        return None
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._states.pop(key, None)
+
+    def _refresh(self, now: float) -> None:
+        if self.store is None or now - self._refreshed < self.refresh_seconds:
+            return
+        self._refreshed = now  # one reader at a time is enough; others use the last view
+        try:
+            rows = self.store.active(now=now)
+        except Exception:  # the database is away: keep the last view (fail closed on it)
+            logger.exception("query monitor: cannot read the suspensions")
+            return
+        self._active = {(r.principal, r.model): (r.until, r.why) for r in rows}
+
+    def _persist(self, key: tuple[str, str], since: float, until: float, why: str) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.suspend(key[0], key[1], since=since, until=until, why=why)
+        except Exception:
+            logger.exception("query monitor: cannot record the suspension of %r", key[0])
+            return  # stays pending: this process keeps refusing the principal
+        self._active[key] = (until, why)
+        self._pending.pop(key, None)
 
     def before(self, request: Request) -> Request:
         why = self.suspended(request.principal, request.model)
@@ -594,9 +652,16 @@ class QueryMonitor:
                     elif dn is not None and low < dn.threshold_:
                         why = f"query distances not natural (Shapiro-Wilk W={low:.3f})"
                     if why:
-                        state.alarmed_at, state.why = self.clock(), why
+                        now = self.clock()
+                        state.alarmed_at, state.why = now, why
+                        who = request.principal.name if request.principal else "anonymous"
+                        if self.store is not None and self.action == "block":
+                            key, until = (who, request.model), now + self.suspend_seconds
+                            self._pending[key] = (until, why)
+                            threading.Thread(
+                                target=self._persist, args=(key, now, until, why), daemon=True
+                            ).start()
                         if self.on_alarm is not None:
-                            who = request.principal.name if request.principal else "anonymous"
                             self.on_alarm(who, request.model, why)
             alarmed = state.alarmed_at is not None
         if alarmed and self.action == "label":
