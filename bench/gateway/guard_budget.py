@@ -115,6 +115,7 @@ def measure(n: int) -> dict[str, tuple[float, float]]:
                 results[f"output policy {name}"] = _percentiles(
                     lambda g=guard: g.after(request, response), n
                 )
+            results.update(_monitor_cost(deployment, inputs, outputs, n))
             results["predict (ONNX Runtime, demo model)"] = _percentiles(
                 lambda: served.protected.pipeline.predict(inputs), n
             )
@@ -138,6 +139,45 @@ def measure(n: int) -> dict[str, tuple[float, float]]:
         finally:
             gateway.close()
     return results
+
+
+def _monitor_cost(
+    deployment: Any, inputs: Any, outputs: Any, n: int
+) -> dict[str, tuple[float, float]]:
+    """The query monitor's before + after on distinct digits: a new principal, and one
+    with 10,000 queries stored (its alarm kept off: the cost, not the verdict)."""
+    import numpy as np
+
+    from atlasguard.runtime.monitor import QueryMonitor
+    from atlasguard.runtime.pipeline import Principal, Request, Response
+
+    (monitor,) = [g for g in deployment.guards if isinstance(g, QueryMonitor)]
+    monitor.action, monitor.alarm_after = "log", 10**9
+    rng = np.random.default_rng(0)
+    base = np.asarray(inputs["input"], np.float32)
+    response = Response(outputs=outputs)
+    out: dict[str, tuple[float, float]] = {}
+    for label, history in (
+        ("query monitor (new principal)", 0),
+        ("query monitor (10,000 stored queries)", 10_000),
+    ):
+        who = Principal(f"bench-{history}", frozenset({"user"}))
+        for _ in range(history):
+            x = np.clip(base + rng.normal(0, 0.3, base.shape), 0, 1).astype(np.float32)
+            r = Request(model="digits", inputs={"input": x}, principal=who)
+            monitor.after(monitor.before(r), response)
+        rows = [
+            np.clip(base + rng.normal(0, 0.3, base.shape), 0, 1).astype(np.float32)
+            for _ in range(n + 201)  # _percentiles warms up on up to 200 calls first
+        ]
+        it = iter(rows)
+
+        def step(who: Any = who, it: Any = it) -> None:
+            r = Request(model="digits", inputs={"input": next(it)}, principal=who)
+            monitor.after(monitor.before(r), response)
+
+        out[label] = _percentiles(step, n)
+    return out
 
 
 def _writer_cost(log: Any, auditor: Any, outcome: Callable[[], Any], n: int) -> tuple[float, float]:

@@ -123,14 +123,23 @@ def test_exact_repeats_and_blank_inputs_are_not_near_copies(digits: dict[str, An
 def test_the_fingerprint_memory_stays_bounded_and_consistent(
     capacity: int, per_hash: int, queries: list[frozenset[int]]
 ) -> None:
+    """Against a brute force over every query so far: the same answers, bounded state."""
     memory = _FingerprintMemory(capacity=capacity, per_hash=per_hash)
+    history: list[frozenset[int]] = []
     for i, fingerprint in enumerate(queries):
-        best = memory.add(fingerprint, i.to_bytes(4, "little"))
-        assert 0 <= best <= len(fingerprint)
+        oldest = max(0, len(history) - capacity)
+        counts: dict[int, int] = {}
+        for h in fingerprint:
+            had = [q for q, old in enumerate(history) if h in old][-per_hash:]
+            for q in had:
+                if q >= oldest:
+                    counts[q] = counts.get(q, 0) + 1
+        expected = max(counts.values(), default=0)
+        assert memory.add(fingerprint, i.to_bytes(4, "little")) == expected
+        history.append(fingerprint)
         assert len(memory.queries) <= capacity and len(memory.exact) <= capacity
-        for h, ids in memory.table.items():
-            assert 0 < len(ids) <= per_hash
-            assert all(q in memory.queries and h in memory.queries[q] for q in ids)
+        assert len(memory.table) <= max(4096, 2 * memory.live) + len(fingerprint)
+        assert all(0 < len(ids) <= per_hash for ids in memory.table.values())
 
 
 def test_distances_of_synthetic_queries_are_not_natural(digits: dict[str, Any]) -> None:

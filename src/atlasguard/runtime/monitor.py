@@ -171,18 +171,39 @@ def _digest(row: npt.ArrayLike) -> bytes:
 class _FingerprintMemory:
     """One principal's fingerprints: hash -> the ids of recent queries that had it.
 
-    Bounded: at most ``capacity`` queries (the oldest forgotten first) and
-    ``per_hash`` ids per hash. A lookup costs the fingerprint's size times
-    ``per_hash``, whatever the history's length.
+    Bounded: the last ``capacity`` queries count (ids are consecutive, so an id
+    below ``next_id - capacity`` is simply ignored), ``per_hash`` ids per hash,
+    and the table is rebuilt from the live queries when it outgrows them. A
+    lookup costs the fingerprint's size times ``per_hash``, whatever the
+    history's length.
     """
 
-    def __init__(self, *, capacity: int = 10_000, per_hash: int = 8) -> None:
+    def __init__(self, *, capacity: int = 10_000, per_hash: int = 4) -> None:
         self.capacity = capacity
         self.per_hash = per_hash
         self.table: dict[int, tuple[int, ...]] = {}
-        self.queries: OrderedDict[int, frozenset[int]] = OrderedDict()
+        self.queries: deque[frozenset[int]] = deque(maxlen=capacity)
         self.exact: OrderedDict[bytes, None] = OrderedDict()
         self.next_id = 0
+        self.live = 0  # hashes of the live queries, counted with repeats
+
+    @property
+    def oldest(self) -> int:
+        """The id of the oldest query that still counts."""
+        return self.next_id - len(self.queries)
+
+    def repeat(self, digest: bytes) -> bool:
+        """Whether this exact input was seen recently (then it is only marked as seen again)."""
+        if digest in self.exact:
+            self.exact.move_to_end(digest)
+            return True
+        return False
+
+    def remember(self, digest: bytes) -> None:
+        """Note an input seen (when no fingerprint is kept for it)."""
+        self.exact[digest] = None
+        while len(self.exact) > self.capacity:
+            self.exact.popitem(last=False)
 
     def add(self, fingerprint: frozenset[int], digest: bytes) -> int:
         """Record a query; return the most hashes it shares with one earlier query."""
@@ -191,28 +212,37 @@ class _FingerprintMemory:
             return 0  # an exact repeat (a retry) teaches an attacker nothing
         table = self.table
         found = [ids for ids in map(table.get, fingerprint) if ids]
-        best = max(Counter(chain.from_iterable(found)).values(), default=0) if found else 0
+        best = 0
+        if found:
+            oldest = self.oldest
+            counts = Counter(chain.from_iterable(found))
+            best = max((n for i, n in counts.items() if i >= oldest), default=0)
         qid = self.next_id
         self.next_id += 1
-        self.queries[qid] = fingerprint
+        if len(self.queries) == self.capacity:
+            self.live -= len(self.queries[0])  # about to be forgotten
+        self.queries.append(fingerprint)
+        self.live += len(fingerprint)
         self.exact[digest] = None
         keep = 1 - self.per_hash  # tuples of ints: the garbage collector stops tracking them
         for h in fingerprint:
             ids = table.get(h)
             table[h] = (qid,) if ids is None else (*ids[keep:], qid) if keep else (qid,)
-        while len(self.queries) > self.capacity:
-            old, hashes = self.queries.popitem(last=False)
-            for h in hashes:
-                ids = table.get(h)
-                if ids is not None and old in ids:
-                    rest = tuple(i for i in ids if i != old)
-                    if rest:
-                        table[h] = rest
-                    else:
-                        del table[h]
+        if len(table) > max(4096, 2 * self.live):  # amortised: at most every `live` adds
+            self._rebuild()
         while len(self.exact) > self.capacity:
             self.exact.popitem(last=False)
         return best
+
+    def _rebuild(self) -> None:
+        """The table of the live queries only (hashes of forgotten ones dropped)."""
+        table: dict[int, tuple[int, ...]] = {}
+        keep = 1 - self.per_hash
+        for qid, fingerprint in enumerate(self.queries, start=self.oldest):
+            for h in fingerprint:
+                ids = table.get(h)
+                table[h] = (qid,) if ids is None else (*ids[keep:], qid) if keep else (qid,)
+        self.table = table
 
 
 class DistanceNormality:
@@ -230,8 +260,8 @@ class DistanceNormality:
         *,
         min_queries: int = 20,
         window: int = 200,
-        history: int = 2_000,
-        every: int = 5,
+        history: int = 256,
+        every: int = 10,
         near: float = 0.25,
         threshold: float | None = None,
         random_state: int = 0,
@@ -619,8 +649,13 @@ class QueryMonitor:
         fp, dn, off = watch.fingerprints, watch.distances, watch.off
         with state.lock:
             for i, row in enumerate(rows):
-                if fp is not None:
-                    shared = state.fingerprints.add(fp.fingerprint(row), _digest(row))
+                digest = _digest(row)
+                if state.fingerprints.repeat(digest):
+                    continue  # a retry of an earlier query: nothing new for any detector
+                if fp is None:
+                    state.fingerprints.remember(digest)
+                else:
+                    shared = state.fingerprints.add(fp.fingerprint(row), digest)
                     copy = shared >= fp.threshold_
                     state.recent.append(copy)
                     state.near_copies += copy
