@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from atlasguard.errors import ConfigurationError
 from atlasguard.models.attacks import jacobian_extraction, simba
+from atlasguard.models.data import digits_splits
 from atlasguard.policy import load_policy, load_policy_text
 from atlasguard.runtime.deployment import Deployment
 from atlasguard.runtime.monitor import (
@@ -36,24 +37,11 @@ pytest.importorskip("scipy")
 
 @pytest.fixture(scope="module")
 def digits() -> dict[str, Any]:
-    from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
 
-    x, y = load_digits(return_X_y=True)
-    x = x / 16.0
-    x_fit, x_rest, y_fit, y_rest = train_test_split(x, y, test_size=0.5, random_state=0, stratify=y)
-    x_tune, x_eval, _y_tune, y_eval = train_test_split(
-        x_rest, y_rest, test_size=0.5, random_state=1, stratify=y_rest
-    )
-    model = LogisticRegression(max_iter=2000, random_state=0).fit(x_fit, y_fit)
-    return {
-        "fit": x_fit,
-        "tune": x_tune,
-        "eval": x_eval,
-        "y_eval": y_eval,
-        "model": model,
-    }
+    d = digits_splits()
+    model = LogisticRegression(max_iter=2000, random_state=0).fit(d.x_fit, d.y_fit)
+    return {"fit": d.x_fit, "tune": d.x_tune, "eval": d.x_eval, "y_eval": d.y_eval, "model": model}
 
 
 # -- the estimator contract --------------------------------------------------------

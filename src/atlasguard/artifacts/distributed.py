@@ -247,39 +247,23 @@ def _outcome(future: Future[list[FileReport]], shard: Shard) -> list[FileReport]
         raise ScanError(
             "the Dask scheduler cancelled the scan (was it restarted?); run the scan again"
         )
-    return [
-        FileReport(
-            path=display,
-            format="unknown",
-            sha256="",
-            size=0,
-            findings=(
-                Finding(
-                    rule="unreadable",
-                    severity=Severity.HIGH,
-                    message=f"the worker could not scan this file: {type(exc).__name__}; "
-                    "scan it alone with `atlasguard scan` to see why",
-                    location=Location(),
-                ),
-            ),
-        )
-        for _, display in shard.files
-    ]
+    why = (
+        f"the worker could not scan this file: {type(exc).__name__}; "
+        "scan it alone with `atlasguard scan` to see why"
+    )
+    return [_unexamined(display, "unreadable", why) for _, display in shard.files]
 
 
 def _crashed(display: str) -> FileReport:
-    return FileReport(
-        path=display,
-        format="unknown",
-        sha256="",
-        size=0,
-        findings=(
-            Finding(
-                rule="scan-crashed",
-                severity=Severity.HIGH,
-                message="scanning this file ended every Dask worker that tried it, so it was "
-                "not examined: quarantine it, then scan it alone with `atlasguard scan`",
-                location=Location(),
-            ),
-        ),
+    return _unexamined(
+        display,
+        "scan-crashed",
+        "scanning this file ended every Dask worker that tried it, so it was "
+        "not examined: quarantine it, then scan it alone with `atlasguard scan`",
     )
+
+
+def _unexamined(display: str, rule: str, message: str) -> FileReport:
+    """The report of a file the cluster could not examine: one high finding, never silence."""
+    finding = Finding(rule=rule, severity=Severity.HIGH, message=message, location=Location())
+    return FileReport(path=display, format="unknown", sha256="", size=0, findings=(finding,))
