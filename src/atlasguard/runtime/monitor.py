@@ -545,7 +545,7 @@ class QueryMonitor:
                 off = OffDistribution(threshold=settings.off_share).fit(reference)
             if fingerprints is not None or distances is not None or off is not None:
                 watches[name] = Watch(fingerprints, distances, off)
-        return cls(
+        monitor = cls(
             watches=watches,
             action=settings.action,
             alarm_after=settings.alarm_after,
@@ -554,6 +554,10 @@ class QueryMonitor:
             on_alarm=on_alarm,
             store=store,
         )
+        if store is not None:  # the suspensions in force, read once before serving
+            monitor._refreshed = monitor.clock()
+            monitor._read(monitor._refreshed)
+        return monitor
 
     def state(self, principal: Principal | None, model: str) -> PrincipalState:
         key = (principal.name if principal is not None else "anonymous", model)
@@ -607,12 +611,22 @@ class QueryMonitor:
             self._states.pop(key, None)
 
     def _refresh(self, now: float) -> None:
+        """Reread the suspensions when the view is stale: on a thread, never on the request's
+        path (which may be an event loop). ``from_policy`` reads them once before serving."""
         if self.store is None or now - self._refreshed < self.refresh_seconds:
             return
         self._refreshed = now  # one reader at a time is enough; others use the last view
+        if self.refresh_seconds <= 0:  # asked to read on every call (tests, tools)
+            self._read(now)
+        else:
+            threading.Thread(target=self._read, args=(now,), daemon=True).start()
+
+    def _read(self, now: float) -> None:
+        if self.store is None:  # pragma: no cover - checked by the caller
+            return
         try:
             rows = self.store.active(now=now)
-        except Exception:  # the database is away: keep the last view (fail closed on it)
+        except Exception:  # the database is away: keep the last view
             logger.exception("query monitor: cannot read the suspensions")
             return
         self._active = {(r.principal, r.model): (r.until, r.why) for r in rows}
