@@ -351,3 +351,18 @@ def test_the_demo_policy_watches_the_digits_model(tmp_path: Path) -> None:
     watch = monitor.watches["digits"]
     assert watch.fingerprints is not None and watch.distances is not None
     assert monitor.action == "block"
+
+
+def test_the_queries_remembered_over_all_principals_stay_bounded(digits: dict[str, Any]) -> None:
+    monitor = _monitor(digits, max_queries=120, action="log")
+    client = _pipeline(monitor, digits["model"])
+    rows = digits["eval"]
+    for p in range(6):
+        ask = client(f"p{p}")
+        for row in rows[p * 50 : p * 50 + 50]:
+            ask(row[None])
+        assert monitor._remembered == sum(
+            len(s.fingerprints.queries) for s in monitor._states.values()
+        )
+        assert monitor._remembered <= 120 + 50  # one principal's request may overshoot once
+    assert len(monitor._states) < 6  # the oldest principals were forgotten

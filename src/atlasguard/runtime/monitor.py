@@ -332,11 +332,14 @@ class _DistanceMemory:
 
     def add(self, row: npt.ArrayLike, cls: int) -> float:
         d = self.detector
-        x = np.asarray(row, dtype=np.float64).ravel()
+        x = np.asarray(row, dtype=np.float32).ravel()
         stored = self.by_class.get(cls)
         n = self.sizes.get(cls, 0)
-        if stored is None:
-            stored = np.empty((d.history, x.size))
+        if stored is None:  # grown as queries come, up to `history` rows: memory follows use
+            stored = np.empty((min(16, d.history), x.size), np.float32)
+            self.by_class[cls] = stored
+        elif n < d.history and n == len(stored):
+            stored = np.concatenate([stored, np.empty((min(n, d.history - n), x.size), np.float32)])
             self.by_class[cls] = stored
         if n:
             diff = stored[: min(n, d.history)] - x
@@ -472,8 +475,11 @@ class QueryMonitor:
     reason ``suspended`` for ``suspend_seconds``). ``on_alarm(principal, model,
     why)`` is called once per alarm (the deployment records it in the audit log).
     State is per (principal, model), in this process, bounded: at most
-    ``max_principals`` pairs (the least recently seen forgotten first) and
-    ``capacity`` queries each.
+    ``capacity`` queries per pair, ``max_queries`` queries in all and
+    ``max_principals`` pairs (the least recently seen pairs forgotten first). A
+    remembered query costs a few kilobytes (its fingerprint, its hash-table
+    entries, its row for the distances), so the defaults bound the monitor to
+    a few hundred megabytes at worst.
     """
 
     watches: dict[str, Watch]
@@ -483,6 +489,7 @@ class QueryMonitor:
     suspend_seconds: float = 86_400.0
     max_principals: int = 10_000
     capacity: int = 10_000
+    max_queries: int = 100_000
     on_alarm: Callable[[str, str, str], None] | None = None
     store: SuspensionStore | None = None
     refresh_seconds: float = 2.0
@@ -492,6 +499,7 @@ class QueryMonitor:
     blocking: bool = False
     _states: OrderedDict[tuple[str, str], PrincipalState] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _remembered: int = 0  # queries remembered over every state
     # with a store: the suspensions it holds (refreshed), and those being written to it
     _active: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _pending: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
@@ -571,11 +579,18 @@ class QueryMonitor:
                     _DistanceMemory(distances) if distances is not None else None,
                 )
                 self._states[key] = found
-                while len(self._states) > self.max_principals:
-                    self._states.popitem(last=False)
+                self._trim()
             else:
                 self._states.move_to_end(key)
             return found
+
+    def _trim(self) -> None:
+        """Forget the least recently seen pairs while over a bound (call with the lock)."""
+        while len(self._states) > 1 and (
+            len(self._states) > self.max_principals or self._remembered > self.max_queries
+        ):
+            _key, old = self._states.popitem(last=False)
+            self._remembered -= len(old.fingerprints.queries)
 
     def suspended(self, principal: Principal | None, model: str) -> str | None:
         """Why ``principal`` is refused on ``model`` now, or ``None``.
@@ -608,7 +623,9 @@ class QueryMonitor:
 
     def _forget(self, key: tuple[str, str]) -> None:
         with self._lock:
-            self._states.pop(key, None)
+            old = self._states.pop(key, None)
+            if old is not None:
+                self._remembered -= len(old.fingerprints.queries)
 
     def _refresh(self, now: float) -> None:
         """Reread the suspensions when the view is stale: on a thread, never on the request's
@@ -662,6 +679,7 @@ class QueryMonitor:
         state = self.state(request.principal, request.model)
         fp, dn, off = watch.fingerprints, watch.distances, watch.off
         with state.lock:
+            before = len(state.fingerprints.queries)
             for i, row in enumerate(rows):
                 digest = _digest(row)
                 if state.fingerprints.repeat(digest):
@@ -713,6 +731,14 @@ class QueryMonitor:
                         if self.on_alarm is not None:
                             self.on_alarm(who, request.model, why)
             alarmed = state.alarmed_at is not None
+            grown = len(state.fingerprints.queries) - before
+        if grown:
+            with self._lock:
+                if self._states.get(state_key := _key(request)) is state:
+                    self._remembered += grown
+                    if self._remembered > self.max_queries:
+                        self._states.move_to_end(state_key)
+                        self._trim()
         if alarmed and self.action == "label":
             return response.with_outputs(_labels_only(response))
         return response
@@ -746,6 +772,10 @@ def _reference(policy: Policy, settings: object, model: str) -> FloatArray | Non
             f"[controls.monitor] reference for {model!r} must hold at least two input rows"
         )
     return rows.reshape(len(rows), -1)
+
+
+def _key(request: Request) -> tuple[str, str]:
+    return (request.principal.name if request.principal else "anonymous", request.model)
 
 
 def _rows(request: Request) -> npt.NDArray[np.float64] | None:
