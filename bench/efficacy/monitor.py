@@ -286,26 +286,21 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     pool = np.concatenate([x_eval, d["fit"]])
     history = pool[rng.choice(len(pool), 10_000, replace=True)]
     history = np.clip(history + rng.normal(0, 0.2, history.shape), 0, 1)  # all distinct
-    monitor.alarm_after = 10**9  # measure the cost, not the alarm
+    monitor.action = "log"  # measure the cost, not the alarm: never refuse
     for row in history:
-        try:
-            client(row[None])
-        except Exception:
-            break
+        client(row[None])
     from atlasguard.runtime.pipeline import Principal, Request, Response
 
-    request = Request(
-        model="digits",
-        inputs={"input": x_eval[:1].astype(np.float32)},
-        principal=Principal("heavy"),
+    fresh = np.clip(
+        x_eval[rng.integers(len(x_eval), size=300)] + rng.normal(0, 0.2, (300, 64)), 0, 1
     )
-    response = Response({"probabilities": model.predict_proba(x_eval[:1]).astype(np.float32)})
     samples = []
-    for _ in range(300):
-        t0 = time.perf_counter()
-        monitor.before(request)
-        monitor.after(request, response)
-        samples.append((time.perf_counter() - t0) * 1e6)
+    for row in fresh.astype(np.float32):  # distinct inputs: a repeat would take the cheap path
+        request = Request(model="digits", inputs={"input": row[None]}, principal=Principal("heavy"))
+        response = Response({"probabilities": model.predict_proba(row[None]).astype(np.float32)})
+        t0 = time.thread_time_ns()
+        monitor.after(monitor.before(request), response)
+        samples.append((time.thread_time_ns() - t0) / 1e3)
     p50, p99 = np.percentile(samples, [50, 99])
     print(f"\nmonitor cost per request, 10,000 stored queries: p50 {p50:.0f} us, p99 {p99:.0f} us")
 
