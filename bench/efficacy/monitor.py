@@ -1,24 +1,8 @@
 """Efficacy of the query monitor (AML.M0015, AML.M0004) on scikit-learn's digits.
 
-The served model is the demo's (logistic regression on pixels / 16). The data
-are split three ways and never mixed: the model and the monitor's reference are
-fitted on one half; the thresholds were chosen on a quarter (the tuning split,
-``tests/runtime/test_monitor.py`` and docs/mitigations/AML.M0015.md say how);
-every attack and benign stream below draws from the last quarter.
-
-The monitor is the one ``[controls.monitor]`` builds with its default settings
-(the ``make run`` demo's), behind the same guard pipeline the gateway runs.
-Each attack runs as its own principal, without and with the monitor:
-
-* SimBA (epsilon 0.2, 500 queries) on held-out digits: success rate;
-* model extraction, 1,500 answers: Jacobian-based augmentation (lambda 0.1,
-  10 seeds), random uniform inputs; surrogate agreement with the model on the
-  held-out quarter;
-* adaptive variants that know the monitor: SimBA that pads each probe with
-  natural digits, Jacobian extraction with a larger step, and extraction spread
-  over a new key every 15 queries (the monitor keeps state per principal);
-* benign clients: 2,000 real digits each, drawn with repeats from the held-out
-  quarter; a client stopped is a false positive.
+The measurement lives in the package (:mod:`atlasguard.models.efficacy`, also
+``atlasguard bench efficacy``); this script runs it from a checkout, prints the
+table and writes the JSON rows and, with matplotlib, the PNG plot.
 
     .venv/bin/python bench/efficacy/monitor.py [--quick] [--output rows.json]
 """
@@ -26,313 +10,32 @@ Each attack runs as its own principal, without and with the monitor:
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-
-
-def _data() -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
-
-    from atlasguard.models.data import digits_splits
-
-    d = digits_splits()
-    model = LogisticRegression(max_iter=2000, random_state=0).fit(d.x_fit, d.y_fit)
-    return {"fit": d.x_fit, "eval": d.x_eval, "y_eval": d.y_eval, "model": model}
-
-
-def _monitor(fit: np.ndarray) -> Any:
-    from atlasguard.policy import load_policy_text
-    from atlasguard.runtime.monitor import QueryMonitor
-
-    work = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
-    np.save(work / "reference.npy", fit.astype(np.float32))
-    policy = load_policy_text(
-        "[controls.monitor]\nenabled = true\n"
-        'reference = { digits = "reference.npy" }\n'
-        '[models.digits]\ninputs = [{ name = "input", datatype = "FP32", shape = [-1, 64], '
-        "min = 0.0, max = 1.0 }]\n",
-        path=work / "atlasguard.toml",
-    )
-    return QueryMonitor.from_policy(policy)
-
-
-class Served:
-    """The model behind a pipeline (with or without the monitor); one client per principal."""
-
-    def __init__(self, model: Any, monitor: Any | None) -> None:
-        from atlasguard.runtime.pipeline import Pipeline
-
-        self.pipe = Pipeline(
-            guards=(monitor,) if monitor is not None else (),
-            predict=lambda inputs: {
-                "probabilities": model.predict_proba(inputs["input"]).astype(np.float32)
-            },
-        )
-        self.count = 0
-
-    def client(self, name: str | None = None) -> Callable[[np.ndarray], np.ndarray]:
-        from atlasguard.runtime.pipeline import Principal, Request
-
-        self.count += 1
-        who = Principal(name or f"client{self.count}")
-
-        def scores(x: np.ndarray) -> np.ndarray:
-            request = Request(
-                model="digits", inputs={"input": np.asarray(x, np.float32)}, principal=who
-            )
-            return np.asarray(self.pipe(request).outputs["probabilities"], float)
-
-        return scores
-
-    def rotating(self, every: int) -> Callable[[np.ndarray], np.ndarray]:
-        """A client that takes a new key (a new principal) every ``every`` queries."""
-        state = {"n": 0, "client": self.client()}
-
-        def scores(x: np.ndarray) -> np.ndarray:
-            if state["n"] and state["n"] % every == 0:
-                state["client"] = self.client()
-            state["n"] += 1
-            return state["client"](x)  # type: ignore[operator]
-
-        return scores
-
-
-def _padded(scores: Callable[[np.ndarray], np.ndarray], pool: np.ndarray, pad: int) -> Any:
-    """Each probe preceded by ``pad`` natural digits (the adaptive attacker's cover traffic)."""
-    rng = np.random.default_rng(11)
-    sent = {"n": 0}
-
-    def padded(x: np.ndarray) -> np.ndarray:
-        for row in pool[rng.integers(len(pool), size=pad)]:
-            scores(row[None])
-            sent["n"] += 1
-        sent["n"] += 1
-        return scores(x)
-
-    padded.sent = sent  # type: ignore[attr-defined]
-    return padded
-
-
-def _knockoff(scores: Callable[[np.ndarray], np.ndarray], pool: np.ndarray, budget: int) -> Any:
-    """Extraction with natural inputs of the model's own domain (the attacker's digits)."""
-    from atlasguard.models.attacks import ExtractionResult, _fit
-
-    rng = np.random.default_rng(3)
-    xs, ys, stopped = [], [], ""
-    for row in pool[rng.choice(len(pool), budget, replace=True)]:
-        try:
-            ys.append(int(np.argmax(scores(row[None])[0])))
-        except Exception as exc:
-            stopped = str(exc)
-            break
-        xs.append(row)
-    surrogate = _fit(np.array(xs), np.array(ys), 0) if xs else None
-    return ExtractionResult(surrogate, len(xs), stopped)
-
-
-def _row(attack: str, defence: str, **values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "attack": attack,
-        "defence": defence,
-        "attack_success_without": None,
-        "attack_success_with": None,
-        "clean_cost": None,
-        "detection_rate": None,
-        "false_positive_rate": None,
-        "queries_to_detection": None,
-    }
-    row.update(values)
-    return row
+sys.path.insert(0, str(HERE.parents[1] / "src"))
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    from atlasguard.models.efficacy import plot, render_table, run
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer targets and streams")
-    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--output", type=Path, default=None, help="rows as JSON (and a .png)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO / "src"))
-    from atlasguard.models.attacks import jacobian_extraction, random_extraction, simba
-
-    d = _data()
-    model, x_eval, y_eval = d["model"], d["eval"], d["y_eval"]
-    targets = 8 if args.quick else 30
-    benign_streams = 4 if args.quick else 20
-    budget = 600 if args.quick else 1500
-    defence = "query monitor (default [controls.monitor])"
-    bare = Served(model, None)
-    rows: list[dict[str, Any]] = []
-
-    def agreement(result: Any) -> float:
-        if result.surrogate is None:
-            return 0.0
-        return float((result.surrogate.predict(x_eval) == model.predict(x_eval)).mean())
-
-    # SimBA, plain and padded with natural digits
-    for name, pad in (
-        ("SimBA eps=0.2", 0),
-        ("SimBA eps=0.2, adaptive: 20 natural digits per probe", 20),
-    ):
-        guarded = Served(model, _monitor(d["fit"]))
-        wins_without = wins_with = detected = 0
-        to_detect: list[int] = []
-        for i in range(targets):
-            x, y = x_eval[i], int(y_eval[i])
-            wins_without += simba(bare.client(), x, label=y, max_queries=500).success
-            client = guarded.client()
-            probe = _padded(client, x_eval, pad) if pad else client
-            result = simba(probe, x, label=y, max_queries=500)
-            wins_with += result.success
-            if result.stopped:
-                detected += 1
-                to_detect.append(probe.sent["n"] if pad else result.queries + 1)  # type: ignore[attr-defined]
-        rows.append(
-            _row(
-                name,
-                defence,
-                attack_success_without=wins_without / targets,
-                attack_success_with=wins_with / targets,
-                detection_rate=detected / targets,
-                queries_to_detection=statistics.median(to_detect) if to_detect else None,
-            )
-        )
-        print(json.dumps(rows[-1]), flush=True)
-
-    # model extraction
-    seeds = np.stack([x_eval[np.flatnonzero(y_eval == c)[0]] for c in range(10)])  # one per class
-    extraction: list[tuple[str, Callable[[Any], Any]]] = [
-        (
-            f"Jacobian extraction lambda=0.1, {budget} answers",
-            lambda c: jacobian_extraction(c, seeds, budget=budget, lam=0.1),
-        ),
-        (
-            f"random-input extraction, {budget} answers",
-            lambda c: random_extraction(c, n_features=64, budget=budget),
-        ),
-        (
-            f"Knockoff-style extraction with natural digits, {budget} answers",
-            lambda c: _knockoff(c, x_eval, budget),
-        ),
-        (
-            f"Jacobian extraction, adaptive: lambda=0.3, {budget} answers",
-            lambda c: jacobian_extraction(c, seeds, budget=budget, lam=0.3),
-        ),
-    ]
-    for name, run in extraction:
-        without = run(bare.client())
-        guarded = Served(model, _monitor(d["fit"]))
-        with_ = run(guarded.client())
-        rows.append(
-            _row(
-                name,
-                defence,
-                attack_success_without=agreement(without),
-                attack_success_with=agreement(with_),
-                detection_rate=1.0 if with_.stopped else 0.0,
-                queries_to_detection=with_.queries + 1 if with_.stopped else None,
-            )
-        )
-        print(json.dumps(rows[-1]), flush=True)
-    guarded = Served(model, _monitor(d["fit"]))
-    spread = jacobian_extraction(guarded.rotating(15), seeds, budget=budget, lam=0.1)
-    rows.append(
-        _row(
-            f"Jacobian extraction, adaptive: a new key every 15 queries, {budget} answers",
-            defence + " (state per principal)",
-            attack_success_without=agreement(
-                jacobian_extraction(bare.client(), seeds, budget=budget)
-            ),
-            attack_success_with=agreement(spread),
-            detection_rate=0.0 if not spread.stopped else 1.0,
-        )
-    )
-    print(json.dumps(rows[-1]), flush=True)
-
-    # benign clients
-    guarded = Served(model, _monitor(d["fit"]))
-    rng = np.random.default_rng(5)
-    stopped = 0
-    for _ in range(benign_streams):
-        client = guarded.client()
-        try:
-            for row in x_eval[rng.choice(len(x_eval), 2000, replace=True)]:
-                client(row[None])
-        except Exception:
-            stopped += 1
-    rows.append(
-        _row(
-            "benign clients, 2,000 real digits each (repeats included)",
-            defence,
-            clean_cost=0.0,  # the monitor never changes an answer it gives
-            false_positive_rate=stopped / benign_streams,
-        )
-    )
-    print(json.dumps(rows[-1]), flush=True)
-
-    # cost per request with 10,000 stored queries for the principal
-    monitor = _monitor(d["fit"])
-    cost = Served(model, monitor)
-    client = cost.client("heavy")
-    pool = np.concatenate([x_eval, d["fit"]])
-    history = pool[rng.choice(len(pool), 10_000, replace=True)]
-    history = np.clip(history + rng.normal(0, 0.2, history.shape), 0, 1)  # all distinct
-    monitor.action = "log"  # measure the cost, not the alarm: never refuse
-    for row in history:
-        client(row[None])
-    from atlasguard.runtime.pipeline import Principal, Request, Response
-
-    fresh = np.clip(
-        x_eval[rng.integers(len(x_eval), size=300)] + rng.normal(0, 0.2, (300, 64)), 0, 1
-    )
-    samples = []
-    for row in fresh.astype(np.float32):  # distinct inputs: a repeat would take the cheap path
-        request = Request(model="digits", inputs={"input": row[None]}, principal=Principal("heavy"))
-        response = Response({"probabilities": model.predict_proba(row[None]).astype(np.float32)})
-        t0 = time.thread_time_ns()
-        monitor.after(monitor.before(request), response)
-        samples.append((time.thread_time_ns() - t0) / 1e3)
-    p50, p99 = np.percentile(samples, [50, 99])
-    print(f"\nmonitor cost per request, 10,000 stored queries: p50 {p50:.0f} us, p99 {p99:.0f} us")
-
-    print(
-        "\n| attack | defence | success without | with | detection | FPR | queries to detection |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        cells = [
-            r["attack"],
-            r["defence"],
-            *(
-                "" if r[k] is None else f"{r[k]:.2f}" if isinstance(r[k], float) else str(r[k])
-                for k in (
-                    "attack_success_without",
-                    "attack_success_with",
-                    "detection_rate",
-                    "false_positive_rate",
-                    "queries_to_detection",
-                )
-            ),
-        ]
-        print("| " + " | ".join(cells) + " |")
-    command = "python bench/efficacy/monitor.py" + (" --quick" if args.quick else "")
-    print(f"\ncommand: {command}")
+    result = run(quick=args.quick, progress=lambda line: print(line, flush=True))
+    result.command = "python bench/efficacy/monitor.py" + (" --quick" if args.quick else "")
+    print("\n" + render_table(result))
     if args.output is not None:
-        args.output.write_text(
-            json.dumps(
-                {"command": command, "rows": rows, "cost_us": {"p50": p50, "p99": p99}}, indent=1
-            )
-        )
-    return rows
+        args.output.write_text(result.to_json())
+        try:
+            plot(result, args.output.with_suffix(".png"))
+        except Exception as exc:  # no matplotlib: the JSON is the result
+            print(f"no plot: {exc}")
+    return result.rows
 
 
 if __name__ == "__main__":

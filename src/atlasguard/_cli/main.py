@@ -38,6 +38,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.registry",
     "atlasguard._cli.groups",
     "atlasguard._cli.monitor",
+    "atlasguard._cli.bench",
 )
 # The module behind each top-level command: a command imports only its own module
 # (`atlasguard scan` starts without the server, the database or the registry).
@@ -58,6 +59,7 @@ _COMMANDS: dict[str, str] = {
     "registry": "atlasguard._cli.registry",
     "groups": "atlasguard._cli.groups",
     "monitor": "atlasguard._cli.monitor",
+    "bench": "atlasguard._cli.bench",
 }
 
 app = typer.Typer(
