@@ -11,10 +11,10 @@ its folder.
 Failure is Dask's to handle first. A worker that dies mid-file takes its shard
 with it, and the scheduler reruns the shard elsewhere. A shard that keeps
 killing workers (``distributed.scheduler.allowed-failures``) comes back as
-``KilledWorker``: its files are then resubmitted one by one, each up to
-:data:`FILE_TRIES` times (a dying worker also fails the tasks queued beside
-the culprit), and a file that still ends a worker is reported with a ``high``
-``scan-crashed`` finding.
+``KilledWorker``: its files are then tried alone and one at a time (so that a
+death is the file's own, never an innocent file's that was queued beside the
+culprit), each up to :data:`FILE_TRIES` times, and a file that still ends a
+worker is reported with a ``high`` ``scan-crashed`` finding.
 Every file gets a report; none is dropped.
 
 The workers open the files by the paths the client sees, so every worker must
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,34 +196,46 @@ def _run(
     }
     results: dict[int, list[FileReport]] = {}
     parts: dict[int, dict[int, FileReport]] = {}  # a split shard's reports, file by file
+    # Files of shards that killed their workers, tried alone and one at a time, so that a
+    # death is the file's own and never takes an innocent file queued beside it.
+    suspects: deque[tuple[Shard, int, int]] = deque()
+    busy = False
     done = 0
     queue = as_completed(list(pending), loop=client.loop)
+
+    def next_suspect() -> bool:
+        if not suspects:
+            return False
+        one, slot, tries = suspects.popleft()
+        again = submit(one, f"file{slot}-{tries}")
+        pending[again] = (one, slot, tries)
+        queue.add(again)
+        return True
+
     for future in queue:
         shard, slot, tries = pending.pop(future)
         reports = _outcome(future, shard)
+        if slot is not None:
+            busy = False
         if reports is None and slot is None:
-            # The shard kept killing workers: find the file that does, one task each.
+            # The shard kept killing workers: find the file that does.
             parts[shard.index] = {}
-            for i, one in enumerate(shard.files):
-                again = submit(Shard(shard.index, (one,)), f"file{i}-1")
-                pending[again] = (Shard(shard.index, (one,)), i, 1)
-                queue.add(again)
-            continue
-        if reports is None and slot is not None and tries < FILE_TRIES:
-            # A worker that dies takes the tasks queued beside the culprit with it: try again.
-            again = submit(shard, f"file{slot}-{tries + 1}")
-            pending[again] = (shard, slot, tries + 1)
-            queue.add(again)
-            continue
-        if reports is None:
-            reports = [_crashed(display) for _, display in shard.files]
-        if slot is None:
-            results[shard.index] = reports
+            suspects.extend((Shard(shard.index, (one,)), i, 1) for i, one in enumerate(shard.files))
+        elif reports is None and slot is not None and tries < FILE_TRIES:
+            # Alone, it still died (a worker can also die of a neighbouring shard): again.
+            suspects.appendleft((shard, slot, tries + 1))
         else:
-            parts[shard.index][slot] = reports[0]
-        done += len(shard.files)
-        if progress is not None:
-            progress(done, total)
+            if reports is None:
+                reports = [_crashed(display) for _, display in shard.files]
+            if slot is None:
+                results[shard.index] = reports
+            else:
+                parts[shard.index][slot] = reports[0]
+            done += len(shard.files)
+            if progress is not None:
+                progress(done, total)
+        if not busy:
+            busy = next_suspect()
     for index, got in parts.items():
         results[index] = [got[i] for i in sorted(got)]
     missing = [s.index for s in work if s.index not in results]
