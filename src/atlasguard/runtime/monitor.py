@@ -51,7 +51,9 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasguard.errors import ConfigurationError
+from atlasguard.runtime.obfuscation import label_only
 from atlasguard.runtime.pipeline import Denied, Principal, Request, Response
+from atlasguard.runtime.settings import DEFAULT_SCORE_OUTPUTS
 
 if TYPE_CHECKING:
     from atlasguard.policy import Policy
@@ -491,6 +493,7 @@ class QueryMonitor:
     capacity: int = 10_000
     max_queries: int = 100_000
     on_alarm: Callable[[str, str, str], None] | None = None
+    score_outputs: tuple[str, ...] = DEFAULT_SCORE_OUTPUTS  # as the output policy names them
     store: SuspensionStore | None = None
     refresh_seconds: float = 2.0
     clock: Callable[[], float] = time.time
@@ -519,9 +522,11 @@ class QueryMonitor:
         its reference inputs. Distances need reference inputs (clean ``.npy``, read
         without pickles) to learn what natural distances look like.
         """
-        from atlasguard.runtime.settings import MonitorSettings
+        from atlasguard.runtime.settings import MonitorSettings, OutputSettings
 
         settings = policy.settings("monitor")
+        output = policy.settings("output")
+        names = output.score_outputs if isinstance(output, OutputSettings) else None
         if not isinstance(settings, MonitorSettings):  # pragma: no cover - plan() checked
             raise ConfigurationError("controls.monitor: unexpected settings")
         watches: dict[str, Watch] = {}
@@ -560,6 +565,7 @@ class QueryMonitor:
             alarm_window=settings.alarm_window,
             suspend_seconds=settings.suspend_seconds,
             on_alarm=on_alarm,
+            score_outputs=names or DEFAULT_SCORE_OUTPUTS,
             store=store,
         )
         if store is not None:  # the suspensions in force, read once before serving
@@ -568,7 +574,7 @@ class QueryMonitor:
         return monitor
 
     def state(self, principal: Principal | None, model: str) -> PrincipalState:
-        key = (principal.name if principal is not None else "anonymous", model)
+        key = _pair(principal, model)
         with self._lock:
             found = self._states.get(key)
             if found is None:
@@ -601,7 +607,7 @@ class QueryMonitor:
         """
         if self.action != "block" or model not in self.watches:
             return None
-        key = (principal.name if principal is not None else "anonymous", model)
+        key = _pair(principal, model)
         now = self.clock()
         if self.store is None:
             state = self.state(principal, model)
@@ -675,7 +681,7 @@ class QueryMonitor:
         rows = _rows(request) if watch is not None else None
         if watch is None or rows is None:
             return response
-        classes = _classes(response, len(rows))
+        classes = _classes(response, len(rows), self.score_outputs)
         state = self.state(request.principal, request.model)
         fp, dn, off = watch.fingerprints, watch.distances, watch.off
         with state.lock:
@@ -721,9 +727,10 @@ class QueryMonitor:
                     if why:
                         now = self.clock()
                         state.alarmed_at, state.why = now, why
-                        who = request.principal.name if request.principal else "anonymous"
+                        key = _pair(request.principal, request.model)
+                        who = key[0]
                         if self.store is not None and self.action == "block":
-                            key, until = (who, request.model), now + self.suspend_seconds
+                            until = now + self.suspend_seconds
                             self._pending[key] = (until, why)
                             threading.Thread(
                                 target=self._persist, args=(key, now, until, why), daemon=True
@@ -734,13 +741,13 @@ class QueryMonitor:
             grown = len(state.fingerprints.queries) - before
         if grown:
             with self._lock:
-                if self._states.get(state_key := _key(request)) is state:
+                if self._states.get(state_key := _pair(request.principal, request.model)) is state:
                     self._remembered += grown
                     if self._remembered > self.max_queries:
                         self._states.move_to_end(state_key)
                         self._trim()
         if alarmed and self.action == "label":
-            return response.with_outputs(_labels_only(response))
+            return response.with_outputs(_labels_only(response, self.score_outputs))
         return response
 
 
@@ -774,8 +781,9 @@ def _reference(policy: Policy, settings: object, model: str) -> FloatArray | Non
     return rows.reshape(len(rows), -1)
 
 
-def _key(request: Request) -> tuple[str, str]:
-    return (request.principal.name if request.principal else "anonymous", request.model)
+def _pair(principal: Principal | None, model: str) -> tuple[str, str]:
+    """The key of what the monitor remembers: (principal name, model)."""
+    return (principal.name if principal is not None else "anonymous", model)
 
 
 def _rows(request: Request) -> npt.NDArray[np.float64] | None:
@@ -785,15 +793,23 @@ def _rows(request: Request) -> npt.NDArray[np.float64] | None:
     return None
 
 
-def _scores(response: Response) -> npt.NDArray[np.generic] | None:
+def _scores(
+    response: Response, names: tuple[str, ...] = DEFAULT_SCORE_OUTPUTS
+) -> npt.NDArray[np.generic] | None:
+    """The scores output: the first of ``names`` (the output policy's score outputs) that
+    the response holds, else its first two-dimensional float output."""
+    for name in names:
+        array = response.outputs.get(name)
+        if array is not None and array.dtype.kind == "f" and array.ndim == 2:
+            return array
     for array in response.outputs.values():
         if array.dtype.kind == "f" and array.ndim == 2:
             return array
     return None
 
 
-def _classes(response: Response, n: int) -> list[int]:
-    scores = _scores(response)
+def _classes(response: Response, n: int, names: tuple[str, ...]) -> list[int]:
+    scores = _scores(response, names)
     if scores is not None and len(scores) == n:
         return [int(c) for c in np.argmax(scores, axis=-1)]
     for array in response.outputs.values():
@@ -802,9 +818,9 @@ def _classes(response: Response, n: int) -> list[int]:
     return [0] * n
 
 
-def _labels_only(response: Response) -> dict[str, npt.NDArray[np.generic]]:
-    scores = _scores(response)
+def _labels_only(response: Response, names: tuple[str, ...]) -> dict[str, npt.NDArray[np.generic]]:
+    scores = _scores(response, names)
     return {
-        name: np.argmax(array, axis=-1) if array is scores else array
+        name: label_only(np.asarray(array, np.float64)) if array is scores else array
         for name, array in response.outputs.items()
     }
