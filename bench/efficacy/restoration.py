@@ -95,7 +95,7 @@ def main() -> dict[str, Any]:
         f"{'met' if met else 'NOT met'}"
     )
     print("command: .venv/bin/python bench/efficacy/restoration.py")
-    return {"chosen": chosen, "eval": held_out, "met": met}
+    return {"chosen": chosen, "tune": tune, "eval": held_out, "met": met}
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ def test_query_monitor_efficacy() -> None:
     spec.loader.exec_module(module)
     out = HERE.parents[0] / "results" / "efficacy-monitor.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = {r["attack"].split(",")[0]: r for r in module.main(["--output", str(out)])}
+    rows = {r["attack"]: r for r in module.main(["--output", str(out)])}
     simba = rows["SimBA eps=0.2"]
     assert simba["detection_rate"] >= 0.9 and simba["queries_to_detection"] <= 5  # issue 13
-    assert rows["random-input extraction"]["detection_rate"] == 1.0
+    assert rows["random-input extraction, 1500 answers"]["detection_rate"] == 1.0
     benign = next(r for name, r in rows.items() if name.startswith("benign"))
     assert benign["false_positive_rate"] <= 0.05
 
@@ -37,4 +37,4 @@ def test_input_restoration_measured() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.main()
-    assert result["chosen"] in module.RESTORATIONS
+    assert result["tune"]["rows"][result["chosen"]]["clean_cost_points"] <= 2.0
