@@ -100,7 +100,7 @@ class QueryFingerprints:
         *,
         levels: int = 16,
         window: int = 4,
-        top: int = 32,
+        top: int = 48,
         value_range: tuple[float, float] | None = None,
         threshold: int | None = None,
     ) -> None:

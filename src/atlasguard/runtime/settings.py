@@ -223,8 +223,8 @@ class MonitorSettings(ControlSettings):
     off_share: float = Field(
         default=0.5, gt=0.0, le=1.0, description="Share of the last 50 queries that alarms."
     )
-    match: int = Field(default=13, ge=1, description="Hashes (of top) one near-copy shares.")
-    top: int = Field(default=32, ge=1, description="Hashes kept per query fingerprint.")
+    match: int = Field(default=19, ge=1, description="Hashes (of top) one near-copy shares.")
+    top: int = Field(default=48, ge=1, description="Hashes kept per query fingerprint.")
     levels: int = Field(default=16, ge=2, le=256, description="Quantisation steps of inputs.")
     window: int = Field(default=4, ge=1, description="Input values per hashed window.")
     alarm_after: int = Field(default=3, ge=1, description="Near-copies that raise the alarm...")
