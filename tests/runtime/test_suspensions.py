@@ -160,3 +160,32 @@ def test_cli_lists_and_lifts(tmp_path: Path, engine: Engine, cli: Any) -> None:
     assert lifted.exit_code == 0 and "lifted 1" in lifted.stdout
     again = cli("monitor", "lift", "mallory", "--config", config)
     assert again.exit_code == 2 and "not suspended" in again.stderr
+
+
+def test_a_lift_and_another_workers_suspension_are_seen_without_traffic(engine: Engine) -> None:
+    from atlasguard.runtime.monitor import QueryFingerprints, Watch
+    from atlasguard.runtime.pipeline import Principal
+
+    store = SuspensionStore(engine)
+    now = time.time()
+    store.suspend("mallory", "digits", since=now, until=now + 600, why="near-copies")
+    watch = Watch(QueryFingerprints(value_range=(0.0, 1.0)).fit(np.zeros((2, 64))), None)
+    monitor = QueryMonitor(watches={"digits": watch}, store=store, refresh_seconds=0.05)
+    monitor.start()
+    try:
+        assert monitor.suspended(Principal("mallory"), "digits") == "near-copies"
+        store.lift("mallory")
+        store.suspend("eve", "digits", since=now, until=now + 600, why="off-distribution")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (
+            monitor.suspended(Principal("mallory"), "digits") is not None
+            or monitor.suspended(Principal("eve"), "digits") is None
+        ):
+            time.sleep(0.02)
+        assert monitor.suspended(Principal("mallory"), "digits") is None
+        assert monitor.suspended(Principal("eve"), "digits") == "off-distribution"
+    finally:
+        monitor.close()
+    assert monitor._refresher is not None
+    monitor._refresher.join(1.0)
+    assert not monitor._refresher.is_alive()

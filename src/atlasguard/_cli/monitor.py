@@ -81,8 +81,7 @@ def lift(
     model: str | None = typer.Option(None, "--model", help="Only on this model."),
     config: Path = _CONFIG,
 ) -> None:
-    """Lift PRINCIPAL's suspension (recorded in the audit log); it may query again within
-    seconds, its query history forgotten."""
+    """Lift PRINCIPAL's suspension, recorded in the audit log; it may query again within seconds."""
     with open_deployment(config, "monitor") as deployment:
         n = deployment.admin.lift_suspension(local_actor(), principal, model)
     console.print(f"lifted {n} suspension(s) of {escape(principal)}")

@@ -254,6 +254,10 @@ class Deployment:
         ``sign_head`` also signs the log's head (a server's graceful shutdown), so
         ``atlasguard audit verify`` covers every record written.
         """
+        for guard in self.__dict__.get("guards", ()):  # built only if used (cached_property)
+            close = getattr(guard, "close", None)
+            if callable(close):
+                close()
         self.auditor.close(sign_head=sign_head)
         self.engine.dispose()
 

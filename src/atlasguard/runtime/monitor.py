@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -506,7 +505,8 @@ class QueryMonitor:
     # with a store: the suspensions it holds (refreshed), and those being written to it
     _active: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _pending: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
-    _refreshed: float = -math.inf
+    _refresher: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def from_policy(
@@ -568,9 +568,7 @@ class QueryMonitor:
             score_outputs=names or DEFAULT_SCORE_OUTPUTS,
             store=store,
         )
-        if store is not None:  # the suspensions in force, read once before serving
-            monitor._refreshed = monitor.clock()
-            monitor._read(monitor._refreshed)
+        monitor.start()
         return monitor
 
     def state(self, principal: Principal | None, model: str) -> PrincipalState:
@@ -634,15 +632,36 @@ class QueryMonitor:
                 self._remembered -= len(old.fingerprints.queries)
 
     def _refresh(self, now: float) -> None:
-        """Reread the suspensions when the view is stale: on a thread, never on the request's
-        path (which may be an event loop). ``from_policy`` reads them once before serving."""
-        if self.store is None or now - self._refreshed < self.refresh_seconds:
-            return
-        self._refreshed = now  # one reader at a time is enough; others use the last view
-        if self.refresh_seconds <= 0:  # asked to read on every call (tests, tools)
+        """With ``refresh_seconds <= 0`` (tests, tools), reread on every call; otherwise a
+        background thread (:meth:`start`) rereads on a period, off the request's path."""
+        if self.store is not None and self.refresh_seconds <= 0:
             self._read(now)
-        else:
-            threading.Thread(target=self._read, args=(now,), daemon=True).start()
+
+    def start(self) -> None:
+        """Read the suspensions in force now, then keep rereading them every
+        ``refresh_seconds`` on a daemon thread until :meth:`close`: a lift or a
+        suspension decided by another worker is seen within that period, with or
+        without traffic."""
+        if self.store is None:
+            return
+        self._read(self.clock())
+        if self.refresh_seconds <= 0 or self._refresher is not None:
+            return
+        self._refresher = threading.Thread(
+            target=self._reread,
+            args=(self.refresh_seconds,),
+            name="atlasguard-suspensions",
+            daemon=True,
+        )
+        self._refresher.start()
+
+    def _reread(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self._read(self.clock())
+
+    def close(self) -> None:
+        """Stop rereading the suspensions."""
+        self._stop.set()
 
     def _read(self, now: float) -> None:
         if self.store is None:  # pragma: no cover - checked by the caller
