@@ -127,8 +127,10 @@ class PreprocessStep(_Table):
 class ModelSpec(_Table):
     """``[models.<name>]``: one model the gateway serves and how to reach it."""
 
-    backend: Literal["onnx", "sklearn", "upstream"] = Field(
-        default="onnx", description="onnx (ONNX Runtime), sklearn (skops file) or upstream."
+    backend: Literal["onnx", "sklearn", "upstream", "ensemble", "consensus"] = Field(
+        default="onnx",
+        description="onnx (ONNX Runtime), sklearn (skops file), upstream, or ensemble / "
+        "consensus over other declared models (members).",
     )
     path: str = Field(default="", description="Model file or directory, relative to this file.")
     url: str = Field(
@@ -140,6 +142,24 @@ class ModelSpec(_Table):
     outputs: tuple[str, ...] = Field(default=(), description="Outputs returned (all if empty).")
     preprocess: tuple[PreprocessStep, ...] = Field(default=(), description="Server-side steps.")
     max_batch: int = Field(default=1024, ge=1, description="Largest batch (rows) accepted.")
+    members: tuple[str, ...] = Field(
+        default=(), description="ensemble, consensus: the declared models that vote."
+    )
+    voting: Literal["soft", "hard"] = Field(
+        default="soft", description="ensemble: average probabilities, or majority of labels."
+    )
+    agree: int = Field(default=2, ge=1, description="consensus: members that must agree.")
+    withhold: bool = Field(
+        default=True, description="consensus: answer -1 (no decision) when too few agree."
+    )
+    expose: bool = Field(
+        default=True, description="Served under its own name (false: only as a member)."
+    )
+    reference: str = Field(
+        default="",
+        description="Clean inputs (.npy, no pickles) the monitor, detectors and restoration "
+        "learn natural inputs from.",
+    )
 
 
 _TOP_LEVEL = ("deployment", "keys", "controls", "models")

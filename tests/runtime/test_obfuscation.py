@@ -224,3 +224,16 @@ models = { digits = ["probs"] }
     assert guard.score_outputs == {"digits": ("probs",)}
     with pytest.raises(PolicyError, match=r"controls\.output"):
         policy_module.load_policy_text('[controls.output]\ndefault = "blur"\n')
+
+
+@pytest.mark.parametrize("policy", ["round", "top_k+round", "noise"])
+def test_labels_an_earlier_guard_left_are_not_obfuscated_again(policy: str) -> None:
+    # a detector or the monitor withheld the scores: the label must reach the client as is
+    guard = OutputGuard.from_settings(OutputSettings(default=policy, top_k=1), random_state=0)
+    from atlasguard.runtime.pipeline import Response
+
+    labels = np.array([7, 3], np.int64)
+    request = Request(model="m", inputs={"x": np.zeros((2, 1))})
+    out = guard.after(request, Response({"probabilities": labels}))
+    assert out.outputs["probabilities"].dtype == np.int64
+    np.testing.assert_array_equal(out.outputs["probabilities"], labels)

@@ -54,6 +54,7 @@ STATUS: Mapping[Reason, int] = {
     "rate": 429,
     "quota": 429,
     "suspended": 403,
+    "detected": 422,
     "unsafe": 422,
     "refused": 422,
     "unavailable": 503,

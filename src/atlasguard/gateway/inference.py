@@ -129,7 +129,9 @@ async def infer(model: str, request: Request) -> Response:
                 raise InvalidInput(f"unknown output {missing[0]!r}", reason="invalid-input")
             outputs = {n: outputs[n] for n in parsed.outputs}
         call.outcome.answered(outputs)
-        doc = infer_response(model, served.spec.version, outputs, request_id=parsed.id)
+        doc = infer_response(
+            model, served.spec.version, outputs, request_id=parsed.id, flags=answer.flags
+        )
         return JSONResponse(doc, headers=ratelimit_headers(answer.limits))
 
     return await audited(request, "infer", model, work)

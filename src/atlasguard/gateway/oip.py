@@ -523,11 +523,17 @@ def infer_response(
     outputs: Mapping[str, npt.ArrayLike],
     *,
     request_id: str | None,
+    flags: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The ``/infer`` response body for ``outputs`` (in their mapping order)."""
+    """The ``/infer`` response body for ``outputs`` (in their mapping order).
+
+    ``flags`` (what a guard said of the answer) go in ``parameters.atlasguard_flags``.
+    """
     body: dict[str, Any] = {"model_name": model, "model_version": version}
     if request_id is not None:
         body["id"] = request_id
+    if flags:
+        body["parameters"] = {"atlasguard_flags": list(flags)}
     body["outputs"] = [encode_tensor(name, array) for name, array in outputs.items()]
     return body
 

@@ -99,6 +99,7 @@ class Gateway:
         self.deployment = deployment
         self.models = models
         self.refused = dict(refused or {})
+        self.backends: list[Backend] = []  # every backend loaded, members included
         serving = deployment.policy.settings("serving")
         self.max_body_bytes = (
             serving.max_body_bytes if isinstance(serving, ServingSettings) else 8 << 20
@@ -121,18 +122,30 @@ class Gateway:
         registry = deployment.registry if deployment.has("registry") else None
         models: dict[str, ServedModel] = {}
         refused: dict[str, str] = {}
-        for name, spec in policy.models.items():
+        loaded: dict[str, tuple[Backend, Callable[[Arrays], Arrays]]] = {}
+        composite = ("ensemble", "consensus")
+        # plain models first: an ensemble or a consensus is built over its loaded members
+        ordered = sorted(policy.models.items(), key=lambda item: item[1].backend in composite)
+        for name, spec in ordered:
             try:
-                backend, predict = _load_model(deployment, name, spec, registry)
+                if spec.backend in composite:
+                    loaded[name] = _compose(name, spec, policy, loaded, refused)
+                else:
+                    loaded[name] = _load_model(deployment, name, spec, registry)
             except AtlasguardError as exc:
                 logger.error("model %s is not served: %s", name, exc)
                 refused[name] = str(exc)
                 continue
+            if not spec.expose:
+                continue  # a member only: loaded through the gate, never served by name
+            backend, predict = loaded[name]
             protected = deployment.protect(predict, name=name)
             placement = Placement(blocking=backend.blocking or protected.pipeline.blocking)
             models[name] = ServedModel(name, spec, backend, protected, placement)
             _warm_up(models[name])
-        return cls(deployment, models, refused)
+        gateway = cls(deployment, models, refused)
+        gateway.backends = [backend for backend, _ in loaded.values()]
+        return gateway
 
     @property
     def policy(self) -> Policy:
@@ -144,8 +157,8 @@ class Gateway:
 
     def close(self) -> None:
         """Release the models; write what the audit log holds and sign its head."""
-        for served in self.models.values():
-            served.backend.close()
+        for backend in self.backends or [s.backend for s in self.models.values()]:
+            backend.close()
         self.deployment.close(sign_head=True)
 
 
@@ -167,6 +180,56 @@ def _warm_up(served: ServedModel) -> None:
             served.placement.observe(time.thread_time() - start, 1)
     except Exception:  # a model that refuses zeros is measured by its first real calls
         served.placement.per_row = None
+
+
+def _compose(
+    name: str,
+    spec: ModelSpec,
+    policy: Policy,
+    loaded: dict[str, tuple[Backend, Callable[[Arrays], Arrays]]],
+    refused: dict[str, str],
+) -> tuple[Backend, Callable[[Arrays], Arrays]]:
+    """An ensemble or a consensus over members already loaded through the load gate."""
+    from atlasguard.gateway.backends.composite import CompositeBackend
+    from atlasguard.runtime.ensemble import Consensus, Ensemble
+    from atlasguard.runtime.settings import OutputSettings
+
+    where = policy.where(f"models.{name}")
+    if len(spec.members) < 2:
+        raise ConfigurationError(f"{where}: {spec.backend} {name} needs at least two members")
+    for member in spec.members:
+        if member not in policy.models:
+            raise ConfigurationError(f"{where}: member {member!r} is not a declared model")
+        if policy.models[member].backend in ("ensemble", "consensus"):
+            raise ConfigurationError(f"{where}: member {member!r} is itself an {spec.backend}")
+        if member not in loaded:
+            why = refused.get(member, "not loaded")
+            raise ConfigurationError(f"{where}: member {member!r} is not served ({why})")
+    output = policy.settings("output")
+    names = output.score_outputs if isinstance(output, OutputSettings) else None
+    extra = {"score_outputs": names} if names else {}
+    predicts = [loaded[m][1] for m in spec.members]
+    backends = [loaded[m][0] for m in spec.members]
+    if spec.backend == "ensemble":
+        predict: Callable[[Arrays], Arrays] = Ensemble(predicts, voting=spec.voting, **extra)
+        outputs = ("label", "probabilities", "disagreement")
+    else:
+        declared = {t.name for t in spec.inputs}
+        views = []
+        for member, member_predict in zip(spec.members, predicts, strict=True):
+            reads = tuple(t.name for t in policy.models[member].inputs)
+            missing = [r for r in reads if r not in declared]
+            if not reads or missing:
+                raise ConfigurationError(
+                    f"{where}: declare the inputs of member {member!r} "
+                    f"({', '.join(missing) or 'none declared'}) in [models.{name}] inputs"
+                )
+            views.append((member_predict, reads))
+        if spec.agree > len(views):
+            raise ConfigurationError(f"{where}: agree = {spec.agree} exceeds the members")
+        predict = Consensus(views, agree=spec.agree, withhold=spec.withhold, **extra)
+        outputs = ("label", "probabilities", "agreement")
+    return CompositeBackend.over(name, backends, outputs), predict
 
 
 def _load_model(

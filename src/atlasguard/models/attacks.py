@@ -33,10 +33,16 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "DecisionResult",
     "ExtractionResult",
+    "Gradient",
     "Scores",
     "SimbaResult",
+    "fgsm",
+    "hop_skip_jump",
     "jacobian_extraction",
+    "loss_gradient",
+    "pgd",
     "random_extraction",
     "simba",
 ]
@@ -203,3 +209,214 @@ def _logistic_input_gradient(
     w = np.vstack([-coef[0], coef[0]]) if coef.shape[0] == 1 else coef  # binary: one vector
     mean = proba @ w
     return np.asarray(w[rows] - mean, dtype=np.float64)
+
+
+# -- white box: FGSM and PGD ------------------------------------------------------------
+
+Gradient = Callable[[FloatArray, npt.NDArray[np.int64]], FloatArray]
+"""``(x, y) -> d loss / d x``: the gradient of the model's cross-entropy at ``x`` for ``y``."""
+
+
+def loss_gradient(model: Any) -> Gradient:
+    """The cross-entropy's input gradient of a fitted scikit-learn model.
+
+    Multinomial ``LogisticRegression`` (``(p - onehot(y)) W``) and
+    ``MLPClassifier`` with ReLU hidden layers and a softmax output (backprop
+    through its ``coefs_``). Other models: pass your own gradient function
+    (e.g. from PyTorch's autograd).
+    """
+    coefs = getattr(model, "coefs_", None)
+    if coefs is not None:
+        if getattr(model, "activation", "relu") != "relu":
+            raise ValueError("only ReLU MLPs have a built-in gradient")
+        intercepts = model.intercepts_
+
+        def mlp(x: FloatArray, y: npt.NDArray[np.int64]) -> FloatArray:
+            activations = [np.asarray(x, np.float64)]
+            for w, b in zip(coefs[:-1], intercepts[:-1], strict=True):
+                activations.append(np.maximum(activations[-1] @ w + b, 0.0))
+            logits = activations[-1] @ coefs[-1] + intercepts[-1]
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            delta = p - np.eye(p.shape[1])[y]
+            delta = delta @ coefs[-1].T
+            for i in range(len(coefs) - 2, -1, -1):
+                delta = delta * (activations[i + 1] > 0)
+                delta = delta @ coefs[i].T
+            return np.asarray(delta, np.float64)
+
+        return mlp
+    coef = getattr(model, "coef_", None)
+    if coef is None or coef.shape[0] < 2:
+        raise ValueError("no built-in gradient for this model; pass a gradient function")
+
+    def logistic(x: FloatArray, y: npt.NDArray[np.int64]) -> FloatArray:
+        p = model.predict_proba(x)
+        return np.asarray((p - np.eye(p.shape[1])[y]) @ coef, np.float64)
+
+    return logistic
+
+
+def fgsm(
+    gradient: Gradient,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    *,
+    epsilon: float,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> FloatArray:
+    """The fast gradient sign method (Goodfellow et al., 2015): one L-inf step of ``epsilon``."""
+    x = np.asarray(x, np.float64)
+    return np.clip(x + epsilon * np.sign(gradient(x, y)), *bounds)
+
+
+def pgd(
+    gradient: Gradient,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    *,
+    epsilon: float,
+    steps: int = 40,
+    step_size: float | None = None,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    random_start: bool = True,
+    random_state: int = 0,
+    detector: Callable[[FloatArray], FloatArray] | None = None,
+    weight: float = 0.0,
+) -> FloatArray:
+    """Projected gradient descent in the L-inf ball (Madry et al., 2018), untargeted.
+
+    With ``detector`` (``x -> d detector score / d x``) and ``weight`` > 0 it is
+    the adaptive attack that knows the detector: each step climbs the model's
+    loss and descends ``weight`` times the detector's score, each direction
+    normalised, so the input moves away from its class while staying where the
+    detector looks natural.
+    """
+    rng = np.random.default_rng(random_state)
+    x0 = np.asarray(x, np.float64)
+    alpha = step_size if step_size is not None else 2.5 * epsilon / steps
+    adv = x0 + (rng.uniform(-epsilon, epsilon, x0.shape) if random_start else 0.0)
+    adv = np.clip(adv, *bounds)
+    for _ in range(steps):
+        g = gradient(adv, y)
+        if detector is not None and weight > 0:
+            d = detector(adv)
+            g = _unit(g) - weight * _unit(d)
+        adv = adv + alpha * np.sign(g)
+        adv = np.clip(np.clip(adv, x0 - epsilon, x0 + epsilon), *bounds)
+    return adv
+
+
+def _unit(g: FloatArray) -> FloatArray:
+    norm = np.linalg.norm(g.reshape(len(g), -1), axis=1).reshape(-1, *([1] * (g.ndim - 1)))
+    return np.asarray(g / np.maximum(norm, 1e-12), np.float64)
+
+
+# -- decision based: HopSkipJump ----------------------------------------------------------
+
+
+@dataclass
+class DecisionResult:
+    """Where a decision-based attack got: the input, whether it is misclassified, queries."""
+
+    x: FloatArray
+    success: bool
+    queries: int
+    distance: float
+    stopped: str = ""
+
+
+class _Budget(Exception):
+    pass
+
+
+def hop_skip_jump(
+    scores: Scores,
+    x: FloatArray,
+    *,
+    label: int,
+    max_queries: int = 1_000,
+    iterations: int = 20,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    target_distance: float | None = None,
+    random_state: int = 0,
+) -> DecisionResult:
+    """HopSkipJump (Chen et al., 2020), untargeted, L2, from labels alone.
+
+    Only the argmax of each answer is used, so it runs against a label-only
+    deployment too. Starts from a random input the model labels differently,
+    walks to the boundary by binary search, then alternates a gradient-direction
+    estimate (sign queries around the boundary point), a geometric step and a
+    new binary search. ``success`` is a misclassified input within
+    ``target_distance`` (L2) of ``x`` (any distance when ``None``).
+    """
+    rng = np.random.default_rng(random_state)
+    x0 = np.asarray(x, np.float64).ravel()
+    d = x0.size
+    lo, hi = bounds
+    used = 0
+    stopped = ""
+
+    def adversarial(batch: FloatArray) -> npt.NDArray[np.bool_]:
+        nonlocal used
+        if used + 1 > max_queries:
+            raise _Budget
+        used += 1
+        answer = np.asarray(scores(np.clip(batch, lo, hi).reshape(len(batch), *np.shape(x))))
+        return np.asarray(np.argmax(answer.reshape(len(batch), -1), axis=1) != label)
+
+    def one(point: FloatArray) -> bool:
+        return bool(adversarial(point[None])[0])
+
+    def boundary(adv: FloatArray, tol: float) -> FloatArray:
+        low, high = 0.0, 1.0  # blend: x0 at 0, adv at 1
+        while high - low > tol:
+            mid = (low + high) / 2
+            if one((1 - mid) * x0 + mid * adv):
+                high = mid
+            else:
+                low = mid
+        return np.asarray((1 - high) * x0 + high * adv, np.float64)
+
+    best = x0
+    try:
+        start = None
+        for _ in range(100):
+            trial = rng.uniform(lo, hi, d)
+            if one(trial):
+                start = trial
+                break
+        if start is None:
+            return DecisionResult(x0, False, used, 0.0, "no adversarial starting point")
+        theta = 1.0 / (np.sqrt(d) * d)
+        best = boundary(start, 1e-3)
+        for t in range(1, iterations + 1):
+            dist = float(np.linalg.norm(best - x0))
+            delta = max(np.sqrt(d) * theta * dist, 1e-4)
+            samples = int(min(100 * np.sqrt(t), 200))
+            u = rng.standard_normal((samples, d))
+            u /= np.linalg.norm(u, axis=1, keepdims=True)
+            signs = np.where(adversarial(best[None] + delta * u), 1.0, -1.0)
+            if signs.std() > 0:
+                signs = signs - signs.mean()
+            direction = (signs[:, None] * u).mean(axis=0)
+            direction /= max(float(np.linalg.norm(direction)), 1e-12)
+            step = dist / np.sqrt(t)
+            while step > 1e-6:
+                candidate = np.clip(best + step * direction, lo, hi)
+                if one(candidate):
+                    break
+                step /= 2
+            else:
+                continue
+            best = boundary(candidate, 1e-3)
+            if target_distance is not None and np.linalg.norm(best - x0) <= target_distance:
+                break
+    except _Budget:
+        stopped = ""
+    except Exception as exc:  # the defence refused
+        stopped = f"{type(exc).__name__}: {exc}"
+    distance = float(np.linalg.norm(best - x0))
+    reached = distance <= target_distance if target_distance is not None else True
+    success = bool(distance > 0 and reached)
+    return DecisionResult(best.reshape(np.shape(x)), success, used, distance, stopped)

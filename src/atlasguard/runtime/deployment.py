@@ -31,7 +31,7 @@ from atlasguard.errors import ConfigurationError
 from atlasguard.policy import Policy
 from atlasguard.runtime.access import Access
 from atlasguard.runtime.auditor import Auditor
-from atlasguard.runtime.pipeline import Arrays, Guard, Principal
+from atlasguard.runtime.pipeline import Arrays, Guard, Principal, Reason
 from atlasguard.runtime.plan import Part, plan
 from atlasguard.runtime.protect import Protected
 from atlasguard.runtime.settings import AccessSettings, OutputSettings, QuotaSettings
@@ -150,17 +150,33 @@ class Deployment:
 
     def _alarm(self, principal: str, model: str, why: str) -> None:
         """A query-monitor alarm: one admin record in the audit log, and a log line."""
+        self._raise_alert("monitor.alarm", "suspended", principal, model, why)
+
+    def _detected(self, principal: str, model: str, why: str) -> None:
+        """A per-input detection: one record in the audit log, and a log line."""
+        acted = getattr(self.policy.settings("detectors"), "action", "block")
+        self._raise_alert("detector.alarm", "detected", principal, model, why, acted == "block")
+
+    def _raise_alert(
+        self,
+        action: str,
+        reason: Reason,
+        principal: str,
+        model: str,
+        why: str,
+        refused: bool = True,
+    ) -> None:
         import threading
 
         from atlasguard.runtime.auditor import Outcome
 
-        logger.warning("query monitor: principal %r on %r: %s", principal, model, why)
+        logger.warning("%s: principal %r on %r: %s", action, principal, model, why)
         outcome = Outcome(
-            action="monitor.alarm",
+            action=action,
             model=model,
             principal=principal,
-            decision="deny",
-            reason="suspended",
+            decision="deny" if refused else "allow",
+            reason=reason if refused else "",
             details={"why": why},
         )
         # Not on the request's path (which may be an event loop): a thread writes it.
@@ -243,10 +259,35 @@ class Deployment:
             name=name,
             spec=spec,
             predict=predict,
-            guards=self.guards,
+            guards=self.guards + self.model_guards(name, predict),
             access=self.access,
             auditor=self.auditor,
         )
+
+    def model_guards(self, name: str, predict: Callable[[Arrays], Arrays]) -> tuple[Guard, ...]:
+        """The guards of one model, after the shared ones: detectors, then restoration.
+
+        The detectors need the model (feature squeezing asks it again) and judge
+        the input as the client sent it; restoration runs last, on what the model
+        will see.
+        """
+        guards: list[Guard] = []
+        if self.has("detectors"):
+            from atlasguard.runtime.detectors import DetectorGuard
+
+            found = DetectorGuard.for_model(self.policy, name, predict, on_alarm=self._detected)
+            if found is not None:
+                guards.append(found)
+        if self.has("restoration"):
+            guards.append(self.restoration)
+        return tuple(guards)
+
+    @cached_property
+    def restoration(self) -> Guard:
+        """Input restoration per model (``[controls.restoration]``), shared by every model."""
+        from atlasguard.runtime.restoration import RestorationGuard
+
+        return RestorationGuard.from_policy(self.policy)
 
     def close(self, *, sign_head: bool = False) -> None:
         """Write what the audit log holds, release the database.

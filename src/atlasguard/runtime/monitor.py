@@ -50,8 +50,9 @@ import numpy as np
 import numpy.typing as npt
 
 from atlasguard.errors import ConfigurationError
-from atlasguard.runtime.obfuscation import label_only
+from atlasguard.runtime.obfuscation import labels_only, score_array
 from atlasguard.runtime.pipeline import Denied, Principal, Request, Response
+from atlasguard.runtime.reference import reference_inputs
 from atlasguard.runtime.settings import DEFAULT_SCORE_OUTPUTS
 
 if TYPE_CHECKING:
@@ -531,7 +532,7 @@ class QueryMonitor:
             raise ConfigurationError("controls.monitor: unexpected settings")
         watches: dict[str, Watch] = {}
         for name, spec in policy.models.items():
-            reference = _reference(policy, settings, name)
+            reference = reference_inputs(policy, name)
             declared = spec.inputs[0] if spec.inputs else None
             value_range = (
                 (declared.min, declared.max)
@@ -766,7 +767,7 @@ class QueryMonitor:
                         self._states.move_to_end(state_key)
                         self._trim()
         if alarmed and self.action == "label":
-            return response.with_outputs(_labels_only(response, self.score_outputs))
+            return response.with_outputs(labels_only(response, self.score_outputs))
         return response
 
 
@@ -777,27 +778,6 @@ def _scipy() -> None:
         raise ConfigurationError(
             "[controls.monitor] distances = true needs SciPy: pip install 'atlasguard[onnx]'"
         ) from exc
-
-
-def _reference(policy: Policy, settings: object, model: str) -> FloatArray | None:
-    paths = getattr(settings, "reference", None) or {}
-    if model not in paths:
-        return None
-    path = policy.base_dir / paths[model]
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(
-            f"[controls.monitor] reference for {model!r}: cannot read {paths[model]} as a "
-            f"NumPy array without pickles ({type(exc).__name__}); save clean inputs with "
-            "numpy.save"
-        ) from exc
-    rows = np.asarray(data, dtype=np.float64)
-    if rows.ndim < 2 or len(rows) < 2:
-        raise ConfigurationError(
-            f"[controls.monitor] reference for {model!r} must hold at least two input rows"
-        )
-    return rows.reshape(len(rows), -1)
 
 
 def _pair(principal: Principal | None, model: str) -> tuple[str, str]:
@@ -812,34 +792,11 @@ def _rows(request: Request) -> npt.NDArray[np.float64] | None:
     return None
 
 
-def _scores(
-    response: Response, names: tuple[str, ...] = DEFAULT_SCORE_OUTPUTS
-) -> npt.NDArray[np.generic] | None:
-    """The scores output: the first of ``names`` (the output policy's score outputs) that
-    the response holds, else its first two-dimensional float output."""
-    for name in names:
-        array = response.outputs.get(name)
-        if array is not None and array.dtype.kind == "f" and array.ndim == 2:
-            return array
-    for array in response.outputs.values():
-        if array.dtype.kind == "f" and array.ndim == 2:
-            return array
-    return None
-
-
 def _classes(response: Response, n: int, names: tuple[str, ...]) -> list[int]:
-    scores = _scores(response, names)
+    scores = score_array(response, names)
     if scores is not None and len(scores) == n:
         return [int(c) for c in np.argmax(scores, axis=-1)]
     for array in response.outputs.values():
         if array.dtype.kind in "iu" and array.shape[:1] == (n,):
             return [int(c) for c in array.reshape(n, -1)[:, 0]]
     return [0] * n
-
-
-def _labels_only(response: Response, names: tuple[str, ...]) -> dict[str, npt.NDArray[np.generic]]:
-    scores = _scores(response, names)
-    return {
-        name: label_only(np.asarray(array, np.float64)) if array is scores else array
-        for name, array in response.outputs.items()
-    }

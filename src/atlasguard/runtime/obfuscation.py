@@ -54,7 +54,9 @@ __all__ = [
     "OutputSettings",
     "add_noise",
     "label_only",
+    "labels_only",
     "round_scores",
+    "score_array",
     "top_k",
 ]
 
@@ -263,6 +265,8 @@ class OutputGuard:
         names = self.score_outputs.get(request.model, self.default_score_outputs)
         outputs = dict(response.outputs)
         for name in names:
+            if name in outputs and outputs[name].dtype.kind in "iu":
+                continue  # already labels (a guard withheld the scores): nothing to obfuscate
             if name in outputs:
                 if "noise" in policy.steps:
                     with self._rng_lock:
@@ -270,3 +274,29 @@ class OutputGuard:
                 else:
                     outputs[name] = policy.apply(outputs[name])
         return response.with_outputs(outputs)
+
+
+def score_array(
+    response: Response, names: tuple[str, ...] = DEFAULT_SCORE_OUTPUTS
+) -> npt.NDArray[np.generic] | None:
+    """The scores output: the first of ``names`` (the output policy's score outputs) that
+    the response holds, else its first two-dimensional float output."""
+    for name in names:
+        array = response.outputs.get(name)
+        if array is not None and array.dtype.kind == "f" and array.ndim == 2:
+            return array
+    for array in response.outputs.values():
+        if array.dtype.kind == "f" and array.ndim == 2:
+            return array
+    return None
+
+
+def labels_only(
+    response: Response, names: tuple[str, ...] = DEFAULT_SCORE_OUTPUTS
+) -> dict[str, npt.NDArray[np.generic]]:
+    """The response's outputs with its scores output replaced by labels (``label_only``)."""
+    scores = score_array(response, names)
+    return {
+        name: label_only(np.asarray(array, np.float64)) if array is scores else array
+        for name, array in response.outputs.items()
+    }

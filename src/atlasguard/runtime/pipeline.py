@@ -73,6 +73,7 @@ Reason = Literal[
     "rate",
     "quota",
     "suspended",
+    "detected",
     "unsafe",
     "refused",
     "unavailable",
@@ -95,6 +96,7 @@ REASONS: Mapping[Reason, str] = {
     "rate": "the principal's rate limit is exhausted for now",
     "quota": "the principal's daily or lifetime quota is exhausted",
     "suspended": "the principal's queries look like an attack in progress (query monitor)",
+    "detected": "a detector judged the input adversarial or unlike the model's inputs",
     "unsafe": "an artifact failed the scan",
     "refused": "an artifact failed verification (signature, manifest, kind)",
     "unavailable": "a store the decision needs cannot be reached (fail closed)",
@@ -173,13 +175,22 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """The outputs of a request, and the limits the principal has left."""
+    """The outputs of a request, the limits the principal has left, and any flags.
+
+    ``flags`` are what guards say of the answer without refusing it (a detector
+    with action ``flag``: ``adversarial-input``); the gateway returns them in the
+    response's ``parameters``.
+    """
 
     outputs: Arrays
     limits: tuple[Limit, ...] = ()
+    flags: tuple[str, ...] = ()
 
     def with_outputs(self, outputs: Arrays) -> Response:
-        return Response(outputs, self.limits)  # not dataclasses.replace: every request
+        return Response(outputs, self.limits, self.flags)  # not dataclasses.replace: hot path
+
+    def with_flags(self, flags: tuple[str, ...]) -> Response:
+        return Response(self.outputs, self.limits, self.flags + flags)
 
 
 class Denied(AtlasguardError):
@@ -231,18 +242,24 @@ class Guard(Protocol):
 
 @dataclass(frozen=True)
 class Pipeline:
-    """Guards around a predict function: ``before`` in order, predict, ``after`` in reverse."""
+    """Guards around a predict function: ``before`` in order, predict, ``after`` in reverse.
+
+    Each guard's ``after`` sees the request as its own ``before`` returned it: a
+    guard placed before input restoration judges the input the client sent.
+    """
 
     guards: tuple[Guard, ...]
     predict: Callable[[Arrays], Arrays]
 
     def __call__(self, request: Request) -> Response:
         """Run ``request`` through the guards and the model."""
+        seen: list[Request] = []
         for guard in self.guards:
             request = guard.before(request)
+            seen.append(request)
         response = Response(outputs=self.predict(request.inputs), limits=request.limits)
-        for guard in reversed(self.guards):
-            response = guard.after(request, response)
+        for guard, saw in zip(reversed(self.guards), reversed(seen), strict=True):
+            response = guard.after(saw, response)
         return response
 
     @property

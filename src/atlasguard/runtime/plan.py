@@ -79,6 +79,26 @@ def plan(policy: Policy) -> tuple[Part, ...]:
             "each principal's query sequence watched for near-copies and unnatural distances",
             "controls.monitor.enabled",
         )
+    detectors = policy.settings("detectors")
+    if (
+        policy.enabled("detectors")
+        and policy.models
+        and any(getattr(detectors, flag, False) for flag in ("squeezing", "mahalanobis", "knn"))
+    ):
+        add(
+            "detectors",
+            {"AML.M0015"},
+            "each input judged on its own: feature squeezing and distance to clean inputs",
+            "controls.detectors.enabled",
+        )
+    restoration = policy.settings("restoration")
+    if policy.enabled("restoration") and getattr(restoration, "models", None):
+        add(
+            "restoration",
+            {"AML.M0010"},
+            "inputs restored (squeezed, smoothed, normalised) before the model sees them",
+            "controls.restoration.models",
+        )
     output = policy.settings("output")
     if (
         policy.enabled("output")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from atlasguard.controls import Control, ControlSettings
 from atlasguard.errors import UsageError
@@ -27,9 +27,13 @@ __all__ = [
     "DEFAULT_SCORE_OUTPUTS",
     "STEPS",
     "AccessSettings",
+    "DetectorSettings",
     "MonitorSettings",
     "OutputSettings",
     "QuotaSettings",
+    "RestorationSettings",
+    "RestoreStep",
+    "RestoredInput",
     "ServingSettings",
     "Step",
     "output_steps",
@@ -240,6 +244,82 @@ class MonitorSettings(ControlSettings):
     )
 
 
+class RestoreStep(BaseModel):
+    """One input-restoration step (see :mod:`atlasguard.runtime.restoration`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    op: Literal[
+        "bit_depth", "median", "gaussian", "jpeg", "clip", "quantize", "nfkc", "invisible",
+        "homoglyphs",
+    ] = Field(description="What the step does.")  # fmt: skip
+    bits: int = Field(default=3, ge=1, le=16, description="bit_depth: bits kept.")
+    size: int = Field(default=2, ge=2, le=15, description="median: window side, pixels.")
+    sigma: float = Field(default=0.5, gt=0.0, le=10.0, description="gaussian: pixels.")
+    quality: int = Field(default=75, ge=1, le=95, description="jpeg: quality.")
+    min: float | None = Field(default=None, description="clip: lower bound.")
+    max: float | None = Field(default=None, description="clip: upper bound.")
+    step: float = Field(default=0.0, ge=0.0, description="quantize: grid step.")
+
+
+class RestoredInput(BaseModel):
+    """``[controls.restoration.models.<name>]``: what kind of input, and the steps run on it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["image", "tabular", "text"] = Field(description="What the input is.")
+    input: str = Field(default="", description="The input's name (every input if empty).")
+    shape: tuple[int, ...] = Field(
+        default=(), description="image: its shape without the batch, e.g. [8, 8]."
+    )
+    steps: tuple[RestoreStep, ...] = Field(default=(), description="Run in order.")
+
+
+class RestorationSettings(ControlSettings):
+    """``[controls.restoration]``: input restoration per model (what each model's inputs are)."""
+
+    models: dict[str, RestoredInput] | None = Field(
+        default=None,
+        description='Per model, e.g. { digits = { kind = "image", shape = [8, 8], steps = '
+        '[{ op = "bit_depth", bits = 3 }] } }.',
+    )
+
+
+class DetectorSettings(ControlSettings):
+    """``[controls.detectors]``: judge each input on its own (adversarial or out of place)."""
+
+    action: Literal["log", "flag", "label", "block"] = Field(
+        default="label",
+        description="On a detection: log it, flag it in the response, answer with the label "
+        "only (and flag it), or refuse the input. Refusing costs legitimate clients about "
+        "fpr of their inputs.",
+    )
+    fpr: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=0.5,
+        description="False-positive rate on clean inputs the thresholds are calibrated to.",
+    )
+    squeezing: bool = Field(
+        default=True,
+        description="Feature squeezing: the answer changes when the input is squeezed.",
+    )
+    squeeze_bits: int = Field(default=3, ge=1, le=16, description="Squeezer: bit depth.")
+    squeeze_median: int = Field(
+        default=0, ge=0, le=15, description="Squeezer: median window (images; 0 = none)."
+    )
+    mahalanobis: bool = Field(
+        default=True, description="Far from the clean inputs (Mahalanobis distance)."
+    )
+    shrinkage: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Mahalanobis: covariance shrinkage."
+    )
+    knn: bool = Field(default=False, description="Far from its nearest clean inputs (k-NN).")
+    models: tuple[str, ...] | None = Field(
+        default=None, description="Models watched (every model with a reference if unset)."
+    )
+
+
 CONTROLS = (
     Control(
         key="access",
@@ -278,6 +358,26 @@ CONTROLS = (
         "given labels only, or blocked.",
         enable="[controls.monitor] enabled = true",
         settings=MonitorSettings,
+    ),
+    Control(
+        key="detectors",
+        title="Adversarial-input detection",
+        mitigates=frozenset({"AML.M0015"}),
+        summary="Each input judged on its own: feature-squeezing disagreement and distance to "
+        "the clean inputs (Mahalanobis, k-NN), thresholds calibrated to a stated false-positive "
+        "rate; a detection is logged, flagged, answered with the label only, or refused.",
+        enable="[controls.detectors] enabled = true; a reference for each model",
+        settings=DetectorSettings,
+    ),
+    Control(
+        key="restoration",
+        title="Input restoration",
+        mitigates=frozenset({"AML.M0010"}),
+        summary="Per model: bit-depth reduction, smoothing, JPEG re-encoding, clipping to the "
+        "training range, quantization; for text NFKC, invisible and homoglyph characters.",
+        enable="[controls.restoration] enabled = true; models = { NAME = { kind = ..., steps "
+        "= [...] } }",
+        settings=RestorationSettings,
     ),
     Control(
         key="output",
