@@ -361,8 +361,8 @@ def hop_skip_jump(
         nonlocal used
         if used + 1 > max_queries:
             raise _Budget
-        used += 1
         answer = np.asarray(scores(np.clip(batch, lo, hi).reshape(len(batch), *np.shape(x))))
+        used += 1  # answered: a refused query is not one the attack got
         return np.asarray(np.argmax(answer.reshape(len(batch), -1), axis=1) != label)
 
     def one(point: FloatArray) -> bool:
