@@ -160,6 +160,11 @@ class ModelSpec(_Table):
         description="Clean inputs (.npy, no pickles) the monitor, detectors and restoration "
         "learn natural inputs from.",
     )
+    calibration: str = Field(
+        default="",
+        description="Clean inputs the model was not trained on (.npy): the detectors' "
+        "thresholds (else out-of-fold on the reference).",
+    )
 
 
 _TOP_LEVEL = ("deployment", "keys", "controls", "models")

@@ -49,6 +49,7 @@ def test_demo_policy_declares_digits(project: Project) -> None:
         preprocess=(PreprocessStep(op="clip", min=0.0, max=1.0),),
         max_batch=1024,
         reference="reference/digits.npy",
+        calibration="reference/digits-held-out.npy",
     )
     assert (root / "state").is_dir()
     assert (root / ".gitignore").read_text().splitlines() == ["state/", "keys/"]

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEMO_MODEL",
+    "DEMO_CALIBRATION_PATH",
     "DEMO_MODEL_PATH",
     "DEMO_REFERENCE_PATH",
     "DemoModel",
@@ -61,6 +62,7 @@ __all__ = [
 DEMO_MODEL = "digits"
 DEMO_MODEL_PATH = "models/digits/model.onnx"
 DEMO_REFERENCE_PATH = "reference/digits.npy"
+DEMO_CALIBRATION_PATH = "reference/digits-held-out.npy"
 _OUTPUTS = ("label", "probabilities")
 
 
@@ -154,6 +156,12 @@ def write_demo_model(
     reference = Path(directory) / DEMO_REFERENCE_PATH
     reference.parent.mkdir(parents=True, exist_ok=True)
     np.save(reference, trained.x_train.astype(np.float32), allow_pickle=False)
+    # Held-out digits the model never trained on: the input detectors' thresholds.
+    np.save(
+        Path(directory) / DEMO_CALIBRATION_PATH,
+        trained.x_test.astype(np.float32),
+        allow_pickle=False,
+    )
     return DemoModel(
         path=path,
         signature=signature,
@@ -175,8 +183,10 @@ inputs = [{{ name = "input", datatype = "FP32", shape = [-1, 64], min = 0.0, max
 outputs = ["label", "probabilities"]
 preprocess = [{{ op = "clip", min = 0.0, max = 1.0 }}]
 max_batch = 1024
-# Clean inputs (training rows) the query monitor and the input detectors learn from.
+# Clean inputs (training rows) the query monitor and the input detectors learn from, and
+# held-out ones the detectors' thresholds are calibrated on.
 reference = "{DEMO_REFERENCE_PATH}"
+calibration = "{DEMO_CALIBRATION_PATH}"
 """
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "fgsm",
     "hop_skip_jump",
     "jacobian_extraction",
+    "knockoff_extraction",
     "loss_gradient",
     "pgd",
     "random_extraction",
@@ -283,6 +284,7 @@ def pgd(
     random_state: int = 0,
     detector: Callable[[FloatArray], FloatArray] | None = None,
     weight: float = 0.0,
+    stop: Callable[[FloatArray], npt.NDArray[np.int64]] | None = None,
 ) -> FloatArray:
     """Projected gradient descent in the L-inf ball (Madry et al., 2018), untargeted.
 
@@ -290,20 +292,28 @@ def pgd(
     the adaptive attack that knows the detector: each step climbs the model's
     loss and descends ``weight`` times the detector's score, each direction
     normalised, so the input moves away from its class while staying where the
-    detector looks natural.
+    detector looks natural. With ``stop`` (the model's labels), a row stops
+    moving once it is misclassified: the minimal, low-confidence adversarial
+    inputs of DeepFool or C&W with no margin, which sit just past the boundary.
     """
     rng = np.random.default_rng(random_state)
     x0 = np.asarray(x, np.float64)
     alpha = step_size if step_size is not None else 2.5 * epsilon / steps
     adv = x0 + (rng.uniform(-epsilon, epsilon, x0.shape) if random_start else 0.0)
     adv = np.clip(adv, *bounds)
+    if stop is not None:
+        adv = x0.copy()  # from the input itself: the first crossing is the minimal one
     for _ in range(steps):
         g = gradient(adv, y)
         if detector is not None and weight > 0:
             d = detector(adv)
             g = _unit(g) - weight * _unit(d)
-        adv = adv + alpha * np.sign(g)
-        adv = np.clip(np.clip(adv, x0 - epsilon, x0 + epsilon), *bounds)
+        moved = adv + alpha * np.sign(g)
+        moved = np.clip(np.clip(moved, x0 - epsilon, x0 + epsilon), *bounds)
+        if stop is not None:
+            done = np.asarray(stop(adv)) != y
+            moved[done] = adv[done]
+        adv = moved
     return adv
 
 
@@ -335,7 +345,7 @@ def hop_skip_jump(
     x: FloatArray,
     *,
     label: int,
-    max_queries: int = 1_000,
+    max_queries: int = 5_000,
     iterations: int = 20,
     bounds: tuple[float, float] = (0.0, 1.0),
     target_distance: float | None = None,
@@ -344,11 +354,13 @@ def hop_skip_jump(
     """HopSkipJump (Chen et al., 2020), untargeted, L2, from labels alone.
 
     Only the argmax of each answer is used, so it runs against a label-only
-    deployment too. Starts from a random input the model labels differently,
-    walks to the boundary by binary search, then alternates a gradient-direction
-    estimate (sign queries around the boundary point), a geometric step and a
-    new binary search. ``success`` is a misclassified input within
-    ``target_distance`` (L2) of ``x`` (any distance when ``None``).
+    deployment too. ``max_queries`` counts rows answered (a gradient estimate
+    sends its probes as one batch of up to 200 rows). Starts from a random
+    input the model labels differently, walks to the boundary by binary search,
+    then alternates a gradient-direction estimate (sign queries around the
+    boundary point), a geometric step and a new binary search. ``success`` is a
+    misclassified input within ``target_distance`` (L2) of ``x`` (any distance
+    when ``None``).
     """
     rng = np.random.default_rng(random_state)
     x0 = np.asarray(x, np.float64).ravel()
@@ -359,10 +371,10 @@ def hop_skip_jump(
 
     def adversarial(batch: FloatArray) -> npt.NDArray[np.bool_]:
         nonlocal used
-        if used + 1 > max_queries:
+        if used + len(batch) > max_queries:
             raise _Budget
         answer = np.asarray(scores(np.clip(batch, lo, hi).reshape(len(batch), *np.shape(x))))
-        used += 1  # answered: a refused query is not one the attack got
+        used += len(batch)  # rows answered: a refused query is not one the attack got
         return np.asarray(np.argmax(answer.reshape(len(batch), -1), axis=1) != label)
 
     def one(point: FloatArray) -> bool:
@@ -420,3 +432,59 @@ def hop_skip_jump(
     reached = distance <= target_distance if target_distance is not None else True
     success = bool(distance > 0 and reached)
     return DecisionResult(best.reshape(np.shape(x)), success, used, distance, stopped)
+
+
+# -- extraction from whatever the scores reveal ---------------------------------------------
+
+
+class _LogitSurrogate:
+    """A linear model of the target's log-scores: ``predict`` is the argmax of its fit."""
+
+    def __init__(self, ridge: Any, classes: int) -> None:
+        self.ridge = ridge
+        self.classes = classes
+
+    def predict(self, x: FloatArray) -> npt.NDArray[np.int64]:
+        return np.asarray(np.argmax(self.ridge.predict(x), axis=1), np.int64)
+
+
+def knockoff_extraction(
+    scores: Scores,
+    pool: FloatArray,
+    *,
+    budget: int,
+    classes: int = 10,
+    floor: float = 1e-4,
+    random_state: int = 0,
+) -> ExtractionResult:
+    """Knockoff-style extraction (Orekondy et al., 2019) that uses all the answers reveal.
+
+    Queries ``budget`` inputs drawn from ``pool`` (the attacker's own natural
+    data), one per query, and fits a linear regression to the centred log of each
+    answer (``floor`` for zeros). Full scores of a linear model give its logits
+    exactly (Tramer et al.'s equation solving); rounded, top-k or noisy scores
+    give less; labels (one-hot) give a least-squares classifier. So the same
+    attack measures what each output policy leaks.
+    """
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(random_state)
+    xs: list[FloatArray] = []
+    ys: list[FloatArray] = []
+    stopped = ""
+    for row in np.asarray(pool, np.float64)[rng.choice(len(pool), budget, replace=True)]:
+        try:
+            answer = np.asarray(scores(row[None]), np.float64).reshape(-1)
+        except Exception as exc:
+            stopped = f"{type(exc).__name__}: {exc}"
+            break
+        if answer.size != classes:  # a label alone: one-hot
+            answer = np.eye(classes)[int(answer.reshape(-1)[0])]
+        xs.append(row)
+        ys.append(answer)
+    if not xs:
+        return ExtractionResult(None, 0, stopped)
+    z = np.log(np.clip(np.array(ys), floor, None))
+    z -= z.mean(axis=1, keepdims=True)
+    ridge = Ridge(alpha=1e-3).fit(np.array(xs), z)
+    return ExtractionResult(_LogitSurrogate(ridge, classes), len(xs), stopped, np.array(xs))

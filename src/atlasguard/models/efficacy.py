@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,12 +107,12 @@ def plot(result: Efficacy, path: Path) -> None:
     except ModuleNotFoundError as exc:
         raise UsageError("the plot needs matplotlib: pip install 'atlasguard[plot]'") from exc
     rows = [r for r in result.rows if r["attack_success_without"] is not None]
-    names = [r["attack"] for r in rows]
+    names = [textwrap.fill(f"{r['attack']} — {r['defence']}", 70) for r in rows]
     y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(12, 0.75 * len(rows) + 1.5))
     for offset, key, label in (
         (-0.2, "attack_success_without", "without"),
-        (0.2, "attack_success_with", "with the monitor"),
+        (0.2, "attack_success_with", "with the defence"),
     ):
         bars = ax.barh(y + offset, [r[key] for r in rows], 0.4, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
@@ -119,9 +120,9 @@ def plot(result: Efficacy, path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("attack success (evasion rate, or surrogate agreement for extraction)")
-    benign = [r for r in result.rows if r["false_positive_rate"] is not None]
+    benign = [r for r in result.rows if r["attack"].startswith("benign clients")]
     fpr = f"; benign clients stopped: {benign[0]['false_positive_rate']:.0%}" if benign else ""
-    ax.set_title(f"Query monitor on digits ({result.command}){fpr}", fontsize=9)
+    ax.set_title(f"Runtime defences on digits ({result.command}){fpr}", fontsize=9)
     ax.legend(loc="upper right", bbox_to_anchor=(1.0, -0.12), ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -135,7 +136,14 @@ def _data() -> dict[str, Any]:
 
     d = digits_splits()
     model = LogisticRegression(max_iter=2000, random_state=0).fit(d.x_fit, d.y_fit)
-    return {"fit": d.x_fit, "eval": d.x_eval, "y_eval": d.y_eval, "model": model}
+    return {
+        "fit": d.x_fit,
+        "tune": d.x_tune,
+        "eval": d.x_eval,
+        "y_eval": d.y_eval,
+        "model": model,
+        "splits": d,
+    }
 
 
 def _monitor(fit: np.ndarray) -> Any:
@@ -264,7 +272,19 @@ def _row(attack: str, defence: str, **values: Any) -> dict[str, Any]:
 
 def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -> Efficacy:
     """Run every attack without and with the monitor, the benign clients and the cost."""
-    from atlasguard.models.attacks import jacobian_extraction, random_extraction, simba
+    from atlasguard.models.attacks import (
+        hop_skip_jump,
+        jacobian_extraction,
+        knockoff_extraction,
+        random_extraction,
+        simba,
+    )
+    from atlasguard.models.efficacy_inputs import (
+        consensus_rows,
+        detector_rows,
+        ensemble_rows,
+        restoration_rows,
+    )
 
     d = _data()
     model, x_eval, y_eval = d["model"], d["eval"], d["y_eval"]
@@ -317,6 +337,32 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         )
         _say(progress, rows[-1])
 
+    # HopSkipJump: labels only, so it runs whatever the output policy
+    hsj_targets = 3 if quick else 10
+    guarded = Served(model, _monitor(d["fit"]))
+    wins_without = wins_with = detected = 0
+    to_detect = []
+    for i in range(hsj_targets):
+        x, y = x_eval[i], int(y_eval[i])
+        plain = hop_skip_jump(bare.client(), x, label=y, max_queries=5000, target_distance=1.5)
+        wins_without += plain.success
+        decided = hop_skip_jump(guarded.client(), x, label=y, max_queries=5000, target_distance=1.5)
+        wins_with += decided.success and not decided.stopped
+        if decided.stopped:
+            detected += 1
+            to_detect.append(decided.queries + 1)
+    rows.append(
+        _row(
+            "HopSkipJump (labels only), adversarial within L2 1.5, 5,000 rows",
+            defence,
+            attack_success_without=wins_without / hsj_targets,
+            attack_success_with=wins_with / hsj_targets,
+            detection_rate=detected / hsj_targets,
+            queries_to_detection=statistics.median(to_detect) if to_detect else None,
+        )
+    )
+    _say(progress, rows[-1])
+
     # model extraction
     seeds = np.stack([x_eval[np.flatnonzero(y_eval == c)[0]] for c in range(10)])  # one per class
     extraction: list[tuple[str, Callable[[Any], Any]]] = [
@@ -366,6 +412,40 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         )
     )
     _say(progress, rows[-1])
+
+    # extraction under each output policy (no monitor): what each policy leaks, what it keeps
+    from atlasguard.runtime.obfuscation import OutputPolicy
+
+    small = 100 if quick else 200
+    policy_rng = np.random.default_rng(17)
+    for name in ("full", "round", "top_k", "noise+round", "label"):
+        policy = OutputPolicy.parse(name, decimals=2, top_k=3, noise_scale=0.02)
+
+        def answer(x: np.ndarray, policy: OutputPolicy = policy) -> np.ndarray:
+            return np.asarray(policy.apply(model.predict_proba(x).astype(np.float32), policy_rng))
+
+        stolen = knockoff_extraction(answer, d["tune"], budget=small)
+        kept = answer(x_eval)
+        labels = kept if kept.ndim == 1 else np.argmax(kept, axis=1)
+        rows.append(
+            _row(
+                f"Knockoff extraction with natural digits, {small} answers, surrogate on the "
+                "scores revealed",
+                f"output policy {name!r}",
+                attack_success_without=agreement(
+                    knockoff_extraction(lambda x: model.predict_proba(x), d["tune"], budget=small)
+                ),
+                attack_success_with=agreement(stolen),
+                clean_cost=float((model.predict(x_eval) == y_eval).mean())
+                - float((labels == y_eval).mean()),
+            )
+        )
+        _say(progress, rows[-1])
+
+    # per-input defences: detectors, restoration, ensembles, consensus
+    say = lambda row: _say(progress, row)  # noqa: E731
+    for section in (detector_rows, restoration_rows, ensemble_rows, consensus_rows):
+        rows.extend(section(d["splits"], model, quick=quick, say=say))
 
     # benign clients
     guarded = Served(model, _monitor(d["fit"]))

@@ -179,7 +179,7 @@ class MahalanobisDetector(_Calibrated):
         *,
         labels: Callable[[FloatArray], npt.NDArray[np.int64]] | None = None,
         embed: Callable[[FloatArray], FloatArray] | None = None,
-        shrinkage: float = 0.01,
+        shrinkage: float = 0.001,
     ) -> None:
         self.labels = labels
         self.embed = embed
@@ -323,10 +323,10 @@ class DetectorGuard:
         """The detectors ``[controls.detectors]`` gives ``model``, fit and calibrated now.
 
         ``None`` when the model is not watched (no reference, or not listed).
-        Thresholds come from out-of-fold scores of the reference
-        (:func:`cross_calibrate`).
+        Thresholds come from the model's ``calibration`` inputs, else from
+        out-of-fold scores of the reference (:func:`cross_calibrate`).
         """
-        from atlasguard.runtime.reference import reference_inputs
+        from atlasguard.runtime.reference import calibration_inputs, reference_inputs
         from atlasguard.runtime.settings import DetectorSettings, OutputSettings
 
         settings = policy.settings("detectors")
@@ -365,6 +365,7 @@ class DetectorGuard:
             fpr=settings.fpr,
             image_shape=shape if len(shape) in (2, 3) else _square(shape),
             value_range=value_range,
+            calibration=calibration_inputs(policy, model),
         )
         if not detectors:
             return None
@@ -448,22 +449,28 @@ def build_detectors(
     scores: Scores,
     reference: FloatArray,
     *,
-    squeezing: bool = True,
+    squeezing: bool = False,
     squeeze_bits: int = 3,
     squeeze_median: int = 0,
     mahalanobis: bool = True,
-    shrinkage: float = 0.01,
+    shrinkage: float = 0.001,
     knn: bool = False,
     fpr: float = 0.01,
     image_shape: tuple[int, ...] = (),
     value_range: tuple[float, float] = (0.0, 1.0),
+    calibration: FloatArray | None = None,
     random_state: int = 0,
 ) -> dict[str, Detector]:
-    """The detectors, each cross-calibrated (:func:`cross_calibrate`) on ``reference``.
+    """The detectors, fit on ``reference`` and calibrated on ``calibration``.
 
-    Each is calibrated to ``fpr / n`` (n detectors), so a row flagged by any of
-    them is a false positive on about ``fpr`` of clean inputs. The defaults are
-    the ones ``bench/efficacy/tune_detectors.py`` chose on the tuning split.
+    ``calibration`` should be clean inputs the model was not trained on: a
+    detector that asks the model (feature squeezing) finds the model surer of
+    its training rows than of new ones, so thresholds set on training rows let
+    through more false positives than they promise. Without it, each detector
+    is cross-calibrated on ``reference`` (:func:`cross_calibrate`). Each is
+    calibrated to ``fpr / n`` (n detectors), so a row flagged by any of them is
+    a false positive on about ``fpr`` of clean inputs. The defaults are the
+    ones ``bench/efficacy/tune_detectors.py`` chose on the tuning split.
     """
     detectors: dict[str, Detector] = {}
     if squeezing:
@@ -480,7 +487,10 @@ def build_detectors(
         detectors["k-nn"] = KnnDetector(k=1)
     share = fpr / max(1, len(detectors))
     for detector in detectors.values():
-        cross_calibrate(detector, reference, fpr=share, random_state=random_state)
+        if calibration is not None:
+            detector.fit(_rows(reference)).calibrate(_rows(calibration), fpr=share)
+        else:
+            cross_calibrate(detector, reference, fpr=share, random_state=random_state)
     return detectors
 
 

@@ -88,7 +88,7 @@ def plan(policy: Policy) -> tuple[Part, ...]:
         add(
             "detectors",
             {"AML.M0015"},
-            "each input judged on its own: feature squeezing and distance to clean inputs",
+            "each input judged on its own: distance to clean inputs, feature squeezing",
             "controls.detectors.enabled",
         )
     restoration = policy.settings("restoration")

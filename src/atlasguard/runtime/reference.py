@@ -22,7 +22,7 @@ import numpy.typing as npt
 from atlasguard.errors import ConfigurationError
 from atlasguard.policy import Policy
 
-__all__ = ["reference_inputs"]
+__all__ = ["calibration_inputs", "reference_inputs"]
 
 
 def reference_inputs(policy: Policy, model: str) -> npt.NDArray[np.float64] | None:
@@ -40,6 +40,19 @@ def reference_inputs(policy: Policy, model: str) -> npt.NDArray[np.float64] | No
     except OSError:
         stamp = 0  # _load says what is wrong
     return _load(path, stamp, model, name).copy()
+
+
+def calibration_inputs(policy: Policy, model: str) -> npt.NDArray[np.float64] | None:
+    """Held-out clean rows of ``model`` (``calibration`` in its table), or ``None``."""
+    spec = policy.models.get(model)
+    if spec is None or not spec.calibration:
+        return None
+    path = policy.base_dir / spec.calibration
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _load(path, stamp, model, spec.calibration).copy()
 
 
 @lru_cache(maxsize=16)

@@ -301,8 +301,10 @@ class DetectorSettings(ControlSettings):
         description="False-positive rate on clean inputs the thresholds are calibrated to.",
     )
     squeezing: bool = Field(
-        default=True,
-        description="Feature squeezing: the answer changes when the input is squeezed.",
+        default=False,
+        description="Feature squeezing: the answer changes when the input is squeezed "
+        "(off by default: on digits it added less than the share of the false-positive "
+        "budget it takes; bench/efficacy/tune_detectors.py).",
     )
     squeeze_bits: int = Field(default=3, ge=1, le=16, description="Squeezer: bit depth.")
     squeeze_median: int = Field(
@@ -312,7 +314,7 @@ class DetectorSettings(ControlSettings):
         default=True, description="Far from the clean inputs (Mahalanobis distance)."
     )
     shrinkage: float = Field(
-        default=0.01, ge=0.0, le=1.0, description="Mahalanobis: covariance shrinkage."
+        default=0.001, ge=0.0, le=1.0, description="Mahalanobis: covariance shrinkage."
     )
     knn: bool = Field(default=False, description="Far from its nearest clean inputs (k-NN).")
     models: tuple[str, ...] | None = Field(

@@ -1,10 +1,10 @@
-"""Efficacy of the query monitor (AML.M0015, AML.M0004) on scikit-learn's digits.
+"""Efficacy of the runtime defences (AML.M0015, M0004, M0010, M0006, M0009, M0002) on digits.
 
 The measurement lives in the package (:mod:`atlasguard.models.efficacy`, also
 ``atlasguard bench efficacy``); this script runs it from a checkout, prints the
 table and writes the JSON rows and, with matplotlib, the PNG plot.
 
-    .venv/bin/python bench/efficacy/monitor.py [--quick] [--output rows.json]
+    .venv/bin/python bench/efficacy/runtime_defences.py [--quick] [--output rows.json]
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--output", type=Path, default=None, help="rows as JSON (and a .png)")
     args = parser.parse_args(argv)
     result = run(quick=args.quick, progress=lambda line: print(line, flush=True))
-    result.command = "python bench/efficacy/monitor.py" + (" --quick" if args.quick else "")
+    result.command = "python bench/efficacy/runtime_defences.py" + (
+        " --quick" if args.quick else ""
+    )
     print("\n" + render_table(result))
     if args.output is not None:
         args.output.write_text(result.to_json())
