@@ -48,7 +48,8 @@ def main() -> dict[str, Any]:
     fooled = {name: model.predict(adv) != d.y_tune for name, adv in attacks.items()}
     fpr = DetectorSettings().fpr
     results = []
-    print("| shrinkage | squeezer bits | FPR on tune | " + " | ".join(f"TPR {a}" for a in attacks) + " |")
+    heads = " | ".join(f"TPR {a}" for a in attacks)
+    print(f"| shrinkage | squeezer bits | FPR on tune | {heads} |")
     print("|---|---|---|" + "---|" * len(attacks))
     for shrinkage, bits in itertools.product((0.001, 0.003, 0.01, 0.03, 0.1), (0, 1, 2, 3, 4)):
         detectors = build_detectors(

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = [
-    "DEMO_MODEL",
     "DEMO_CALIBRATION_PATH",
+    "DEMO_MODEL",
     "DEMO_MODEL_PATH",
     "DEMO_REFERENCE_PATH",
     "DemoModel",
