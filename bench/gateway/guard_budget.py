@@ -116,6 +116,7 @@ def measure(n: int) -> dict[str, tuple[float, float]]:
                     lambda g=guard: g.after(request, response), n
                 )
             results.update(_monitor_cost(deployment, inputs, outputs, n))
+            results.update(_input_guard_cost(served, request, outputs, n))
             results["predict (ONNX Runtime, demo model)"] = _percentiles(
                 lambda: served.protected.pipeline.predict(inputs), n
             )
@@ -177,6 +178,30 @@ def _monitor_cost(
             monitor.after(monitor.before(r), response)
 
         out[label] = _percentiles(step, n)
+    return out
+
+
+def _input_guard_cost(
+    served: Any, request: Any, outputs: Any, n: int
+) -> dict[str, tuple[float, float]]:
+    """The demo's per-model guards: the input detectors (action kept to ``log``: the
+    cost, not the verdict) and the input restoration, on one request."""
+    from atlasguard.runtime.detectors import DetectorGuard
+    from atlasguard.runtime.pipeline import Response
+    from atlasguard.runtime.restoration import RestorationGuard
+
+    response = Response(outputs=outputs)
+    out: dict[str, tuple[float, float]] = {}
+    for guard in served.protected.pipeline.guards:
+        if isinstance(guard, DetectorGuard):
+            guard.action, guard.on_alarm = "log", None
+            out["input detectors (Mahalanobis)"] = _percentiles(
+                lambda g=guard: g.after(g.before(request), response), n
+            )
+        elif isinstance(guard, RestorationGuard):
+            out["input restoration (2-bit depth)"] = _percentiles(
+                lambda g=guard: g.before(request), n
+            )
     return out
 
 

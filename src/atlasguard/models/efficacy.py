@@ -122,9 +122,9 @@ def plot(result: Efficacy, path: Path) -> None:
     ax.set_xlabel("attack success (evasion rate, or surrogate agreement for extraction)")
     benign = [r for r in result.rows if r["attack"].startswith("benign clients")]
     fpr = f"; benign clients stopped: {benign[0]['false_positive_rate']:.0%}" if benign else ""
-    ax.set_title(f"Runtime defences on digits ({result.command}){fpr}", fontsize=9)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.0, -0.12), ncol=2, fontsize=8)
-    fig.tight_layout()
+    ax.set_title(f"Runtime defences on digits ({result.command}){fpr}", fontsize=9, loc="left")
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.025, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
