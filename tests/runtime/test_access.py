@@ -67,3 +67,16 @@ def test_only_admin_keys_pass_the_admin_check(store: IdentityStore) -> None:
     with pytest.raises(Denied) as info:
         access.admin(store.create_key("alice").secret)
     assert info.value.reason == "forbidden"
+
+
+def test_the_groups_a_principal_reaches_a_model_through_come_with_it(
+    store: IdentityStore,
+) -> None:
+    # the query monitor watches a group's members together: it must know the groups
+    key = store.create_key("alice").secret
+    store.grant("group:acme", "digits", "user")
+    store.add_member("acme", "alice")
+    store.grant("alice", "other", "user")
+    access = Access(store)
+    assert access.resolve(key, "digits").groups == ("group:acme",)
+    assert access.resolve(key, "other").groups == ()

@@ -38,6 +38,7 @@ from atlasguard.identity.store import (
     IdentityStore,
     PrincipalRecord,
     SlowKeyError,
+    is_group,
     looks_like_key,
 )
 from atlasguard.identity.tokens import looks_like_jwt
@@ -229,9 +230,12 @@ def _principal(record: PrincipalRecord, grants: Iterable[Grant]) -> Principal:
         raise forbidden()
     # A grant's own rate or quota (keys create --rate --quota) goes with the principal.
     limits = next(((g.rate, g.quota) for g in held if g.rate or g.quota), None)
+    # the groups it reaches the model through count too (the query monitor watches a
+    # group's members together): a token's groups first, then its grants' groups
+    through = tuple(sorted({g.principal for g in held if is_group(g.principal)}))
     return Principal(
         name=record.name,
         roles=frozenset(g.role for g in held),
-        groups=record.groups,
+        groups=record.groups + tuple(g for g in through if g not in record.groups),
         grant_limits=limits,
     )

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from atlasguard.runtime.quotas import QuotaPolicy
     from atlasguard.runtime.suspensions import SuspensionStore
 
-__all__ = ["Deployment"]
+__all__ = ["Deployment", "state_prefix"]
 
 logger = logging.getLogger("atlasguard")
 
@@ -200,11 +200,7 @@ class Deployment:
         state directory): every worker and replica of one deployment shares it,
         two deployments on one Redis never do.
         """
-        import hashlib
-
-        where = self.policy.deployment.database_url or str(self.policy.state_dir)
-        digest = hashlib.sha256(where.encode()).hexdigest()[:16]
-        return f"atlasguard:quota:{self.policy.deployment.name}:{digest}"
+        return state_prefix(self.policy, "quota")
 
     @cached_property
     def load_gate(self) -> LoadGate:
@@ -301,6 +297,17 @@ class Deployment:
                 close()
         self.auditor.close(sign_head=sign_head)
         self.engine.dispose()
+
+
+def state_prefix(policy: Policy, kind: str) -> str:
+    """The Redis key prefix of one kind of this deployment's shared state (``quota``,
+    ``monitor``): its name and a digest of where its state lives, so every worker
+    and replica of one deployment shares it and two deployments on one Redis never do."""
+    import hashlib
+
+    where = policy.deployment.database_url or str(policy.state_dir)
+    digest = hashlib.sha256(where.encode()).hexdigest()[:16]
+    return f"atlasguard:{kind}:{policy.deployment.name}:{digest}"
 
 
 def _tokens(policy: Policy) -> JwtVerifier | None:

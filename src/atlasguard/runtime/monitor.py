@@ -44,7 +44,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -454,6 +454,69 @@ class PrincipalState:
     why: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def observe(self, seen: Seen, *, window: int, off_window: int) -> Counts | None:
+        """Remember one query; what the detectors now count (``None`` for a repeat)."""
+        memory = self.fingerprints
+        if memory.repeat(seen.digest):
+            return None  # a retry of an earlier query: nothing new for any detector
+        copy = False
+        if seen.fingerprint is None:
+            memory.remember(seen.digest)
+        else:
+            copy = memory.add(seen.fingerprint, seen.digest) >= seen.match
+            self.recent.append(copy)
+            self.near_copies += copy
+            if len(self.recent) > window:
+                self.near_copies -= self.recent.popleft()
+        low = 1.0
+        if self.distances is not None:
+            low = self.distances.add(seen.row, seen.cls)
+        self.seen += 1
+        if seen.outside is not None:
+            self.outside.append(seen.outside)
+            if len(self.outside) > off_window:
+                self.outside.popleft()
+        return Counts(
+            self.near_copies, len(self.recent), sum(self.outside), len(self.outside), self.seen, low
+        )
+
+    def alarm(self) -> tuple[float, str] | None:
+        return None if self.alarmed_at is None else (self.alarmed_at, self.why)
+
+    def raise_alarm(self, now: float, why: str) -> bool:
+        """Record the alarm; True if it is new (else another request raised it first)."""
+        if self.alarmed_at is not None:
+            return False
+        self.alarmed_at, self.why = now, why
+        return True
+
+    def size(self) -> int:
+        return len(self.fingerprints.queries)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One query as the detectors see it (computed once, whoever remembers it)."""
+
+    row: FloatArray
+    digest: bytes
+    fingerprint: frozenset[int] | None
+    match: int  # hashes a near-copy shares
+    cls: int
+    outside: bool | None  # beyond the clean inputs' edge (None: not watched)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What one principal's (or group's) state counts after a query."""
+
+    near_copies: int
+    recent: int
+    outside: int
+    outside_window: int
+    seen: int
+    low: float  # the latest Shapiro-Wilk statistic (1.0 before the first test)
+
 
 @dataclass(frozen=True, slots=True)
 class Watch:
@@ -495,6 +558,8 @@ class QueryMonitor:
     on_alarm: Callable[[str, str, str], None] | None = None
     score_outputs: tuple[str, ...] = DEFAULT_SCORE_OUTPUTS  # as the output policy names them
     store: SuspensionStore | None = None
+    groups: bool = True  # also watch each group a principal reaches the model through
+    shared: Any = None  # RedisMonitorStates: state shared by every worker and replica
     refresh_seconds: float = 2.0
     clock: Callable[[], float] = time.time
     name: str = "monitor"
@@ -559,6 +624,23 @@ class QueryMonitor:
                 off = OffDistribution(threshold=settings.off_share).fit(reference)
             if fingerprints is not None or distances is not None or off is not None:
                 watches[name] = Watch(fingerprints, distances, off)
+        shared = None
+        redis_url = policy.deployment.redis_url
+        if settings.state == "redis" and not redis_url:
+            raise ConfigurationError(
+                f'{policy.where("controls.monitor.state")}: state = "redis" needs '
+                "[deployment] redis_url"
+            )
+        if settings.state == "redis" or (settings.state == "auto" and redis_url):
+            from atlasguard.runtime._monitor_redis import RedisMonitorStates
+            from atlasguard.runtime.deployment import state_prefix
+
+            shared = RedisMonitorStates.from_url(
+                redis_url, state_prefix(policy, "monitor"), ttl=settings.suspend_seconds
+            )
+            shared.distances = {
+                m: w.distances for m, w in watches.items() if w.distances is not None
+            }
         monitor = cls(
             watches=watches,
             action=settings.action,
@@ -568,12 +650,26 @@ class QueryMonitor:
             on_alarm=on_alarm,
             score_outputs=names or DEFAULT_SCORE_OUTPUTS,
             store=store,
+            groups=settings.groups,
+            shared=shared,
         )
         monitor.start()
         return monitor
 
     def state(self, principal: Principal | None, model: str) -> PrincipalState:
-        key = _pair(principal, model)
+        """What this process remembers of ``principal`` on ``model`` (memory state)."""
+        return self.state_for(_pair(principal, model))
+
+    def keys(self, principal: Principal | None, model: str) -> list[tuple[str, str]]:
+        """Whose states a query counts in: the principal's, and each group's it reaches
+        the model through (with ``groups``), so keys spread over a tenant add up."""
+        keys = [_pair(principal, model)]
+        if self.groups and principal is not None:
+            keys += [(g, model) for g in principal.groups]
+        return keys
+
+    def state_for(self, key: tuple[str, str]) -> PrincipalState:
+        model = key[1]
         with self._lock:
             found = self._states.get(key)
             if found is None:
@@ -606,27 +702,46 @@ class QueryMonitor:
         """
         if self.action != "block" or model not in self.watches:
             return None
-        key = _pair(principal, model)
         now = self.clock()
+        if self.store is not None:
+            self._refresh(now)
+        for key in self.keys(principal, model):
+            why = self._suspended(key, now)
+            if why is not None:
+                return why if key[0] == _pair(principal, model)[0] else f"{key[0]}: {why}"
+        return None
+
+    def _suspended(self, key: tuple[str, str], now: float) -> str | None:
         if self.store is None:
-            state = self.state(principal, model)
-            if state.alarmed_at is None:
+            alarm: tuple[float, str] | None = self._state(key).alarm()
+            if alarm is None:
                 return None
-            if now - state.alarmed_at > self.suspend_seconds:
+            if now - alarm[0] > self.suspend_seconds:
                 self._forget(key)
                 return None
-            return state.why
-        self._refresh(now)
+            return alarm[1]
         entry = self._pending.get(key) or self._active.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        with self._lock:
-            known = self._states.get(key)
-        if known is not None and known.alarmed_at is not None:
+        if self._alarmed(key):
             self._forget(key)  # lifted by an administrator, or ended
         return None
 
+    def _state(self, key: tuple[str, str]) -> Any:
+        """The state of ``key``: shared in Redis when configured, else this process's."""
+        return self.shared.state(key) if self.shared is not None else self.state_for(key)
+
+    def _alarmed(self, key: tuple[str, str]) -> bool:
+        if self.shared is not None:
+            return self.shared.state(key).alarm() is not None
+        with self._lock:
+            known = self._states.get(key)
+        return known is not None and known.alarmed_at is not None
+
     def _forget(self, key: tuple[str, str]) -> None:
+        if self.shared is not None:
+            self.shared.state(key).forget()
+            return
         with self._lock:
             old = self._states.pop(key, None)
             if old is not None:
@@ -661,8 +776,10 @@ class QueryMonitor:
             self._read(self.clock())
 
     def close(self) -> None:
-        """Stop rereading the suspensions."""
+        """Stop rereading the suspensions; release the shared state's connection."""
         self._stop.set()
+        if self.shared is not None:
+            self.shared.close()
 
     def _read(self, now: float) -> None:
         if self.store is None:  # pragma: no cover - checked by the caller
@@ -702,73 +819,74 @@ class QueryMonitor:
         if watch is None or rows is None:
             return response
         classes = _classes(response, len(rows), self.score_outputs)
-        state = self.state(request.principal, request.model)
-        fp, dn, off = watch.fingerprints, watch.distances, watch.off
-        with state.lock:
-            before = len(state.fingerprints.queries)
-            for i, row in enumerate(rows):
-                digest = _digest(row)
-                if state.fingerprints.repeat(digest):
-                    continue  # a retry of an earlier query: nothing new for any detector
-                if fp is None:
-                    state.fingerprints.remember(digest)
-                else:
-                    shared = state.fingerprints.add(fp.fingerprint(row), digest)
-                    copy = shared >= fp.threshold_
-                    state.recent.append(copy)
-                    state.near_copies += copy
-                    if len(state.recent) > self.alarm_window:
-                        state.near_copies -= state.recent.popleft()
-                low = 1.0
-                if state.distances is not None:
-                    low = state.distances.add(row, classes[i])
-                share = 0.0
-                state.seen += 1
-                if off is not None:
-                    state.outside.append(bool(off.distance(row[None])[0] > off.edge_))
-                    if len(state.outside) > off.window:
-                        state.outside.popleft()
-                    if state.seen >= off.min_queries:
-                        share = sum(state.outside) / len(state.outside)
-                if state.alarmed_at is None:
-                    why = ""
-                    if off is not None and share >= off.threshold_:
-                        why = (
-                            f"{share:.0%} of the last {len(state.outside)} queries lie outside "
-                            "the model's input distribution"
-                        )
-                    elif state.near_copies >= self.alarm_after:
-                        why = (
-                            f"{state.near_copies} near-copies of earlier queries among the "
-                            f"last {len(state.recent)}"
-                        )
-                    elif dn is not None and low < dn.threshold_:
-                        why = f"query distances not natural (Shapiro-Wilk W={low:.3f})"
-                    if why:
-                        now = self.clock()
-                        state.alarmed_at, state.why = now, why
-                        key = _pair(request.principal, request.model)
-                        who = key[0]
-                        if self.store is not None and self.action == "block":
-                            until = now + self.suspend_seconds
-                            self._pending[key] = (until, why)
-                            threading.Thread(
-                                target=self._persist, args=(key, now, until, why), daemon=True
-                            ).start()
-                        if self.on_alarm is not None:
-                            self.on_alarm(who, request.model, why)
-            alarmed = state.alarmed_at is not None
-            grown = len(state.fingerprints.queries) - before
-        if grown:
-            with self._lock:
-                if self._states.get(state_key := _pair(request.principal, request.model)) is state:
-                    self._remembered += grown
-                    if self._remembered > self.max_queries:
-                        self._states.move_to_end(state_key)
-                        self._trim()
+        fp, off = watch.fingerprints, watch.off
+        outside = off.distance(rows) > off.edge_ if off is not None else None
+        seen = [
+            Seen(
+                row,
+                _digest(row),
+                fp.fingerprint(row) if fp is not None else None,
+                fp.threshold_ if fp is not None else 0,
+                classes[i],
+                bool(outside[i]) if outside is not None else None,
+            )
+            for i, row in enumerate(rows)
+        ]
+        alarmed = False
+        for key in self.keys(request.principal, request.model):
+            alarmed |= self._observe(key, watch, seen)
         if alarmed and self.action == "label":
             return response.with_outputs(labels_only(response, self.score_outputs))
         return response
+
+    def _observe(self, key: tuple[str, str], watch: Watch, seen: list[Seen]) -> bool:
+        """Count ``seen`` in ``key``'s state; raise its alarm if a detector trips."""
+        state = self._state(key)
+        dn, off = watch.distances, watch.off
+        off_window = off.window if off is not None else 0
+        with state.lock:
+            before = state.size()
+            for query in seen:
+                counts = state.observe(query, window=self.alarm_window, off_window=off_window)
+                if counts is None or state.alarm() is not None:
+                    continue
+                why = ""
+                share = counts.outside / counts.outside_window if counts.outside_window else 0.0
+                if off is not None and counts.seen >= off.min_queries and share >= off.threshold_:
+                    why = (
+                        f"{share:.0%} of the last {counts.outside_window} queries lie outside "
+                        "the model's input distribution"
+                    )
+                elif counts.near_copies >= self.alarm_after:
+                    why = (
+                        f"{counts.near_copies} near-copies of earlier queries among the "
+                        f"last {counts.recent}"
+                    )
+                elif dn is not None and counts.low < dn.threshold_:
+                    why = f"query distances not natural (Shapiro-Wilk W={counts.low:.3f})"
+                if why:
+                    now = self.clock()
+                    if state.raise_alarm(now, why):
+                        self._act(key, now, why)
+            alarmed = state.alarm() is not None
+            grown = state.size() - before
+        if grown and self.shared is None:
+            with self._lock:
+                if self._states.get(key) is state:
+                    self._remembered += grown
+                    if self._remembered > self.max_queries:
+                        self._states.move_to_end(key)
+                        self._trim()
+        return bool(alarmed)
+
+    def _act(self, key: tuple[str, str], now: float, why: str) -> None:
+        """A new alarm: suspend (with a store and ``block``), and tell ``on_alarm``."""
+        if self.store is not None and self.action == "block":
+            until = now + self.suspend_seconds
+            self._pending[key] = (until, why)
+            threading.Thread(target=self._persist, args=(key, now, until, why), daemon=True).start()
+        if self.on_alarm is not None:
+            self.on_alarm(key[0], key[1], why)
 
 
 def _scipy() -> None:

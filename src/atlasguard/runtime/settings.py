@@ -240,7 +240,19 @@ class MonitorSettings(ControlSettings):
     suspend_seconds: float = Field(default=86_400.0, gt=0.0, description="How long a block lasts.")
     reference: dict[str, str] | None = Field(
         default=None,
-        description='Clean inputs per model (.npy), e.g. { digits = "reference/digits.npy" }.',
+        description='Clean inputs per model (.npy), e.g. { digits = "reference/digits.npy" }; '
+        "or reference in [models.NAME].",
+    )
+    groups: bool = Field(
+        default=True,
+        description="Also watch each group a principal reaches a model through, as one client "
+        "(keys spread over a tenant's principals add up).",
+    )
+    state: Literal["auto", "memory", "redis"] = Field(
+        default="auto",
+        description="Where the monitor remembers queries: redis (every worker and replica "
+        "shares it; needs [deployment] redis_url), memory (this process), or auto (redis "
+        "when redis_url is set).",
     )
 
 

@@ -1,0 +1,218 @@
+"""The query monitor's state in the real Redis at 127.0.0.1:6379, and groups of principals.
+
+Two monitors on one Redis stand for two gateway workers (or replicas): an attack
+whose queries alternate between them is seen whole. The detectors are the same
+as in-process (tests/runtime/test_monitor.py); only where they remember differs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from atlasguard.errors import ConfigurationError
+from atlasguard.models.attacks import jacobian_extraction, random_extraction, simba
+from atlasguard.models.data import digits_splits
+from atlasguard.policy import load_policy_text
+from atlasguard.runtime._monitor_redis import RedisMonitorStates
+from atlasguard.runtime.monitor import (
+    DistanceNormality,
+    OffDistribution,
+    QueryFingerprints,
+    QueryMonitor,
+    Watch,
+)
+from atlasguard.runtime.pipeline import Denied, Pipeline, Principal, Request
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+pytest.importorskip("sklearn")
+pytest.importorskip("scipy")
+
+
+@pytest.fixture(scope="module")
+def digits() -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    d = digits_splits()
+    model = LogisticRegression(max_iter=2000, random_state=0).fit(d.x_fit, d.y_fit)
+    watch = Watch(
+        QueryFingerprints(value_range=(0.0, 1.0)).fit(d.x_fit),
+        DistanceNormality().fit(d.x_fit),
+        OffDistribution().fit(d.x_fit),
+    )
+    return {"d": d, "model": model, "watch": watch}
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    name = f"atlasguard-test-{uuid.uuid4().hex}"
+    yield name
+    keys = list(client.scan_iter(match=f"{{{name}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def _worker(digits: dict[str, Any], prefix: str | None, **kwargs: Any) -> QueryMonitor:
+    shared = None
+    if prefix is not None:
+        shared = RedisMonitorStates.from_url(REDIS_URL, prefix)
+        shared.distances = {"digits": digits["watch"].distances}
+    return QueryMonitor(watches={"digits": digits["watch"]}, shared=shared, **kwargs)
+
+
+def _client(monitors: list[QueryMonitor], model: Any, who: Principal) -> Any:
+    """A client whose queries the load balancer sends to each worker in turn."""
+    pipes = [
+        Pipeline(
+            guards=(m,),
+            predict=lambda i: {"probabilities": model.predict_proba(i["input"]).astype(np.float32)},
+        )
+        for m in monitors
+    ]
+    turn = [0]
+
+    def scores(x: np.ndarray) -> np.ndarray:
+        pipe = pipes[turn[0] % len(pipes)]
+        turn[0] += 1
+        request = Request(
+            model="digits", inputs={"input": np.asarray(x, np.float32)}, principal=who
+        )
+        return np.asarray(pipe(request).outputs["probabilities"], float)
+
+    return scores
+
+
+pytestmark = pytest.mark.services
+
+
+def test_two_workers_sharing_redis_see_simba_whole_and_alarm_once(
+    digits: dict[str, Any], prefix: str
+) -> None:
+    alarms: list[tuple[str, str, str]] = []
+    workers = [_worker(digits, prefix, on_alarm=lambda *a: alarms.append(a)) for _ in range(2)]
+    d = digits["d"]
+    x, y = d.x_eval[3], int(d.y_eval[3])
+    result = simba(_client(workers, digits["model"], Principal("mallory")), x, label=y)
+    assert not result.success and result.queries <= 5
+    assert [(p, m) for p, m, _ in alarms] == [("mallory", "digits")]  # one alarm, not two
+    for worker in workers:  # either worker refuses her now
+        with pytest.raises(Denied, match="attack in progress"):
+            _client([worker], digits["model"], Principal("mallory"))(x[None])
+    _client(workers, digits["model"], Principal("alice"))(x[None])
+
+
+def test_redis_state_stops_extraction_and_passes_a_benign_client(
+    digits: dict[str, Any], prefix: str
+) -> None:
+    d, model = digits["d"], digits["model"]
+    workers = [_worker(digits, prefix) for _ in range(2)]
+    jacobian = jacobian_extraction(
+        _client(workers, model, Principal("jay")), d.x_eval[:10], budget=600
+    )
+    assert jacobian.queries < 100 and "attack in progress" in jacobian.stopped
+    noise = random_extraction(_client(workers, model, Principal("rand")), n_features=64, budget=300)
+    assert noise.queries <= 25
+    benign = _client(workers, model, Principal("alice"))
+    rng = np.random.default_rng(7)
+    pool = np.concatenate([d.x_tune, d.x_eval])
+    for row in pool[rng.choice(len(pool), 600, replace=True)]:  # repeats included
+        benign(row[None])
+
+
+def test_a_lift_clears_the_shared_state(digits: dict[str, Any], prefix: str) -> None:
+    now = [1000.0]
+    worker = _worker(digits, prefix, suspend_seconds=60.0, clock=lambda: now[0])
+    client = _client([worker], digits["model"], Principal("mallory"))
+    x = digits["d"].x_eval[0]
+    rng = np.random.default_rng(3)
+    refused = []
+    for _ in range(10):
+        try:
+            client(np.clip(x + rng.normal(0, 0.02, 64), 0, 1)[None])
+        except Denied as denied:
+            refused.append(denied.reason)
+    assert refused and set(refused) == {"suspended"}
+    state = worker.shared.state(("mallory", "digits"))
+    assert state.alarm() is not None
+    now[0] += 61.0  # the suspension ends: the next query starts afresh, for every worker
+    client(digits["d"].x_eval[1][None])
+    assert state.alarm() is None
+
+
+def test_the_shared_tables_stay_bounded(digits: dict[str, Any], prefix: str) -> None:
+    shared = RedisMonitorStates.from_url(REDIS_URL, prefix, capacity=50)
+    monitor = QueryMonitor(watches={"digits": digits["watch"]}, shared=shared, action="log")
+    client = _client([monitor], digits["model"], Principal("heavy"))
+    rng = np.random.default_rng(0)
+    for _ in range(220):
+        client(rng.random((1, 64)))
+    r = redis.Redis.from_url(REDIS_URL)
+    base = RedisMonitorStates.keyspace(prefix, ("heavy", "digits"))
+    fields = r.hlen(f"{base}:t0") + r.hlen(f"{base}:t1")
+    assert fields <= 2 * 50 * 48  # two generations of at most `capacity` queries
+    assert r.zcard(f"{base}:exact") <= 50
+    assert r.ttl(f"{base}:seen") > 0  # everything expires when the pair goes quiet
+
+
+def test_keys_spread_over_a_group_add_up(digits: dict[str, Any]) -> None:
+    # Jacobian extraction on a new principal every 15 queries, all in group:acme
+    d, model = digits["d"], digits["model"]
+    alarms: list[tuple[str, str, str]] = []
+    monitor = _worker(digits, None, on_alarm=lambda *a: alarms.append(a))
+    count = [0]
+
+    def rotating(x: np.ndarray) -> np.ndarray:
+        who = Principal(f"acme-{count[0] // 15}", groups=("group:acme",))
+        count[0] += 1
+        return _client([monitor], model, who)(x)  # type: ignore[no-any-return]
+
+    result = jacobian_extraction(rotating, d.x_eval[:10], budget=600)
+    assert "group:acme" in result.stopped and result.queries < 150
+    assert ("group:acme", "digits") in [(p, m) for p, m, _ in alarms]
+    # without group watching, each principal stays under the alarm
+    alone = _worker(digits, None, groups=False)
+    count[0] = 0
+
+    def rotating_alone(x: np.ndarray) -> np.ndarray:
+        who = Principal(f"acme-{count[0] // 15}", groups=("group:acme",))
+        count[0] += 1
+        return _client([alone], model, who)(x)  # type: ignore[no-any-return]
+
+    assert not jacobian_extraction(rotating_alone, d.x_eval[:10], budget=600).stopped
+
+
+def test_a_group_of_benign_clients_is_not_stopped(digits: dict[str, Any]) -> None:
+    d, model = digits["d"], digits["model"]
+    monitor = _worker(digits, None)
+    rng = np.random.default_rng(11)
+    pool = np.concatenate([d.x_tune, d.x_eval])
+    clients = [
+        _client([monitor], model, Principal(f"user{i}", groups=("group:staff",))) for i in range(8)
+    ]
+    for _ in range(250):  # 2,000 real digits from 8 members, interleaved
+        for client in clients:
+            client(pool[rng.integers(len(pool))][None])
+
+
+def test_redis_state_needs_a_redis_url(tmp_path: Path) -> None:
+    text = (
+        '[controls.monitor]\nenabled = true\nstate = "redis"\n'
+        '[models.digits]\ninputs = [{ name = "input", datatype = "FP32", shape = [-1, 64], '
+        "min = 0.0, max = 1.0 }]\n"
+    )
+    policy = load_policy_text(text, path=tmp_path / "atlasguard.toml")
+    with pytest.raises(ConfigurationError, match="needs \\[deployment\\] redis_url"):
+        QueryMonitor.from_policy(policy)
