@@ -224,3 +224,24 @@ def test_a_listed_model_without_a_reference_is_a_clear_error(tmp_path: Path) -> 
     policy = load_policy_text(text, path=tmp_path / "atlasguard.toml")
     with pytest.raises(ConfigurationError, match="needs a reference"):
         DetectorGuard.for_model(policy, "digits", lambda x: x)
+
+
+def test_the_cnn_gradient_matches_finite_differences(digits: dict[str, Any]) -> None:
+    pytest.importorskip("torch")
+    from atlasguard.models.cnn import train_cnn
+
+    d = digits["d"]
+    cnn = train_cnn(d.x_fit, d.y_fit, epochs=5)
+    assert (cnn.predict(d.x_eval) == d.y_eval).mean() > 0.8
+    x, y = d.x_eval[:2], d.y_eval[:2]
+
+    def loss(z: np.ndarray) -> float:
+        p = np.clip(cnn.predict_proba(z), 1e-12, 1)
+        return float(-np.log(p[np.arange(len(z)), y]).sum())
+
+    grad = loss_gradient(cnn)(x, y)
+    rng = np.random.default_rng(1)
+    direction = rng.normal(size=x.shape)
+    h = 1e-3  # float32 inside the network: a coarser step
+    numeric = (loss(x + h * direction) - loss(x - h * direction)) / (2 * h)
+    assert numeric == pytest.approx(float((grad * direction).sum()), rel=0.05, abs=1e-3)

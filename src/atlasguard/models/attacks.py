@@ -221,11 +221,15 @@ Gradient = Callable[[FloatArray, npt.NDArray[np.int64]], FloatArray]
 def loss_gradient(model: Any) -> Gradient:
     """The cross-entropy's input gradient of a fitted scikit-learn model.
 
-    Multinomial ``LogisticRegression`` (``(p - onehot(y)) W``) and
+    Multinomial ``LogisticRegression`` (``(p - onehot(y)) W``),
     ``MLPClassifier`` with ReLU hidden layers and a softmax output (backprop
-    through its ``coefs_``). Other models: pass your own gradient function
-    (e.g. from PyTorch's autograd).
+    through its ``coefs_``), and any model with its own ``input_gradient(x, y)``
+    (:class:`atlasguard.models.cnn.DigitsCNN`, by autograd). Other models: pass
+    your own gradient function.
     """
+    own = getattr(model, "input_gradient", None)
+    if callable(own):  # e.g. atlasguard.models.cnn.DigitsCNN (autograd)
+        return lambda x, y: np.asarray(own(x, y), np.float64)
     coefs = getattr(model, "coefs_", None)
     if coefs is not None:
         if getattr(model, "activation", "relu") != "relu":

@@ -8,7 +8,8 @@ were chosen on ``tune`` (``bench/efficacy/tune_detectors.py``,
 default settings, unless a row names another setting.
 
 * Detectors (AML.M0015): PGD-40 at epsilon 0.1 and 0.2, white box on the served
-  model (the demo's logistic regression, and an MLP), against the detectors of
+  model (the demo's logistic regression, an MLP and a small CNN when PyTorch is
+  installed), against the detectors of
   ``[controls.detectors]`` (Mahalanobis, fit on ``fit``, calibrated to 1% on
   held-out ``tune``), and at the 5% operating point; then the
   adaptive attack that knows the Mahalanobis detector (PGD that also descends
@@ -57,7 +58,15 @@ def detector_rows(d: Any, lr: Any, *, quick: bool, say: Say) -> list[dict[str, A
     n = 150 if quick else len(d.x_eval)
     x, y = d.x_eval[:n], d.y_eval[:n]
     rows = []
-    models = [("logistic regression", lr)] + ([] if quick else [("MLP", _mlp(d.x_fit, d.y_fit))])
+    models = [("logistic regression", lr)]
+    if not quick:
+        models.append(("MLP", _mlp(d.x_fit, d.y_fit)))
+        try:
+            from atlasguard.models.cnn import train_cnn
+
+            models.append(("small CNN", train_cnn(d.x_fit, d.y_fit)))
+        except ModuleNotFoundError:  # no torch: the CNN's rows are left out
+            pass
     for label, model in models:
         gradient = loss_gradient(model)
         for fpr in (defaults.fpr, 0.05):
