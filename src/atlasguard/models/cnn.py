@@ -79,9 +79,12 @@ def train_cnn(
     generator = torch.Generator().manual_seed(random_state)
     net.train()
     for _ in range(epochs):
-        for batch in torch.randperm(len(inputs), generator=generator).split(64):
+        order = torch.randperm(len(inputs), generator=generator)
+        for start in range(0, len(order), 64):
+            batch = order[start : start + 64]
             optimiser.zero_grad()
-            nn.functional.cross_entropy(net(inputs[batch]), labels[batch]).backward()
+            loss = nn.functional.cross_entropy(net(inputs[batch]), labels[batch])
+            loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
     net.eval()
     return model
