@@ -366,3 +366,31 @@ def test_the_queries_remembered_over_all_principals_stay_bounded(digits: dict[st
         )
         assert monitor._remembered <= 120 + 50  # one principal's request may overshoot once
     assert len(monitor._states) < 6  # the oldest principals were forgotten
+
+
+def test_decision_based_probing_is_caught_on_the_boundary_even_with_noise(
+    digits: dict[str, Any],
+) -> None:
+    # HopSkipJump with fresh noise on every query (the fingerprints' adaptive answer):
+    # its queries still sit on the decision boundary
+    from atlasguard.models.attacks import hop_skip_jump
+    from atlasguard.runtime.monitor import BoundaryProbing
+
+    scores = digits["model"].predict_proba
+    edge = BoundaryProbing().fit(scores(digits["fit"]))
+    assert edge.clean_rate_ < 0.05
+    assert not edge.predict(scores(digits["eval"])).any()  # a benign stream, in order
+    watch = Watch(None, None, None, edge)
+    monitor = QueryMonitor(watches={"digits": watch})
+    client = _pipeline(monitor, digits["model"])("mallory")
+    rng = np.random.default_rng(5)
+
+    def noisy(x: np.ndarray) -> np.ndarray:
+        return client(np.clip(x + rng.normal(0, 0.03, np.shape(x)), 0, 1))  # type: ignore[no-any-return]
+
+    x, y = digits["eval"][4], int(digits["y_eval"][4])
+    result = hop_skip_jump(noisy, x, label=y, max_queries=3000)
+    assert "decision boundary" in result.stopped and result.queries <= 200
+    benign = _pipeline(QueryMonitor(watches={"digits": watch}), digits["model"])("alice")
+    for row in digits["eval"][rng.choice(len(digits["eval"]), 1000)]:
+        benign(row[None])

@@ -20,6 +20,7 @@ seconds after the pair's last query::
                                 the tables stay bounded)
     {PREFIX:WHO:MODEL}:recent   the near-copy window, one '0'/'1' per query
     {PREFIX:WHO:MODEL}:out      the off-distribution window, likewise
+    {PREFIX:WHO:MODEL}:bnd      the decision-boundary window, likewise
     {PREFIX:WHO:MODEL}:seen     queries counted
     {PREFIX:WHO:MODEL}:alarm    "time|why" once a detector alarmed
     {PREFIX:WHO:MODEL}:d:CLASS  the last ``history`` rows of that class (float32)
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisMonitorStates"]
 
 # KEYS[1]: the pair's base. ARGV: digest, capacity, per_hash, window, off_window,
-# outside (-1 not watched, 0, 1), match, ttl, then the fingerprint's hashes.
-# Returns {1} for a repeat, else {0, near_copies, recent, outside, outside_window, seen}.
+# outside (-1 not watched, 0, 1), match, ttl, boundary (likewise), boundary window,
+# then the fingerprint's hashes. Returns {1} for a repeat, else {0, near_copies,
+# recent, outside, outside_window, seen, boundary, boundary_window}.
 _OBSERVE = """
 local base = KEYS[1]
 local digest = ARGV[1]
@@ -55,7 +57,9 @@ local off_window = tonumber(ARGV[5])
 local outside = tonumber(ARGV[6])
 local match = tonumber(ARGV[7])
 local ttl = tonumber(ARGV[8])
-local nh = #ARGV - 8
+local boundary = tonumber(ARGV[9])
+local boundary_size = tonumber(ARGV[10])
+local nh = #ARGV - 10
 local qid = tonumber(redis.call('GET', base .. ':n') or '0')
 local exact = base .. ':exact'
 if redis.call('ZSCORE', exact, digest) then
@@ -77,7 +81,7 @@ if nh > 0 then
   local old = base .. ':t' .. ((gen + 1) % 2)
   if qid > 0 and qid % capacity == 0 then redis.call('DEL', cur) end
   local hashes = {}
-  for i = 1, nh do hashes[i] = ARGV[8 + i] end
+  for i = 1, nh do hashes[i] = ARGV[10 + i] end
   local found_cur = redis.call('HMGET', cur, unpack(hashes))
   local found_old = redis.call('HMGET', old, unpack(hashes))
   local oldest = qid - capacity
@@ -116,6 +120,10 @@ local outs, out_window = 0, 0
 if outside >= 0 then
   outs, out_window = window_push(base .. ':out', tostring(outside), off_window)
 end
+local bnd, bnd_window = 0, 0
+if boundary >= 0 then
+  bnd, bnd_window = window_push(base .. ':bnd', tostring(boundary), boundary_size)
+end
 redis.call('SET', base .. ':n', qid + 1, 'EX', ttl)
 redis.call('ZADD', exact, qid, digest)
 if redis.call('ZCARD', exact) > capacity then
@@ -124,10 +132,22 @@ end
 redis.call('EXPIRE', exact, ttl)
 local seen = redis.call('INCR', base .. ':seen')
 redis.call('EXPIRE', base .. ':seen', ttl)
-return {0, near, recent, outs, out_window, seen}
+return {0, near, recent, outs, out_window, seen, bnd, bnd_window}
 """
 
-_SUFFIXES = (":n", ":exact", ":t0", ":t1", ":recent", ":out", ":seen", ":alarm", ":dist", ":low")
+_SUFFIXES = (
+    ":n",
+    ":exact",
+    ":t0",
+    ":t1",
+    ":recent",
+    ":out",
+    ":bnd",
+    ":seen",
+    ":alarm",
+    ":dist",
+    ":low",
+)
 
 
 class RedisMonitorStates:
@@ -199,6 +219,8 @@ class RedisState:
                 outside,
                 seen.match,
                 states.ttl,
+                -1 if seen.boundary is None else int(seen.boundary),
+                max(1, seen.boundary_window),
                 *hashes,
             ],
             client=pipe,
@@ -213,7 +235,16 @@ class RedisState:
         low = 1.0
         if detector is not None:
             low = self._distance(detector, seen, answers[1], answers[2], int(got[5]))
-        return Counts(int(got[1]), int(got[2]), int(got[3]), int(got[4]), int(got[5]), low)
+        return Counts(
+            int(got[1]),
+            int(got[2]),
+            int(got[3]),
+            int(got[4]),
+            int(got[5]),
+            low,
+            int(got[6]),
+            int(got[7]),
+        )
 
     def _distance(
         self, detector: DistanceNormality, seen: Seen, rows: list[bytes], last: Any, count: int

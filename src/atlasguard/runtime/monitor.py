@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("atlasguard")
 
 __all__ = [
+    "BoundaryProbing",
     "DistanceNormality",
     "MonitorAction",
     "OffDistribution",
@@ -440,6 +441,68 @@ class OffDistribution:
         return np.maximum.accumulate(self.score_samples(stream)) >= self.threshold_
 
 
+class BoundaryProbing:
+    """How many of a principal's recent queries sit on a decision boundary.
+
+    A decision-based attack (HopSkipJump, Boundary) spends almost every query on
+    the boundary: binary searches toward it and probes around a point on it. The
+    model's margin (top score minus the second) is then tiny; natural inputs
+    rarely have one. ``score_samples`` over a stream of the model's scores gives,
+    after each query, the share of the last ``window`` whose margin is below
+    ``margin``; the alarm threshold defaults to 0.5 once ``min_queries`` were
+    seen. It needs the scores (the monitor sees them before any output policy).
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float = 0.2,
+        window: int = 50,
+        min_queries: int = 20,
+        threshold: float | None = None,
+    ) -> None:
+        self.margin = margin
+        self.window = window
+        self.min_queries = min_queries
+        self.threshold = threshold
+
+    def fit(self, scores: FloatArray) -> BoundaryProbing:
+        """Learn how often clean inputs are on the boundary (``scores``: the model's answers
+        on clean inputs; none at all leaves the rate unknown, the threshold as set)."""
+        rows = np.asarray(scores, np.float64)
+        self.clean_rate_ = float(self.near(rows).mean()) if len(rows) else float("nan")
+        self.threshold_ = self.threshold if self.threshold is not None else 0.5
+        return self
+
+    def near(self, scores: npt.NDArray[np.floating]) -> npt.NDArray[np.bool_]:
+        """Whether each row of scores has a margin below ``margin``."""
+        if scores.shape[-1] < 2:
+            return np.zeros(len(scores), bool)
+        top = np.partition(scores, -2, axis=-1)
+        return np.asarray(top[:, -1] - top[:, -2] < self.margin)
+
+    def score_samples(self, stream: FloatArray) -> FloatArray:
+        """After each query, the share of the last ``window`` on the boundary (0 until enough)."""
+        near = self.near(np.asarray(stream, np.float64))
+        out = np.zeros(len(near))
+        recent: deque[bool] = deque(maxlen=self.window)
+        for i, flag in enumerate(near):
+            recent.append(bool(flag))
+            if i + 1 >= self.min_queries:
+                out[i] = sum(recent) / len(recent)
+        return out
+
+    def calibrate(self, streams: Iterable[FloatArray], *, fpr: float) -> BoundaryProbing:
+        """The share above which at most ``fpr`` of benign streams ever go."""
+        highs = [float(self.score_samples(s).max(initial=0.0)) for s in streams]
+        self.threshold_ = float(np.quantile(highs, 1.0 - fpr)) + 1e-9 if highs else 1.0
+        return self
+
+    def predict(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
+        """True from the query at which the share first reaches the threshold."""
+        return np.maximum.accumulate(self.score_samples(stream)) >= self.threshold_
+
+
 @dataclass
 class PrincipalState:
     """What the monitor remembers of one principal (bounded)."""
@@ -449,6 +512,7 @@ class PrincipalState:
     recent: deque[bool] = field(default_factory=deque)  # near-copy or not, last queries
     near_copies: int = 0
     outside: deque[bool] = field(default_factory=deque)  # beyond the clean inputs' edge or not
+    boundary: deque[bool] = field(default_factory=deque)  # on a decision boundary or not
     seen: int = 0
     alarmed_at: float | None = None
     why: str = ""
@@ -476,8 +540,19 @@ class PrincipalState:
             self.outside.append(seen.outside)
             if len(self.outside) > off_window:
                 self.outside.popleft()
+        if seen.boundary is not None:
+            self.boundary.append(seen.boundary)
+            if len(self.boundary) > seen.boundary_window:
+                self.boundary.popleft()
         return Counts(
-            self.near_copies, len(self.recent), sum(self.outside), len(self.outside), self.seen, low
+            self.near_copies,
+            len(self.recent),
+            sum(self.outside),
+            len(self.outside),
+            self.seen,
+            low,
+            sum(self.boundary),
+            len(self.boundary),
         )
 
     def alarm(self) -> tuple[float, str] | None:
@@ -504,6 +579,8 @@ class Seen:
     match: int  # hashes a near-copy shares
     cls: int
     outside: bool | None  # beyond the clean inputs' edge (None: not watched)
+    boundary: bool | None = None  # on a decision boundary (None: not watched)
+    boundary_window: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,6 +593,8 @@ class Counts:
     outside_window: int
     seen: int
     low: float  # the latest Shapiro-Wilk statistic (1.0 before the first test)
+    boundary: int = 0
+    boundary_window: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,6 +604,7 @@ class Watch:
     fingerprints: QueryFingerprints | None
     distances: DistanceNormality | None
     off: OffDistribution | None = None
+    boundary: BoundaryProbing | None = None
 
 
 @dataclass
@@ -622,8 +702,13 @@ class QueryMonitor:
             off = None
             if settings.off_distribution and reference is not None:
                 off = OffDistribution(threshold=settings.off_share).fit(reference)
+            boundary = None
+            if settings.boundary:
+                boundary = BoundaryProbing(
+                    margin=settings.boundary_margin, threshold=settings.boundary_share
+                ).fit(np.empty((0, 2)))
             if fingerprints is not None or distances is not None or off is not None:
-                watches[name] = Watch(fingerprints, distances, off)
+                watches[name] = Watch(fingerprints, distances, off, boundary)
         shared = None
         redis_url = policy.deployment.redis_url
         if settings.state == "redis" and not redis_url:
@@ -819,8 +904,14 @@ class QueryMonitor:
         if watch is None or rows is None:
             return response
         classes = _classes(response, len(rows), self.score_outputs)
-        fp, off = watch.fingerprints, watch.off
+        fp, off, edge = watch.fingerprints, watch.off, watch.boundary
         outside = off.distance(rows) > off.edge_ if off is not None else None
+        scores = score_array(response, self.score_outputs) if edge is not None else None
+        boundary = (
+            edge.near(np.asarray(scores, np.float64))
+            if edge is not None and scores is not None and len(scores) == len(rows)
+            else None
+        )
         seen = [
             Seen(
                 row,
@@ -829,6 +920,8 @@ class QueryMonitor:
                 fp.threshold_ if fp is not None else 0,
                 classes[i],
                 bool(outside[i]) if outside is not None else None,
+                bool(boundary[i]) if boundary is not None else None,
+                edge.window if edge is not None else 0,
             )
             for i, row in enumerate(rows)
         ]
@@ -842,7 +935,7 @@ class QueryMonitor:
     def _observe(self, key: tuple[str, str], watch: Watch, seen: list[Seen]) -> bool:
         """Count ``seen`` in ``key``'s state; raise its alarm if a detector trips."""
         state = self._state(key)
-        dn, off = watch.distances, watch.off
+        dn, off, edge = watch.distances, watch.off, watch.boundary
         off_window = off.window if off is not None else 0
         with state.lock:
             before = state.size()
@@ -856,6 +949,16 @@ class QueryMonitor:
                     why = (
                         f"{share:.0%} of the last {counts.outside_window} queries lie outside "
                         "the model's input distribution"
+                    )
+                elif (
+                    edge is not None
+                    and counts.seen >= edge.min_queries
+                    and counts.boundary_window
+                    and counts.boundary / counts.boundary_window >= edge.threshold_
+                ):
+                    why = (
+                        f"{counts.boundary} of the last {counts.boundary_window} queries sit on "
+                        "a decision boundary (decision-based probing)"
                     )
                 elif counts.near_copies >= self.alarm_after:
                     why = (

@@ -224,6 +224,16 @@ class MonitorSettings(ControlSettings):
         default=True,
         description="Many queries outside the inputs' distribution (needs a reference).",
     )
+    boundary: bool = Field(
+        default=True,
+        description="Many queries on a decision boundary (decision-based probing).",
+    )
+    boundary_margin: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="Top score minus the second under which..."
+    )
+    boundary_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="...a share of the last 50 queries alarms."
+    )
     off_share: float = Field(
         default=0.5, gt=0.0, le=1.0, description="Share of the last 50 queries that alarms."
     )
@@ -241,7 +251,7 @@ class MonitorSettings(ControlSettings):
     reference: dict[str, str] | None = Field(
         default=None,
         description='Clean inputs per model (.npy), e.g. { digits = "reference/digits.npy" }; '
-        "or reference in [models.NAME].",
+        "or reference in the model's own table.",
     )
     groups: bool = Field(
         default=True,
