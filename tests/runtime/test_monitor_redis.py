@@ -216,3 +216,31 @@ def test_redis_state_needs_a_redis_url(tmp_path: Path) -> None:
     policy = load_policy_text(text, path=tmp_path / "atlasguard.toml")
     with pytest.raises(ConfigurationError, match="needs \\[deployment\\] redis_url"):
         QueryMonitor.from_policy(policy)
+
+
+def test_an_unreachable_redis_refuses_the_request_fail_closed(digits: dict[str, Any]) -> None:
+    shared = RedisMonitorStates.from_url("redis://127.0.0.1:1/0", "nowhere")  # nothing listens
+    monitor = QueryMonitor(watches={"digits": digits["watch"]}, shared=shared, blocking=True)
+    client = _client([monitor], digits["model"], Principal("alice"))
+    with pytest.raises(Denied) as refused:
+        client(digits["d"].x_eval[:1])
+    assert refused.value.reason == "unavailable"
+    assert "127.0.0.1" not in str(refused.value)
+
+
+def test_the_policy_builds_a_shared_blocking_monitor_with_a_redis_url(
+    tmp_path: Path, prefix: str
+) -> None:
+    text = (
+        f'[deployment]\nredis_url = "{REDIS_URL}"\nname = "{prefix}"\n'
+        "[controls.monitor]\nenabled = true\n"
+        '[models.digits]\ninputs = [{ name = "input", datatype = "FP32", shape = [-1, 64], '
+        "min = 0.0, max = 1.0 }]\n"
+    )
+    policy = load_policy_text(text, path=tmp_path / "atlasguard.toml")
+    monitor = QueryMonitor.from_policy(policy)
+    try:
+        assert monitor.shared is not None and monitor.blocking
+        assert monitor.shared.prefix.startswith(f"atlasguard:monitor:{prefix}:")
+    finally:
+        monitor.close()

@@ -181,6 +181,13 @@ class RedisMonitorStates:
     def keyspace(prefix: str, key: tuple[str, str]) -> str:
         return "{" + f"{prefix}:{quote(key[0], safe='')}:{quote(key[1], safe='')}" + "}"
 
+    @staticmethod
+    def is_unavailable(exc: BaseException) -> bool:
+        """Whether ``exc`` says Redis cannot be reached or answered wrongly."""
+        import redis
+
+        return isinstance(exc, redis.RedisError)
+
     def state(self, key: tuple[str, str]) -> RedisState:
         return RedisState(self, self.keyspace(self.prefix, key), key[1])
 

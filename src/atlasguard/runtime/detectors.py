@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
@@ -309,7 +308,6 @@ class DetectorGuard:
     name: str = "detectors"
     mitigates: frozenset[str] = frozenset({"AML.M0015"})
     blocking: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def for_model(

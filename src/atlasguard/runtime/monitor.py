@@ -727,6 +727,7 @@ class QueryMonitor:
                 m: w.distances for m, w in watches.items() if w.distances is not None
             }
         monitor = cls(
+            blocking=shared is not None,  # a Redis round trip: never on the event loop
             watches=watches,
             action=settings.action,
             alarm_after=settings.alarm_after,
@@ -888,7 +889,13 @@ class QueryMonitor:
         self._pending.pop(key, None)
 
     def before(self, request: Request) -> Request:
-        why = self.suspended(request.principal, request.model)
+        try:
+            why = self.suspended(request.principal, request.model)
+        except Exception as exc:
+            mapped = self._unavailable(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         if why is not None:
             raise Denied(
                 f"queries to {request.model!r} from this principal look like an attack in "
@@ -927,10 +934,27 @@ class QueryMonitor:
         ]
         alarmed = False
         for key in self.keys(request.principal, request.model):
-            alarmed |= self._observe(key, watch, seen)
+            try:
+                alarmed |= self._observe(key, watch, seen)
+            except Exception as exc:
+                mapped = self._unavailable(exc)
+                if mapped is exc:
+                    raise
+                raise mapped from exc
         if alarmed and self.action == "label":
             return response.with_outputs(labels_only(response, self.score_outputs))
         return response
+
+    def _unavailable(self, exc: Exception) -> Exception:
+        """A shared store that cannot answer refuses the request (fail closed); any other
+        error is the monitor's own and propagates."""
+        if self.shared is None or not self.shared.is_unavailable(exc):
+            return exc
+        logger.error("query monitor: the shared state cannot be reached: %s", exc)
+        return Denied(
+            "the query monitor's store cannot be reached; try again later",
+            reason="unavailable",
+        )
 
     def _observe(self, key: tuple[str, str], watch: Watch, seen: list[Seen]) -> bool:
         """Count ``seen`` in ``key``'s state; raise its alarm if a detector trips."""
