@@ -150,6 +150,10 @@ def test_the_gateway_serves_an_ensemble_and_a_consensus_from_the_policy(
 enabled = true
 [controls.scan]
 enabled = true
+[controls.ensemble]
+enabled = true
+[controls.consensus]
+enabled = true
 [models.lr]
 path = "lr/model.onnx"
 inputs = {tensor}
@@ -172,6 +176,11 @@ members = ["lr", "nowhere"]
 inputs = {tensor}
 """
     policy = load_policy_text(text, path=tmp_path / "atlasguard.toml")
+    from atlasguard.runtime.plan import plan
+
+    parts = {p.name: p for p in plan(policy)}
+    assert parts["ensemble"].mitigates == {"AML.M0006"} and "vote" in parts["ensemble"].summary
+    assert parts["consensus"].mitigates == {"AML.M0009"}
     gateway = Gateway.from_policy(policy)
     try:
         assert set(gateway.models) == {"mlp", "vote", "both"}  # lr is a member only
@@ -186,5 +195,14 @@ inputs = {tensor}
         assert set(both["agreement"].tolist()) <= {1, 2}
         assert ((both["label"] == -1) == (both["agreement"] < 2)).all()
         assert [o.name for o in gateway.models["vote"].backend.outputs] == list(vote)
+    finally:
+        gateway.close()
+    off = load_policy_text(
+        text.replace("[controls.ensemble]\nenabled = true\n", ""), path=tmp_path / "off.toml"
+    )
+    gateway = Gateway.from_policy(off)
+    try:
+        assert "[controls.ensemble] enabled = true" in gateway.refused["vote"]
+        assert "both" in gateway.models
     finally:
         gateway.close()

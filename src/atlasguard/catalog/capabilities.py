@@ -92,7 +92,8 @@ CAPABILITIES: dict[str, Capability] = {
     "AML.M0015": Capability(
         "Per-input detectors (feature squeezing, distance-to-training), per-client "
         "query-sequence detectors (extraction, decision-based attacks).",
-        "[controls.monitor] in atlasguard.toml (query-sequence detectors)",
+        "[controls.detectors] (per input) and [controls.monitor] (query sequences) in "
+        "atlasguard.toml",
     ),
     "AML.M0016": Capability(
         "Scanner for every common model format, by content not extension, never executing "

@@ -195,6 +195,11 @@ def _compose(
     from atlasguard.runtime.settings import OutputSettings
 
     where = policy.where(f"models.{name}")
+    if not policy.enabled(spec.backend):
+        raise ConfigurationError(
+            f"{where}: {spec.backend} models are served only with "
+            f"[controls.{spec.backend}] enabled = true"
+        )
     if len(spec.members) < 2:
         raise ConfigurationError(f"{where}: {spec.backend} {name} needs at least two members")
     for member in spec.members:

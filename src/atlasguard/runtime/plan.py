@@ -91,6 +91,13 @@ def plan(policy: Policy) -> tuple[Part, ...]:
             "each input judged on its own: distance to clean inputs, feature squeezing",
             "controls.detectors.enabled",
         )
+    for kind, mitigation, what in (
+        ("ensemble", "AML.M0006", "models of different families vote behind one name"),
+        ("consensus", "AML.M0009", "one decision from several sensors' models, k of n agreeing"),
+    ):
+        voting = [name for name, spec in policy.models.items() if spec.backend == kind]
+        if policy.enabled(kind) and voting:
+            add(kind, {mitigation}, f"{what} ({', '.join(voting)})", f"models.{voting[0]}")
     restoration = policy.settings("restoration")
     if policy.enabled("restoration") and getattr(restoration, "models", None):
         add(

@@ -27,7 +27,9 @@ __all__ = [
     "DEFAULT_SCORE_OUTPUTS",
     "STEPS",
     "AccessSettings",
+    "ConsensusSettings",
     "DetectorSettings",
+    "EnsembleSettings",
     "MonitorSettings",
     "OutputSettings",
     "QuotaSettings",
@@ -307,6 +309,16 @@ class RestorationSettings(ControlSettings):
     )
 
 
+class EnsembleSettings(ControlSettings):
+    """``[controls.ensemble]``: models with ``backend = "ensemble"`` are served (a vote of
+    their ``members``, with a ``disagreement`` output)."""
+
+
+class ConsensusSettings(ControlSettings):
+    """``[controls.consensus]``: models with ``backend = "consensus"`` are served (k-of-n
+    agreement of members that each read their own sensor; the decision withheld otherwise)."""
+
+
 class DetectorSettings(ControlSettings):
     """``[controls.detectors]``: judge each input on its own (adversarial or out of place)."""
 
@@ -392,6 +404,26 @@ CONTROLS = (
         "rate; a detection is logged, flagged, answered with the label only, or refused.",
         enable="[controls.detectors] enabled = true; a reference for each model",
         settings=DetectorSettings,
+    ),
+    Control(
+        key="ensemble",
+        title="Ensembles",
+        mitigates=frozenset({"AML.M0006"}),
+        summary="Several models of different families behind one model name: soft or hard "
+        "vote, and their disagreement as a detection signal.",
+        enable='[controls.ensemble] enabled = true; [models.NAME] backend = "ensemble", '
+        "members = [...]",
+        settings=EnsembleSettings,
+    ),
+    Control(
+        key="consensus",
+        title="Multi-sensor consensus",
+        mitigates=frozenset({"AML.M0009"}),
+        summary="One decision from models that each read their own sensor or view: k-of-n "
+        "agreement, the decision withheld and flagged when too few agree.",
+        enable='[controls.consensus] enabled = true; [models.NAME] backend = "consensus", '
+        "members = [...], agree = K",
+        settings=ConsensusSettings,
     ),
     Control(
         key="restoration",
