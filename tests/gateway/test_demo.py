@@ -76,7 +76,19 @@ def test_demo_model_predicts_held_out_digits(project: Project) -> None:
     accuracy = float((out["label"] == trained.y_test).mean())
     assert accuracy > 0.9
     assert project.demo is not None
-    assert abs(project.demo.accuracy - trained.accuracy) < 1e-12
+    assert project.demo.unrestored_accuracy == pytest.approx(trained.accuracy)
+    # what init reports is what the served pipeline gives: through the demo's restoration
+    from atlasguard.gateway.demo import demo_restoration
+
+    restored = backend.predict(
+        pre({"input": demo_restoration()(trained.x_test).astype(np.float32)})
+    )
+    assert project.demo.accuracy == pytest.approx(
+        float((restored["label"] == trained.y_test).mean())
+    )
+    sample = np.asarray(project.demo.sample, np.float32)[None]
+    answer = backend.predict(pre({"input": demo_restoration()(sample).astype(np.float32)}))
+    assert int(answer["label"][0]) == project.demo.sample_label  # the example is answered rightly
 
 
 def test_demo_principals(project: Project) -> None:

@@ -48,7 +48,13 @@ def init(
         )
         return
     err_console.print(
-        f"model digits: held-out accuracy {model.accuracy:.3f}; "
+        f"model digits: held-out accuracy {model.accuracy:.3f} as served"
+        + (
+            f" ({model.unrestored_accuracy:.3f} without input restoration)"
+            if model.unrestored_accuracy is not None
+            else ""
+        )
+        + "; "
         f"signed ({escape(str(model.signature))}); scan clean"
     )
     err_console.print("admin key (admin API; shown only now, store it safely):", soft_wrap=True)

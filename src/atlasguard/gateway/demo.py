@@ -83,9 +83,10 @@ class DemoModel:
 
     path: Path
     signature: Path
-    accuracy: float
+    accuracy: float  # held out, as served (behind the demo's input restoration)
     sample: tuple[float, ...]
     sample_label: int
+    unrestored_accuracy: float | None = None  # the model alone
 
 
 @dataclass(frozen=True)
@@ -162,12 +163,34 @@ def write_demo_model(
         trained.x_test.astype(np.float32),
         allow_pickle=False,
     )
+    # What clients get is the model behind the demo's input restoration: its accuracy,
+    # and an example digit it answers rightly.
+    served = trained.model.predict(demo_restoration()(trained.x_test))
+    right = served == trained.y_test
+    first = int(np.argmax(right)) if right.any() else 0
     return DemoModel(
         path=path,
         signature=signature,
-        accuracy=trained.accuracy,
-        sample=tuple(float(v) for v in trained.x_test[0]),
-        sample_label=int(trained.y_test[0]),
+        accuracy=float(right.mean()),
+        sample=tuple(float(v) for v in trained.x_test[first]),
+        sample_label=int(trained.y_test[first]),
+        unrestored_accuracy=trained.accuracy,
+    )
+
+
+DEMO_RESTORATION_BITS = 2
+
+
+def demo_restoration() -> Any:
+    """The input restoration the demo policy gives the digits (2 bits per pixel)."""
+    from atlasguard.runtime.restoration import Restorer
+    from atlasguard.runtime.settings import RestoreStep
+
+    return Restorer.build(
+        [RestoreStep(op="bit_depth", bits=DEMO_RESTORATION_BITS)],
+        kind="image",
+        shape=(8, 8),
+        value_range=(0.0, 1.0),
     )
 
 
@@ -244,7 +267,7 @@ def project_policy(*, demo: bool) -> str:
             "controls.restoration",
             "models",
             f'{{ {DEMO_MODEL} = {{ kind = "image", shape = [8, 8], steps = '
-            '[{ op = "bit_depth", bits = 2 }] } }',
+            f'[{{ op = "bit_depth", bits = {DEMO_RESTORATION_BITS} }}] }} }}',
         )
         text += demo_model_table()
     return text
