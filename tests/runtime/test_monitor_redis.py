@@ -7,8 +7,6 @@ as in-process (tests/runtime/test_monitor.py); only where they remember differs.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +46,6 @@ def digits() -> dict[str, Any]:
         OffDistribution().fit(d.x_fit),
     )
     return {"d": d, "model": model, "watch": watch}
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    name = f"atlasguard-test-{uuid.uuid4().hex}"
-    yield name
-    keys = list(client.scan_iter(match=f"{{{name}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _worker(digits: dict[str, Any], prefix: str | None, **kwargs: Any) -> QueryMonitor:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -25,22 +23,6 @@ from atlasguard.runtime.quotas import (
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """A key prefix of this test alone; every key under it is deleted afterwards."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    name = f"atlasguard-test-{uuid.uuid4().hex}"
-    yield name
-    keys = list(client.scan_iter(match=f"{{{name}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def test_exactly_n_admitted_and_cost_weighted(prefix: str) -> None:

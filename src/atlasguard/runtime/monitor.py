@@ -366,7 +366,43 @@ def _shapiro(values: FloatArray) -> float:
     return float(shapiro(values).statistic)
 
 
-class OffDistribution:
+class _WindowShare:
+    """A detector over a stream that alarms on the share of flagged queries in a window.
+
+    Subclasses say which queries are flagged (:meth:`flags`); ``window``,
+    ``min_queries`` and ``threshold_`` are theirs.
+    """
+
+    window: int
+    min_queries: int
+    threshold_: float
+
+    def flags(self, stream: FloatArray) -> npt.NDArray[np.bool_]:  # pragma: no cover
+        raise NotImplementedError
+
+    def score_samples(self, stream: FloatArray) -> FloatArray:
+        """After each query, the share of the last ``window`` flagged (0 until enough)."""
+        flagged = self.flags(stream)
+        out = np.zeros(len(flagged))
+        recent: deque[bool] = deque(maxlen=self.window)
+        for i, flag in enumerate(flagged):
+            recent.append(bool(flag))
+            if i + 1 >= self.min_queries:
+                out[i] = sum(recent) / len(recent)
+        return out
+
+    def calibrate(self, streams: Iterable[FloatArray], *, fpr: float) -> Any:
+        """The share above which at most ``fpr`` of benign streams ever go."""
+        highs = [float(self.score_samples(s).max(initial=0.0)) for s in streams]
+        self.threshold_ = float(np.quantile(highs, 1.0 - fpr)) + 1e-9 if highs else 1.0
+        return self
+
+    def predict(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
+        """True from the query at which the share first reaches the threshold."""
+        return np.maximum.accumulate(self.score_samples(stream)) >= self.threshold_
+
+
+class OffDistribution(_WindowShare):
     """How many of a principal's recent queries lie outside the clean inputs' distribution.
 
     ``fit`` clusters clean inputs (``clusters`` centres, k-means) and takes, on a
@@ -419,29 +455,12 @@ class OffDistribution:
         d2 = (r**2).sum(axis=1)[:, None] - 2.0 * r @ self.centres_.T + self._norms[None, :]
         return np.asarray(np.sqrt(np.maximum(d2.min(axis=1), 0.0)), dtype=np.float64)
 
-    def score_samples(self, stream: FloatArray) -> FloatArray:
-        """After each query, the share of the last ``window`` beyond the edge (0 until enough)."""
-        outside = self.distance(stream) > self.edge_
-        out = np.zeros(len(outside))
-        recent: deque[bool] = deque(maxlen=self.window)
-        for i, o in enumerate(outside):
-            recent.append(bool(o))
-            if i + 1 >= self.min_queries:
-                out[i] = sum(recent) / len(recent)
-        return out
-
-    def calibrate(self, streams: Iterable[FloatArray], *, fpr: float) -> OffDistribution:
-        """The share above which at most ``fpr`` of benign streams ever go."""
-        highs = [float(self.score_samples(s).max(initial=0.0)) for s in streams]
-        self.threshold_ = float(np.quantile(highs, 1.0 - fpr)) + 1e-9 if highs else 1.0
-        return self
-
-    def predict(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
-        """True from the query at which the share first reaches the threshold."""
-        return np.maximum.accumulate(self.score_samples(stream)) >= self.threshold_
+    def flags(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
+        """Whether each query lies beyond the edge."""
+        return np.asarray(self.distance(stream) > self.edge_)
 
 
-class BoundaryProbing:
+class BoundaryProbing(_WindowShare):
     """How many of a principal's recent queries sit on a decision boundary.
 
     A decision-based attack (HopSkipJump, Boundary) spends almost every query on
@@ -481,26 +500,9 @@ class BoundaryProbing:
         top = np.partition(scores, -2, axis=-1)
         return np.asarray(top[:, -1] - top[:, -2] < self.margin)
 
-    def score_samples(self, stream: FloatArray) -> FloatArray:
-        """After each query, the share of the last ``window`` on the boundary (0 until enough)."""
-        near = self.near(np.asarray(stream, np.float64))
-        out = np.zeros(len(near))
-        recent: deque[bool] = deque(maxlen=self.window)
-        for i, flag in enumerate(near):
-            recent.append(bool(flag))
-            if i + 1 >= self.min_queries:
-                out[i] = sum(recent) / len(recent)
-        return out
-
-    def calibrate(self, streams: Iterable[FloatArray], *, fpr: float) -> BoundaryProbing:
-        """The share above which at most ``fpr`` of benign streams ever go."""
-        highs = [float(self.score_samples(s).max(initial=0.0)) for s in streams]
-        self.threshold_ = float(np.quantile(highs, 1.0 - fpr)) + 1e-9 if highs else 1.0
-        return self
-
-    def predict(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
-        """True from the query at which the share first reaches the threshold."""
-        return np.maximum.accumulate(self.score_samples(stream)) >= self.threshold_
+    def flags(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
+        """Whether each answer (a row of scores) has a margin below ``margin``."""
+        return self.near(np.asarray(stream, np.float64))
 
 
 @dataclass
