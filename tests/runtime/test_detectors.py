@@ -245,3 +245,25 @@ def test_the_cnn_gradient_matches_finite_differences(digits: dict[str, Any]) -> 
     h = 1e-3  # float32 inside the network: a coarser step
     numeric = (loss(x + h * direction) - loss(x - h * direction)) / (2 * h)
     assert numeric == pytest.approx(float((grad * direction).sum()), rel=0.05, abs=1e-3)
+
+
+def test_a_reference_of_another_width_or_a_variable_input_is_refused(
+    tmp_path: Path, digits: dict[str, Any]
+) -> None:
+    np.save(tmp_path / "ref.npy", digits["d"].x_fit[:, :32].astype(np.float32))
+    text = (
+        "[controls.access]\nenabled = true\n[controls.detectors]\nenabled = true\n"
+        '[models.digits]\nreference = "ref.npy"\n'
+        'inputs = [{ name = "input", datatype = "FP32", shape = [-1, 64] }]\n'
+    )
+    policy = load_policy_text(text, path=tmp_path / "atlasguard.toml")
+    with pytest.raises(ConfigurationError, match="fixed shape matching its reference") as err:
+        DetectorGuard.for_model(policy, "digits", _predict(digits["model"]))
+    assert str(tmp_path) not in str(err.value).replace(str(tmp_path / "atlasguard.toml"), "")
+
+
+def test_a_row_that_cannot_be_scored_counts_as_detected(digits: dict[str, Any]) -> None:
+    maha = MahalanobisDetector().fit(digits["d"].x_fit).calibrate(digits["d"].x_tune, fpr=0.05)
+    row = digits["d"].x_eval[:1].copy()
+    row[0, 3] = np.nan
+    assert maha.predict(row).tolist() == [True]

@@ -101,9 +101,10 @@ class _Calibrated:
         return self
 
     def predict(self, x: FloatArray) -> npt.NDArray[np.bool_]:
+        """True for each row scored above the threshold, or not scored at all (NaN)."""
         if not hasattr(self, "threshold_"):
             raise ValueError(f"{type(self).__name__} is not calibrated: call calibrate first")
-        return np.asarray(self.score_samples(x) > self.threshold_)
+        return np.asarray(~(self.score_samples(x) <= self.threshold_))
 
 
 def _rows(x: npt.ArrayLike) -> FloatArray:
@@ -345,6 +346,15 @@ class DetectorGuard:
         names = output.score_outputs if isinstance(output, OutputSettings) else None
         declared = spec.inputs[0]
         shape = tuple(d for d in declared.shape[1:])
+        width = int(np.prod(shape)) if shape and all(d > 0 for d in shape) else None
+        if width != reference.shape[1]:
+            raise ConfigurationError(
+                f"{policy.where(f'models.{model}')}: the detectors need the input "
+                f"{declared.name!r} of a fixed shape matching its reference rows "
+                f"({reference.shape[1]} values each); declare its shape, e.g. "
+                f"[-1, {reference.shape[1]}], or leave the model out of "
+                "[controls.detectors] models"
+            )
         value_range = (
             (declared.min, declared.max)
             if declared.min is not None and declared.max is not None
@@ -392,7 +402,7 @@ class DetectorGuard:
         hits: list[str] = []
         for name, detector in watched.detectors.items():
             if isinstance(detector, SqueezingDetector) and base is not None:
-                found = detector.score_samples(rows, base=base) > detector.threshold_
+                found = ~(detector.score_samples(rows, base=base) <= detector.threshold_)
             else:
                 found = detector.predict(rows)
             if found.any():
