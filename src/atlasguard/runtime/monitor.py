@@ -133,15 +133,21 @@ class QueryFingerprints:
     def fingerprint(self, row: npt.ArrayLike) -> frozenset[int]:
         """The ``top`` smallest distinct hashes of one input's informative windows."""
         flat = np.asarray(row, dtype=np.float64).ravel()
-        q = ((flat - self.range_[0]) * self._scale + 0.5).clip(0, self.levels).astype(np.uint64)
-        if q.size < self.window:
-            q = np.pad(q, (0, self.window - q.size))
-        n = q.size - self.window + 1
-        windows = np.lib.stride_tricks.as_strided(q, (n, self.window), (q.strides[0],) * 2)
+        q = (flat - self.range_[0]) * self._scale + 0.5
+        np.clip(q, 0, self.levels, out=q)
+        values = q.astype(np.uint64)
+        if values.size < self.window:
+            values = np.pad(values, (0, self.window - values.size))
+        n = values.size - self.window + 1
+        # each window's key, a polynomial in its values: one multiply-add per position
+        # (a few numpy calls, not a strided matrix product: this runs on every request)
         with np.errstate(over="ignore"):
-            hashes = np.unique(_mix(windows @ self._powers)).tolist()
-        kept = [h for h in hashes if h not in self._constant]
-        return frozenset(kept[: self.top])
+            keys = values[:n] * self._powers[0]
+            for i in range(1, self.window):
+                keys += values[i : i + n] * self._powers[i]
+            hashes = set(_mix(keys).tolist())
+        hashes -= self._constant
+        return frozenset(sorted(hashes)[: self.top])
 
     def score_samples(self, stream: FloatArray) -> FloatArray:
         """For each query of one principal's stream, its most hashes shared with one earlier."""
