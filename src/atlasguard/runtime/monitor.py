@@ -44,6 +44,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -225,7 +226,9 @@ class _FingerprintMemory:
         if found:
             oldest = self.oldest
             counts = Counter(chain.from_iterable(found))
-            best = max((n for i, n in counts.items() if i >= oldest), default=0)
+            top_id, best = max(counts.items(), key=itemgetter(1))  # in C, no generator
+            if top_id < oldest:  # the best match was forgotten: the live ones only
+                best = max((n for i, n in counts.items() if i >= oldest), default=0)
         qid = self.next_id
         self.next_id += 1
         if len(self.queries) == self.capacity:
