@@ -60,3 +60,14 @@ def test_pgd_digits_are_flagged_and_degraded_real_ones_are_not(
             assert {o["name"]: o for o in doc["outputs"]}["probabilities"]["shape"] == [1, 10]
     finally:
         gateway.close()
+    from atlasguard.runtime.deployment import Deployment
+
+    with Deployment.open(load_policy(project.policy_path)) as deployment:
+        rows = [r.to_dict() for _i, r in deployment.audit.records()]
+    noted = [
+        r
+        for r in rows
+        if r["action"] == "infer" and r["principal"] == "user0" and "notes" in r["details"]
+    ]
+    assert len(noted) == flagged  # each detection in its request's own record
+    assert all(n["details"]["notes"].startswith("detected: mahalanobis") for n in noted)

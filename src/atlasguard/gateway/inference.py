@@ -128,7 +128,7 @@ async def infer(model: str, request: Request) -> Response:
             if missing:
                 raise InvalidInput(f"unknown output {missing[0]!r}", reason="invalid-input")
             outputs = {n: outputs[n] for n in parsed.outputs}
-        call.outcome.answered(outputs)
+        call.outcome.answered(outputs, notes=answer.notes)
         doc = infer_response(
             model, served.spec.version, outputs, request_id=parsed.id, flags=answer.flags
         )

@@ -105,10 +105,13 @@ class Outcome:
         """The call failed on the server's side."""
         self.decision, self.reason = "error", reason
 
-    def answered(self, outputs: Arrays) -> None:
-        """The call was allowed and these outputs left."""
+    def answered(self, outputs: Arrays, *, notes: tuple[str, ...] = ()) -> None:
+        """The call was allowed and these outputs left; ``notes`` are what guards said
+        of it (a detection that did not refuse it)."""
         self.decision, self.reason = "allow", ""
         self.output_summary = output_summary(outputs)
+        if notes:
+            self.details["notes"] = "; ".join(notes)
 
 
 class Auditor:

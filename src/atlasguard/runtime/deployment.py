@@ -31,7 +31,7 @@ from atlasguard.errors import ConfigurationError
 from atlasguard.policy import Policy
 from atlasguard.runtime.access import Access
 from atlasguard.runtime.auditor import Auditor
-from atlasguard.runtime.pipeline import Arrays, Guard, Principal, Reason
+from atlasguard.runtime.pipeline import Arrays, Guard, Principal
 from atlasguard.runtime.plan import Part, plan
 from atlasguard.runtime.protect import Protected
 from atlasguard.runtime.settings import AccessSettings, OutputSettings, QuotaSettings
@@ -150,33 +150,17 @@ class Deployment:
 
     def _alarm(self, principal: str, model: str, why: str) -> None:
         """A query-monitor alarm: one admin record in the audit log, and a log line."""
-        self._raise_alert("monitor.alarm", "suspended", principal, model, why)
-
-    def _detected(self, principal: str, model: str, why: str) -> None:
-        """A per-input detection: one record in the audit log, and a log line."""
-        acted = getattr(self.policy.settings("detectors"), "action", "block")
-        self._raise_alert("detector.alarm", "detected", principal, model, why, acted == "block")
-
-    def _raise_alert(
-        self,
-        action: str,
-        reason: Reason,
-        principal: str,
-        model: str,
-        why: str,
-        refused: bool = True,
-    ) -> None:
         import threading
 
         from atlasguard.runtime.auditor import Outcome
 
-        logger.warning("%s: principal %r on %r: %s", action, principal, model, why)
+        logger.warning("query monitor: principal %r on %r: %s", principal, model, why)
         outcome = Outcome(
-            action=action,
+            action="monitor.alarm",
             model=model,
             principal=principal,
-            decision="deny" if refused else "allow",
-            reason=reason if refused else "",
+            decision="deny",
+            reason="suspended",
             details={"why": why},
         )
         # Not on the request's path (which may be an event loop): a thread writes it.
@@ -271,7 +255,7 @@ class Deployment:
         if self.has("detectors"):
             from atlasguard.runtime.detectors import DetectorGuard
 
-            found = DetectorGuard.for_model(self.policy, name, predict, on_alarm=self._detected)
+            found = DetectorGuard.for_model(self.policy, name, predict, on_alarm=_log_detection)
             if found is not None:
                 guards.append(found)
         if self.has("restoration"):
@@ -297,6 +281,11 @@ class Deployment:
                 close()
         self.auditor.close(sign_head=sign_head)
         self.engine.dispose()
+
+
+def _log_detection(principal: str, model: str, why: str) -> None:
+    """A per-input detection: a log line (the request's own audit record tells of it)."""
+    logger.info("input detectors: principal %r on %r: %s", principal, model, why)
 
 
 def state_prefix(policy: Policy, kind: str) -> str:

@@ -409,7 +409,7 @@ class DetectorGuard:
                 hits.append(f"{name} ({int(found.sum())} of {len(rows)} inputs)")
         if not hits:
             return response
-        why = "input judged adversarial or out of place by " + ", ".join(hits)
+        why = "detected: " + ", ".join(hits)
         if self.on_alarm is not None:
             who = request.principal.name if request.principal is not None else "anonymous"
             self.on_alarm(who, request.model, why)
@@ -420,12 +420,13 @@ class DetectorGuard:
                 "administrator to review the detection",
                 reason="detected",
             )
+        noted = response.with_notes((why,))  # in the request's own audit record
         if self.action == "label":
-            labelled = response.with_outputs(labels_only(response, self.score_outputs))
+            labelled = noted.with_outputs(labels_only(response, self.score_outputs))
             return labelled.with_flags(("adversarial-input",))
         if self.action == "flag":
-            return response.with_flags(("adversarial-input",))
-        return response
+            return noted.with_flags(("adversarial-input",))
+        return noted
 
 
 def cross_calibrate(

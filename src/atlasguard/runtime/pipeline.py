@@ -175,22 +175,28 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """The outputs of a request, the limits the principal has left, and any flags.
+    """The outputs of a request, the limits the principal has left, flags and notes.
 
-    ``flags`` are what guards say of the answer without refusing it (a detector
-    with action ``flag``: ``adversarial-input``); the gateway returns them in the
-    response's ``parameters``.
+    ``flags`` are what guards say of the answer to the client without refusing it
+    (a detector with action ``flag``: ``adversarial-input``); the gateway returns
+    them in the response's ``parameters``. ``notes`` are what guards say of it to
+    the audit log only: they go into the request's own audit record.
     """
 
     outputs: Arrays
     limits: tuple[Limit, ...] = ()
     flags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def with_outputs(self, outputs: Arrays) -> Response:
-        return Response(outputs, self.limits, self.flags)  # not dataclasses.replace: hot path
+        # not dataclasses.replace: this runs on every request
+        return Response(outputs, self.limits, self.flags, self.notes)
 
     def with_flags(self, flags: tuple[str, ...]) -> Response:
-        return Response(self.outputs, self.limits, self.flags + flags)
+        return Response(self.outputs, self.limits, self.flags + flags, self.notes)
+
+    def with_notes(self, notes: tuple[str, ...]) -> Response:
+        return Response(self.outputs, self.limits, self.flags, self.notes + notes)
 
 
 class Denied(AtlasguardError):

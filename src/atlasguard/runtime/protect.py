@@ -115,7 +115,7 @@ class Protected:
             outcome.refuse(denied.reason)
             self.auditor.record(outcome)
             raise
-        outcome.answered(response.outputs)
+        outcome.answered(response.outputs, notes=response.notes)
         self.auditor.record(outcome)
         return response
 
