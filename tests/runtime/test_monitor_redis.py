@@ -7,14 +7,19 @@ as in-process (tests/runtime/test_monitor.py); only where they remember differs.
 
 from __future__ import annotations
 
+import uuid
+
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from atlasguard.errors import ConfigurationError
+from tests.conftest import examples
 from atlasguard.models.attacks import jacobian_extraction, random_extraction, simba
 from atlasguard.models.data import digits_splits
 from atlasguard.policy import load_policy_text
@@ -227,3 +232,42 @@ def test_the_policy_builds_a_shared_blocking_monitor_with_a_redis_url(
         assert monitor.shared.prefix.startswith(f"atlasguard:monitor:{prefix}:")
     finally:
         monitor.close()
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 9), st.booleans(), st.booleans()),
+        min_size=20,
+        max_size=120,
+    )
+)
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_redis_state_counts_what_the_memory_state_counts(
+    digits: dict[str, Any], prefix: str, stream: list[tuple[int, int, bool, bool]]
+) -> None:
+    """A differential: the Lua script and the in-process memory, fed one stream of queries
+    (base digits, small variations of them, exact repeats, flags), count the same."""
+    from atlasguard.runtime.monitor import PrincipalState, Seen, _digest, _FingerprintMemory
+
+    watch = digits["watch"]
+    fp = watch.fingerprints
+    base = digits["d"].x_eval[:12]
+    shared = RedisMonitorStates.from_url(REDIS_URL, prefix, capacity=12)  # wraps often
+    try:
+        remote = shared.state((f"p{uuid.uuid4().hex}", "digits"))
+        local = PrincipalState(_FingerprintMemory(capacity=12), None)
+        for digit, variant, outside, boundary in stream:
+            # variants of a few digits at growing distances: shared hashes cross the
+            # near-copy threshold both ways, and hashes recur in many queries
+            noise = np.random.default_rng(digit * 16 + variant).normal(0, 0.006 * variant, 64)
+            row = np.clip(base[digit] + noise, 0, 1)
+            seen = Seen(
+                row, _digest(row), fp.fingerprint(row), fp.threshold_, 0, outside, boundary, 7
+            )
+            a = local.observe(seen, window=9, off_window=5)
+            b = remote.observe(seen, window=9, off_window=5)
+            assert (a is None) == (b is None)
+            if a is not None and b is not None:
+                assert a == b
+    finally:
+        shared.close()

@@ -14,7 +14,7 @@ Keys (one hash tag per pair, one Redis Cluster slot), each expiring ``ttl``
 seconds after the pair's last query::
 
     {PREFIX:WHO:MODEL}:n        next query id
-    {PREFIX:WHO:MODEL}:exact    sorted set: digests of recent queries, by id
+    {PREFIX:WHO:MODEL}:exact    sorted set: digests of recent queries, by last use (:tick)
     {PREFIX:WHO:MODEL}:t0, :t1  hash -> recent query ids (two generations: the
                                 older is dropped every ``capacity`` queries, so
                                 the tables stay bounded)
@@ -62,8 +62,11 @@ local boundary_size = tonumber(ARGV[10])
 local nh = #ARGV - 10
 local qid = tonumber(redis.call('GET', base .. ':n') or '0')
 local exact = base .. ':exact'
+-- every touch of a digest (a new query or a repeat) is ranked by recency
+local tick = redis.call('INCR', base .. ':tick')
+redis.call('EXPIRE', base .. ':tick', ttl)
 if redis.call('ZSCORE', exact, digest) then
-  redis.call('ZADD', exact, qid, digest)
+  redis.call('ZADD', exact, tick, digest)
   return {1}
 end
 local function window_push(key, bit, size)
@@ -87,11 +90,23 @@ if nh > 0 then
   local oldest = qid - capacity
   local counts, best = {}, 0
   local updates = {}
+  local function parse(v)
+    local out = {}
+    if v then
+      for id in string.gmatch(v, '%d+') do out[#out + 1] = tonumber(id) end
+    end
+    return out
+  end
   for i = 1, nh do
-    for _, v in ipairs({found_cur[i], found_old[i]}) do
-      if v then
-        for id in string.gmatch(v, '%d+') do
-          local n = tonumber(id)
+    -- the hash's last `per_hash` queries over both generations (as the memory keeps)
+    local ids = parse(found_cur[i])
+    local older = parse(found_old[i])
+    local taken = 0
+    for _, list in ipairs({ids, older}) do
+      for k = #list, 1, -1 do
+        if taken < per_hash then
+          taken = taken + 1
+          local n = list[k]
           if n >= oldest then
             local c = (counts[n] or 0) + 1
             counts[n] = c
@@ -100,11 +115,7 @@ if nh > 0 then
         end
       end
     end
-    local ids = {}
-    if found_cur[i] then
-      for id in string.gmatch(found_cur[i], '%d+') do ids[#ids + 1] = id end
-    end
-    ids[#ids + 1] = tostring(qid)
+    ids[#ids + 1] = qid
     while #ids > per_hash do table.remove(ids, 1) end
     updates[#updates + 1] = hashes[i]
     updates[#updates + 1] = table.concat(ids, ',')
@@ -125,7 +136,7 @@ if boundary >= 0 then
   bnd, bnd_window = window_push(base .. ':bnd', tostring(boundary), boundary_size)
 end
 redis.call('SET', base .. ':n', qid + 1, 'EX', ttl)
-redis.call('ZADD', exact, qid, digest)
+redis.call('ZADD', exact, tick, digest)
 if redis.call('ZCARD', exact) > capacity then
   redis.call('ZREMRANGEBYRANK', exact, 0, -capacity - 1)
 end
