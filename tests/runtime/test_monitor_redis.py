@@ -8,7 +8,6 @@ as in-process (tests/runtime/test_monitor.py); only where they remember differs.
 from __future__ import annotations
 
 import uuid
-
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from atlasguard.errors import ConfigurationError
-from tests.conftest import examples
 from atlasguard.models.attacks import jacobian_extraction, random_extraction, simba
 from atlasguard.models.data import digits_splits
 from atlasguard.policy import load_policy_text
@@ -32,6 +30,7 @@ from atlasguard.runtime.monitor import (
     Watch,
 )
 from atlasguard.runtime.pipeline import Denied, Pipeline, Principal, Request
+from tests.conftest import examples
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -241,7 +240,11 @@ def test_the_policy_builds_a_shared_blocking_monitor_with_a_redis_url(
         max_size=120,
     )
 )
-@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 def test_the_redis_state_counts_what_the_memory_state_counts(
     digits: dict[str, Any], prefix: str, stream: list[tuple[int, int, bool, bool]]
 ) -> None:
