@@ -394,3 +394,26 @@ def test_decision_based_probing_is_caught_on_the_boundary_even_with_noise(
     benign = _pipeline(QueryMonitor(watches={"digits": watch}), digits["model"])("alice")
     for row in digits["eval"][rng.choice(len(digits["eval"]), 1000)]:
         benign(row[None])
+
+
+def test_noisy_probing_is_caught_by_its_concentration_and_one_class_clients_are_not(
+    digits: dict[str, Any],
+) -> None:
+    # NES hides near-copies behind large Gaussian probes, but they all surround one point
+    from atlasguard.models.attacks import nes
+    from atlasguard.runtime.monitor import QueryConcentration
+
+    conc = QueryConcentration().fit(digits["fit"])
+    assert conc.score_samples(digits["tune"][:60])[48] == np.inf  # not enough yet
+    assert conc.calibrate([digits["tune"][:200]], fpr=0.05) is conc
+    conc = QueryConcentration().fit(digits["fit"])
+    monitor = QueryMonitor(watches={"digits": Watch(None, None, None, None, conc)})
+    x, y = digits["eval"][2], int(digits["y_eval"][2])
+    result = nes(_pipeline(monitor, digits["model"])("mallory"), x, label=y, sigma=0.1)
+    assert "cluster around one point" in result.stopped and result.queries <= 60
+    # a client with real digits of one class only: their spread is still natural
+    labels = digits["model"].predict(digits["eval"])
+    for c in range(10):
+        client = _pipeline(monitor, digits["model"])(f"class{c}")
+        for row in digits["eval"][labels == c]:
+            client(row[None])

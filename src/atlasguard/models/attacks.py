@@ -43,6 +43,7 @@ __all__ = [
     "jacobian_extraction",
     "knockoff_extraction",
     "loss_gradient",
+    "nes",
     "pgd",
     "random_extraction",
     "simba",
@@ -492,3 +493,41 @@ def knockoff_extraction(
     z -= z.mean(axis=1, keepdims=True)
     ridge = Ridge(alpha=1e-3).fit(np.array(xs), z)
     return ExtractionResult(_LogitSurrogate(ridge, classes), len(xs), stopped, np.array(xs))
+
+
+def nes(
+    scores: Scores,
+    x: FloatArray,
+    *,
+    label: int,
+    epsilon: float = 0.2,
+    sigma: float = 0.1,
+    samples: int = 10,
+    step: float = 0.02,
+    max_queries: int = 2_000,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    random_state: int = 0,
+) -> SimbaResult:
+    """NES (Ilyas et al., 2018): a score-based attack that estimates the gradient from
+    antithetic Gaussian probes of scale ``sigma`` around the current input, one query
+    each, then takes a signed step, projected to the L-inf ball of ``epsilon``. With a
+    large ``sigma`` its probes are far from near-copies of one another."""
+    rng = np.random.default_rng(random_state)
+    x0 = np.asarray(x, dtype=np.float64).ravel()
+    adv = x0.copy()
+    queries = 0
+    try:
+        while queries + 2 * samples <= max_queries:
+            u = rng.standard_normal((samples, x0.size))
+            probes = np.clip(np.concatenate([adv + sigma * u, adv - sigma * u]), *bounds)
+            answers = np.concatenate([scores(p[None]) for p in probes])
+            queries += len(probes)
+            if np.any(np.argmax(answers, axis=1) != label):  # a probe already evades
+                hit = probes[int(np.argmax(np.argmax(answers, axis=1) != label))]
+                return SimbaResult(hit.reshape(np.shape(x)), True, queries)
+            loss = np.log(np.clip(answers[:, label], 1e-12, None))
+            grad = ((loss[:samples] - loss[samples:])[:, None] * u).mean(axis=0)
+            adv = np.clip(np.clip(adv - step * np.sign(grad), x0 - epsilon, x0 + epsilon), *bounds)
+    except Exception as exc:  # the defence refused
+        return SimbaResult(adv.reshape(np.shape(x)), False, queries, f"{type(exc).__name__}: {exc}")
+    return SimbaResult(adv.reshape(np.shape(x)), False, queries)

@@ -286,6 +286,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         hop_skip_jump,
         jacobian_extraction,
         knockoff_extraction,
+        nes,
         random_extraction,
         simba,
     )
@@ -375,6 +376,33 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
                 attack_success_without=wins_without / hsj_targets,
                 attack_success_with=wins_with / hsj_targets,
                 detection_rate=detected / hsj_targets,
+                queries_to_detection=statistics.median(to_detect) if to_detect else None,
+            )
+        )
+        _say(progress, rows[-1])
+
+    # NES: gradient estimation from Gaussian probes; a large sigma leaves no near-copies
+    nes_targets = 4 if quick else 10
+    for sigma in (0.05, 0.1):
+        guarded = Served(model, _monitor(d["fit"]))
+        wins_without = wins_with = detected = 0
+        to_detect = []
+        for i in range(nes_targets):
+            x, y = x_eval[i], int(y_eval[i])
+            wins_without += nes(bare.client(), x, label=y, sigma=sigma).success
+            found = nes(guarded.client(), x, label=y, sigma=sigma)
+            wins_with += found.success
+            if found.stopped:
+                detected += 1
+                to_detect.append(found.queries + 1)
+        rows.append(
+            _row(
+                f"NES (score-based, antithetic Gaussian probes sigma={sigma}), eps=0.2, "
+                "2,000 queries",
+                defence,
+                attack_success_without=wins_without / nes_targets,
+                attack_success_with=wins_with / nes_targets,
+                detection_rate=detected / nes_targets,
                 queries_to_detection=statistics.median(to_detect) if to_detect else None,
             )
         )

@@ -21,6 +21,7 @@ seconds after the pair's last query::
     {PREFIX:WHO:MODEL}:recent   the near-copy window, one '0'/'1' per query
     {PREFIX:WHO:MODEL}:out      the off-distribution window, likewise
     {PREFIX:WHO:MODEL}:bnd      the decision-boundary window, likewise
+    {PREFIX:WHO:MODEL}:win      the last rows (float64), for their spread
     {PREFIX:WHO:MODEL}:seen     queries counted
     {PREFIX:WHO:MODEL}:alarm    "time|why" once a detector alarmed
     {PREFIX:WHO:MODEL}:d:CLASS  the last ``history`` rows of that class (float32)
@@ -45,8 +46,9 @@ __all__ = ["RedisMonitorStates"]
 
 # KEYS[1]: the pair's base. ARGV: digest, capacity, per_hash, window, off_window,
 # outside (-1 not watched, 0, 1), match, ttl, boundary (likewise), boundary window,
-# then the fingerprint's hashes. Returns {1} for a repeat, else {0, near_copies,
-# recent, outside, outside_window, seen, boundary, boundary_window}.
+# spread window (0 not watched), the row (float64 bytes), then the fingerprint's
+# hashes. Returns {1} for a repeat, else {0, near_copies, recent, outside,
+# outside_window, seen, boundary, boundary_window, the last rows}.
 _OBSERVE = """
 local base = KEYS[1]
 local digest = ARGV[1]
@@ -59,7 +61,9 @@ local match = tonumber(ARGV[7])
 local ttl = tonumber(ARGV[8])
 local boundary = tonumber(ARGV[9])
 local boundary_size = tonumber(ARGV[10])
-local nh = #ARGV - 10
+local spread_size = tonumber(ARGV[11])
+local row = ARGV[12]
+local nh = #ARGV - 12
 local qid = tonumber(redis.call('GET', base .. ':n') or '0')
 local exact = base .. ':exact'
 -- every touch of a digest (a new query or a repeat) is ranked by recency
@@ -84,7 +88,7 @@ if nh > 0 then
   local old = base .. ':t' .. ((gen + 1) % 2)
   if qid > 0 and qid % capacity == 0 then redis.call('DEL', cur) end
   local hashes = {}
-  for i = 1, nh do hashes[i] = ARGV[10 + i] end
+  for i = 1, nh do hashes[i] = ARGV[12 + i] end
   local found_cur = redis.call('HMGET', cur, unpack(hashes))
   local found_old = redis.call('HMGET', old, unpack(hashes))
   local oldest = qid - capacity
@@ -143,7 +147,14 @@ end
 redis.call('EXPIRE', exact, ttl)
 local seen = redis.call('INCR', base .. ':seen')
 redis.call('EXPIRE', base .. ':seen', ttl)
-return {0, near, recent, outs, out_window, seen, bnd, bnd_window}
+local spread = {}
+if spread_size > 0 then
+  redis.call('LPUSH', base .. ':win', row)
+  redis.call('LTRIM', base .. ':win', 0, spread_size - 1)
+  redis.call('EXPIRE', base .. ':win', ttl)
+  spread = redis.call('LRANGE', base .. ':win', 0, -1)
+end
+return {0, near, recent, outs, out_window, seen, bnd, bnd_window, spread}
 """
 
 _SUFFIXES = (
@@ -154,6 +165,7 @@ _SUFFIXES = (
     ":recent",
     ":out",
     ":bnd",
+    ":win",
     ":seen",
     ":alarm",
     ":dist",
@@ -239,6 +251,8 @@ class RedisState:
                 states.ttl,
                 -1 if seen.boundary is None else int(seen.boundary),
                 max(1, seen.boundary_window),
+                seen.spread_window,
+                np.asarray(seen.row, np.float64).tobytes() if seen.spread_window else b"",
                 *hashes,
             ],
             client=pipe,
@@ -253,6 +267,12 @@ class RedisState:
         low = 1.0
         if detector is not None:
             low = self._distance(detector, seen, answers[1], answers[2], int(got[5]))
+        radius = float("inf")
+        last_rows: list[bytes] = list(got[8]) if len(got) > 8 else []
+        if seen.spread_window and len(last_rows) >= seen.spread_window:
+            rows = np.frombuffer(b"".join(last_rows), np.float64).reshape(len(last_rows), -1)
+            centred = rows - rows.mean(axis=0)
+            radius = float(np.sqrt((centred**2).sum(axis=1).mean()))
         return Counts(
             int(got[1]),
             int(got[2]),
@@ -262,6 +282,7 @@ class RedisState:
             low,
             int(got[6]),
             int(got[7]),
+            radius,
         )
 
     def _distance(

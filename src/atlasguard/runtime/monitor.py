@@ -68,6 +68,7 @@ __all__ = [
     "MonitorAction",
     "OffDistribution",
     "PrincipalState",
+    "QueryConcentration",
     "QueryFingerprints",
     "QueryMonitor",
     "Watch",
@@ -469,6 +470,79 @@ class OffDistribution(_WindowShare):
         return np.asarray(self.distance(stream) > self.edge_)
 
 
+class QueryConcentration:
+    """How tightly a principal's recent queries cluster: the probes of one input.
+
+    Score- and decision-based attacks that hide their near-copies behind large
+    random noise (NES-style gradient estimation, noisy SimBA or HopSkipJump)
+    still query around one point: the root-mean-square distance of the last
+    ``window`` queries to their centroid stays far below what any natural run
+    of inputs shows, even inputs of one class. ``fit`` learns that spread on
+    clean inputs (``scale_``); the alarm is a spread under ``fraction`` of it
+    (``threshold_``), or what :meth:`calibrate` sets on benign streams.
+    """
+
+    def __init__(self, *, window: int = 50, fraction: float = 0.35) -> None:
+        self.window = window
+        self.fraction = fraction
+
+    def fit(self, x: FloatArray) -> QueryConcentration:
+        rows = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        self.scale_ = float(np.sqrt(((rows - rows.mean(axis=0)) ** 2).sum(axis=1).mean()))
+        self.threshold_ = self.fraction * self.scale_
+        return self
+
+    def score_samples(self, stream: FloatArray) -> FloatArray:
+        """After each query, the spread of the last ``window`` (infinite until enough)."""
+        rows = np.asarray(stream, dtype=np.float64).reshape(len(stream), -1)
+        out = np.full(len(rows), np.inf)
+        for i in range(self.window, len(rows) + 1):
+            win = rows[i - self.window : i]
+            out[i - 1] = float(np.sqrt(((win - win.mean(axis=0)) ** 2).sum(axis=1).mean()))
+        return out
+
+    def calibrate(self, streams: Iterable[FloatArray], *, fpr: float) -> QueryConcentration:
+        """The spread under which at most ``fpr`` of benign streams ever go."""
+        lows = [float(self.score_samples(s).min(initial=np.inf)) for s in streams]
+        finite = [v for v in lows if np.isfinite(v)]
+        self.threshold_ = float(np.quantile(finite, fpr)) if finite else 0.0
+        return self
+
+    def predict(self, stream: FloatArray) -> npt.NDArray[np.bool_]:
+        """True from the query at which the spread first falls under the threshold."""
+        return np.minimum.accumulate(self.score_samples(stream)) < self.threshold_
+
+
+class _Spread:
+    """The running spread of one principal's last ``window`` queries: O(features) a query."""
+
+    __slots__ = ("rows", "squares", "total", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.rows: deque[FloatArray] = deque()
+        self.total: FloatArray | None = None
+        self.squares = 0.0
+
+    def add(self, row: FloatArray) -> float:
+        x = np.asarray(row, dtype=np.float64).ravel()
+        if self.total is None or self.total.shape != x.shape:
+            self.rows.clear()
+            self.total, self.squares = np.zeros_like(x), 0.0
+        self.rows.append(x)
+        self.total += x
+        self.squares += float(x @ x)
+        if len(self.rows) > self.window:
+            old = self.rows.popleft()
+            self.total -= old
+            self.squares -= float(old @ old)
+        n = len(self.rows)
+        if n < self.window:
+            return float("inf")
+        mean = self.total / n
+        return float(np.sqrt(max(self.squares / n - float(mean @ mean), 0.0)))
+
+
 class BoundaryProbing(_WindowShare):
     """How many of a principal's recent queries sit on a decision boundary.
 
@@ -524,6 +598,7 @@ class PrincipalState:
     near_copies: int = 0
     outside: deque[bool] = field(default_factory=deque)  # beyond the clean inputs' edge or not
     boundary: deque[bool] = field(default_factory=deque)  # on a decision boundary or not
+    spread: _Spread | None = None  # the last queries' spread (with a concentration watch)
     seen: int = 0
     alarmed_at: float | None = None
     why: str = ""
@@ -555,6 +630,11 @@ class PrincipalState:
             self.boundary.append(seen.boundary)
             if len(self.boundary) > seen.boundary_window:
                 self.boundary.popleft()
+        radius = float("inf")
+        if seen.spread_window:
+            if self.spread is None:
+                self.spread = _Spread(seen.spread_window)
+            radius = self.spread.add(seen.row)
         return Counts(
             self.near_copies,
             len(self.recent),
@@ -564,6 +644,7 @@ class PrincipalState:
             low,
             sum(self.boundary),
             len(self.boundary),
+            radius,
         )
 
     def alarm(self) -> tuple[float, str] | None:
@@ -592,6 +673,7 @@ class Seen:
     outside: bool | None  # beyond the clean inputs' edge (None: not watched)
     boundary: bool | None = None  # on a decision boundary (None: not watched)
     boundary_window: int = 50
+    spread_window: int = 0  # queries whose spread is watched (0: not watched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,6 +688,7 @@ class Counts:
     low: float  # the latest Shapiro-Wilk statistic (1.0 before the first test)
     boundary: int = 0
     boundary_window: int = 0
+    radius: float = float("inf")  # the spread of the last queries (inf until enough)
 
 
 @dataclass(frozen=True, slots=True)
@@ -616,6 +699,7 @@ class Watch:
     distances: DistanceNormality | None
     off: OffDistribution | None = None
     boundary: BoundaryProbing | None = None
+    concentration: QueryConcentration | None = None
 
 
 @dataclass
@@ -718,8 +802,13 @@ class QueryMonitor:
                 boundary = BoundaryProbing(
                     margin=settings.boundary_margin, threshold=settings.boundary_share
                 ).fit(np.empty((0, 2)))
+            concentration = None
+            if settings.concentration and reference is not None:
+                concentration = QueryConcentration(fraction=settings.concentration_fraction).fit(
+                    reference
+                )
             if fingerprints is not None or distances is not None or off is not None:
-                watches[name] = Watch(fingerprints, distances, off, boundary)
+                watches[name] = Watch(fingerprints, distances, off, boundary, concentration)
         shared = None
         redis_url = policy.deployment.redis_url
         if settings.state == "redis" and not redis_url:
@@ -940,6 +1029,7 @@ class QueryMonitor:
                 bool(outside[i]) if outside is not None else None,
                 bool(boundary[i]) if boundary is not None else None,
                 edge.window if edge is not None else 0,
+                watch.concentration.window if watch.concentration is not None else 0,
             )
             for i, row in enumerate(rows)
         ]
@@ -970,7 +1060,7 @@ class QueryMonitor:
     def _observe(self, key: tuple[str, str], watch: Watch, seen: list[Seen]) -> bool:
         """Count ``seen`` in ``key``'s state; raise its alarm if a detector trips."""
         state = self._state(key)
-        dn, off, edge = watch.distances, watch.off, watch.boundary
+        dn, off, edge, conc = watch.distances, watch.off, watch.boundary, watch.concentration
         off_window = off.window if off is not None else 0
         with state.lock:
             before = state.size()
@@ -994,6 +1084,11 @@ class QueryMonitor:
                     why = (
                         f"{counts.boundary} of the last {counts.boundary_window} queries sit on "
                         "a decision boundary (decision-based probing)"
+                    )
+                elif conc is not None and counts.radius < conc.threshold_:
+                    why = (
+                        f"the last {conc.window} queries cluster around one point "
+                        f"(spread {counts.radius:.2f}, natural inputs {conc.scale_:.2f})"
                     )
                 elif counts.near_copies >= self.alarm_after:
                     why = (

@@ -236,6 +236,13 @@ class MonitorSettings(ControlSettings):
     boundary_share: float = Field(
         default=0.5, gt=0.0, le=1.0, description="...a share of the last 50 queries alarms."
     )
+    concentration: bool = Field(
+        default=True,
+        description="The last 50 queries clustered around one point (noisy probing).",
+    )
+    concentration_fraction: float = Field(
+        default=0.35, gt=0.0, lt=1.0, description="Alarm under this share of natural spread."
+    )
     off_share: float = Field(
         default=0.5, gt=0.0, le=1.0, description="Share of the last 50 queries that alarms."
     )
