@@ -520,8 +520,11 @@ def nes(
         while queries + 2 * samples <= max_queries:
             u = rng.standard_normal((samples, x0.size))
             probes = np.clip(np.concatenate([adv + sigma * u, adv - sigma * u]), *bounds)
-            answers = np.concatenate([scores(p[None]) for p in probes])
-            queries += len(probes)
+            answered = []
+            for probe in probes:
+                answered.append(scores(probe[None]))
+                queries += 1  # counted as answered: a refusal ends the attack here
+            answers = np.concatenate(answered)
             if np.any(np.argmax(answers, axis=1) != label):  # a probe already evades
                 hit = probes[int(np.argmax(np.argmax(answers, axis=1) != label))]
                 return SimbaResult(hit.reshape(np.shape(x)), True, queries)
