@@ -265,6 +265,20 @@ def _knockoff(scores: Callable[[np.ndarray], np.ndarray], pool: np.ndarray, budg
     return ExtractionResult(surrogate, len(xs), stopped)
 
 
+def _tally(attack: str, defence: str, runs: list[tuple[bool, bool, str, int]]) -> dict[str, Any]:
+    """One evasion row from its runs: (won without, won with, the refusal that stopped
+    it or "", queries until then)."""
+    stopped = [asked for _, _, why, asked in runs if why]
+    return _row(
+        attack,
+        defence,
+        attack_success_without=sum(free for free, _, _, _ in runs) / len(runs),
+        attack_success_with=sum(won for _, won, _, _ in runs) / len(runs),
+        detection_rate=len(stopped) / len(runs),
+        queries_to_detection=statistics.median(stopped) if stopped else None,
+    )
+
+
 def _row(attack: str, defence: str, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "attack": attack,
@@ -321,31 +335,19 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         ("SimBA eps=0.2, adaptive: Gaussian noise 0.03 on every probe", 0, 0.03),
     ):
         guarded = Served(model, _monitor(d["fit"]))
-        wins_without = wins_with = detected = 0
-        to_detect: list[int] = []
+        runs = []
         for i in range(targets):
             x, y = x_eval[i], int(y_eval[i])
             plain = bare.client() if not jitter else _jittered(bare.client(), jitter)
-            wins_without += _evaded(model, simba(plain, x, label=y, max_queries=500), y, jitter)
+            evaded = _evaded(model, simba(plain, x, label=y, max_queries=500), y, jitter)
             client = guarded.client()
             probe = _padded(client, x_eval, pad) if pad else client
             probe = _jittered(probe, jitter) if jitter else probe
             result = simba(probe, x, label=y, max_queries=500)
-            wins_with += _evaded(model, result, y, jitter)
-            if result.stopped:
-                detected += 1
-                sent = getattr(probe, "sent", None)
-                to_detect.append(sent["n"] if sent is not None else result.queries + 1)
-        rows.append(
-            _row(
-                name,
-                defence,
-                attack_success_without=wins_without / targets,
-                attack_success_with=wins_with / targets,
-                detection_rate=detected / targets,
-                queries_to_detection=statistics.median(to_detect) if to_detect else None,
-            )
-        )
+            sent = getattr(probe, "sent", None)  # cover traffic counts as queries too
+            asked = sent["n"] if sent is not None else result.queries + 1
+            runs.append((evaded, _evaded(model, result, y, jitter), result.stopped, asked))
+        rows.append(_tally(name, defence, runs))
         _say(progress, rows[-1])
 
     # HopSkipJump: labels only, so it runs whatever the output policy; and its adaptive
@@ -356,56 +358,32 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         ("HopSkipJump, adaptive: Gaussian noise 0.03 on every query", 0.03),
     ):
         guarded = Served(model, _monitor(d["fit"]))
-        wins_without = wins_with = detected = 0
-        to_detect = []
+        runs = []
         for i in range(hsj_targets):
             x, y = x_eval[i], int(y_eval[i])
             plain = bare.client() if not jitter else _jittered(bare.client(), jitter)
-            free = hop_skip_jump(plain, x, label=y, max_queries=5000, target_distance=1.5)
-            wins_without += free.success
+            alone = hop_skip_jump(plain, x, label=y, max_queries=5000, target_distance=1.5)
             probe = guarded.client() if not jitter else _jittered(guarded.client(), jitter)
             decided = hop_skip_jump(probe, x, label=y, max_queries=5000, target_distance=1.5)
-            wins_with += decided.success and not decided.stopped
-            if decided.stopped:
-                detected += 1
-                to_detect.append(decided.queries + 1)
-        rows.append(
-            _row(
-                name,
-                defence,
-                attack_success_without=wins_without / hsj_targets,
-                attack_success_with=wins_with / hsj_targets,
-                detection_rate=detected / hsj_targets,
-                queries_to_detection=statistics.median(to_detect) if to_detect else None,
-            )
-        )
+            won = decided.success and not decided.stopped
+            runs.append((alone.success, won, decided.stopped, decided.queries + 1))
+        rows.append(_tally(name, defence, runs))
         _say(progress, rows[-1])
 
     # NES: gradient estimation from Gaussian probes; a large sigma leaves no near-copies
     nes_targets = 4 if quick else 10
     for sigma in (0.05, 0.1):
         guarded = Served(model, _monitor(d["fit"]))
-        wins_without = wins_with = detected = 0
-        to_detect = []
+        runs = []
         for i in range(nes_targets):
             x, y = x_eval[i], int(y_eval[i])
-            wins_without += nes(bare.client(), x, label=y, sigma=sigma).success
+            unguarded = nes(bare.client(), x, label=y, sigma=sigma)
             found = nes(guarded.client(), x, label=y, sigma=sigma)
-            wins_with += found.success
-            if found.stopped:
-                detected += 1
-                to_detect.append(found.queries + 1)
-        rows.append(
-            _row(
-                f"NES (score-based, antithetic Gaussian probes sigma={sigma}), eps=0.2, "
-                "2,000 queries",
-                defence,
-                attack_success_without=wins_without / nes_targets,
-                attack_success_with=wins_with / nes_targets,
-                detection_rate=detected / nes_targets,
-                queries_to_detection=statistics.median(to_detect) if to_detect else None,
-            )
+            runs.append((unguarded.success, found.success, found.stopped, found.queries + 1))
+        name = (
+            f"NES (score-based, antithetic Gaussian probes sigma={sigma}), eps=0.2, 2,000 queries"
         )
+        rows.append(_tally(name, defence, runs))
         _say(progress, rows[-1])
 
     # model extraction
