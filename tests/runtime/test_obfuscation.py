@@ -237,3 +237,7 @@ def test_labels_an_earlier_guard_left_are_not_obfuscated_again(policy: str) -> N
     out = guard.after(request, Response({"probabilities": labels}))
     assert out.outputs["probabilities"].dtype == np.int64
     np.testing.assert_array_equal(out.outputs["probabilities"], labels)
+    # integer scores of a model ([N, C]) are still scores: obfuscated as before
+    counts = np.array([[7, 3, 0]], np.int64)
+    scored = guard.after(request, Response({"probabilities": counts}))
+    assert scored.outputs["probabilities"].dtype.kind == "f"

@@ -265,7 +265,7 @@ class OutputGuard:
         names = self.score_outputs.get(request.model, self.default_score_outputs)
         outputs = dict(response.outputs)
         for name in names:
-            if name in outputs and outputs[name].dtype.kind in "iu":
+            if name in outputs and outputs[name].dtype.kind in "iu" and outputs[name].ndim == 1:
                 continue  # already labels (a guard withheld the scores): nothing to obfuscate
             if name in outputs:
                 if "noise" in policy.steps:
