@@ -277,3 +277,26 @@ def test_the_redis_state_counts_what_the_memory_state_counts(
                 )
     finally:
         shared.close()
+
+
+def test_a_fresh_alarm_of_another_worker_is_not_cleared_before_its_suspension_is_seen(
+    digits: dict[str, Any], prefix: str, tmp_path: Path
+) -> None:
+    # worker A has raised the alarm in Redis; worker B has not yet reread the store
+    from atlasguard.db.engine import connect
+    from atlasguard.db.migrate import migrate
+    from atlasguard.runtime.suspensions import SuspensionStore
+
+    engine = connect(f"sqlite:///{tmp_path / 'state.db'}")
+    migrate(engine)
+    now = [1000.0]
+    b = _worker(digits, prefix, store=SuspensionStore(engine), clock=lambda: now[0])
+    b.refresh_seconds = 60.0  # B reads the store rarely
+    state = b.shared.state(("mallory", "digits"))
+    assert state.raise_alarm(now[0], "3 near-copies")  # as worker A did, just now
+    assert b.suspended(Principal("mallory"), "digits") is None  # B knows of no suspension yet
+    assert state.alarm() is not None  # ...but leaves A's alarm alone
+    now[0] += 600.0  # long after: no suspension in the store means it was lifted or ended
+    assert b.suspended(Principal("mallory"), "digits") is None
+    assert state.alarm() is None
+    engine.dispose()

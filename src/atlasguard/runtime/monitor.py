@@ -909,7 +909,7 @@ class QueryMonitor:
         entry = self._pending.get(key) or self._active.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        if self._alarmed(key):
+        if self._alarmed(key, now):
             self._forget(key)  # lifted by an administrator, or ended
         return None
 
@@ -917,9 +917,14 @@ class QueryMonitor:
         """The state of ``key``: shared in Redis when configured, else this process's."""
         return self.shared.state(key) if self.shared is not None else self.state_for(key)
 
-    def _alarmed(self, key: tuple[str, str]) -> bool:
+    def _alarmed(self, key: tuple[str, str], now: float) -> bool:
+        """Whether the pair alarmed, and long enough ago that its suspension, if any,
+        is in the store for every worker to see: an alarm raised by another worker
+        whose suspension is still being written is not cleared."""
         if self.shared is not None:
-            return self.shared.state(key).alarm() is not None
+            alarm = self.shared.state(key).alarm()
+            settle = max(5.0, 2 * self.refresh_seconds)
+            return alarm is not None and now - alarm[0] > settle
         with self._lock:
             known = self._states.get(key)
         return known is not None and known.alarmed_at is not None
