@@ -7,6 +7,7 @@ as in-process (tests/runtime/test_monitor.py); only where they remember differs.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -279,24 +280,27 @@ def test_the_redis_state_counts_what_the_memory_state_counts(
         shared.close()
 
 
-def test_a_fresh_alarm_of_another_worker_is_not_cleared_before_its_suspension_is_seen(
+def test_a_lift_reaches_every_worker_and_clears_the_shared_state_once_seen(
     digits: dict[str, Any], prefix: str, tmp_path: Path
 ) -> None:
-    # worker A has raised the alarm in Redis; worker B has not yet reread the store
     from atlasguard.db.engine import connect
     from atlasguard.db.migrate import migrate
     from atlasguard.runtime.suspensions import SuspensionStore
 
     engine = connect(f"sqlite:///{tmp_path / 'state.db'}")
     migrate(engine)
-    now = [1000.0]
-    b = _worker(digits, prefix, store=SuspensionStore(engine), clock=lambda: now[0])
-    b.refresh_seconds = 60.0  # B reads the store rarely
+    store = SuspensionStore(engine)
+    a, b = (_worker(digits, prefix, store=store, refresh_seconds=0.0) for _ in range(2))
     state = b.shared.state(("mallory", "digits"))
-    assert state.raise_alarm(now[0], "3 near-copies")  # as worker A did, just now
-    assert b.suspended(Principal("mallory"), "digits") is None  # B knows of no suspension yet
-    assert state.alarm() is not None  # ...but leaves A's alarm alone
-    now[0] += 600.0  # long after: no suspension in the store means it was lifted or ended
+    # worker B has not read the store since A's alarm: it must leave that alarm alone
+    assert state.raise_alarm(time.time(), "3 near-copies")
+    assert b.suspended(Principal("mallory"), "digits") is None
+    assert state.alarm() is not None
+    # A's suspension reaches the store; both workers refuse
+    store.suspend("mallory", "digits", since=time.time(), until=time.time() + 60, why="copies")
+    for worker in (a, b):
+        assert worker.suspended(Principal("mallory"), "digits") == "copies"
+    store.lift("mallory", "digits")  # an administrator lifts it: the next read forgets
     assert b.suspended(Principal("mallory"), "digits") is None
     assert state.alarm() is None
     engine.dispose()

@@ -746,6 +746,7 @@ class QueryMonitor:
     # with a store: the suspensions it holds (refreshed), and those being written to it
     _active: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _pending: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    _read_keys: set[tuple[str, str]] = field(default_factory=set)  # as the last read saw
     _refresher: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -909,25 +910,11 @@ class QueryMonitor:
         entry = self._pending.get(key) or self._active.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        if self._alarmed(key, now):
-            self._forget(key)  # lifted by an administrator, or ended
-        return None
+        return None  # a lifted or ended suspension is forgotten when the store is reread
 
     def _state(self, key: tuple[str, str]) -> Any:
         """The state of ``key``: shared in Redis when configured, else this process's."""
         return self.shared.state(key) if self.shared is not None else self.state_for(key)
-
-    def _alarmed(self, key: tuple[str, str], now: float) -> bool:
-        """Whether the pair alarmed, and long enough ago that its suspension, if any,
-        is in the store for every worker to see: an alarm raised by another worker
-        whose suspension is still being written is not cleared."""
-        if self.shared is not None:
-            alarm = self.shared.state(key).alarm()
-            settle = max(5.0, 2 * self.refresh_seconds)
-            return alarm is not None and now - alarm[0] > settle
-        with self._lock:
-            known = self._states.get(key)
-        return known is not None and known.alarmed_at is not None
 
     def _forget(self, key: tuple[str, str]) -> None:
         if self.shared is not None:
@@ -981,6 +968,15 @@ class QueryMonitor:
             logger.exception("query monitor: cannot read the suspensions")
             return
         self._active = {(r.principal, r.model): (r.until, r.why) for r in rows}
+        # A suspension the last read saw and this one does not was lifted or has ended:
+        # what is remembered of the pair goes, so its next queries start afresh. Off the
+        # request's path (the refresher thread); one decided since the last read stays.
+        gone, self._read_keys = self._read_keys - self._active.keys(), set(self._active)
+        for key in gone:
+            try:
+                self._forget(key)
+            except Exception:  # a shared store away: its keys expire on their own
+                logger.exception("query monitor: cannot clear the state of %r", key[0])
 
     def _persist(self, key: tuple[str, str], since: float, until: float, why: str) -> None:
         if self.store is None:
