@@ -48,7 +48,7 @@ __all__ = ["RedisMonitorStates"]
 # outside (-1 not watched, 0, 1), match, ttl, boundary (likewise), boundary window,
 # spread window (0 not watched), the row (float64 bytes), then the fingerprint's
 # hashes. Returns {1} for a repeat, else {0, near_copies, recent, outside,
-# outside_window, seen, boundary, boundary_window, the last rows}.
+# outside_window, seen, boundary, boundary_window, the last rows, the alarm or ''}.
 _OBSERVE = """
 local base = KEYS[1]
 local digest = ARGV[1]
@@ -154,7 +154,8 @@ if spread_size > 0 then
   redis.call('EXPIRE', base .. ':win', ttl)
   spread = redis.call('LRANGE', base .. ':win', 0, -1)
 end
-return {0, near, recent, outs, out_window, seen, bnd, bnd_window, spread}
+local alarm = redis.call('GET', base .. ':alarm') or ''
+return {0, near, recent, outs, out_window, seen, bnd, bnd_window, spread, alarm}
 """
 
 _SUFFIXES = (
@@ -226,6 +227,8 @@ class RedisState:
         self.base = base
         self.model = model
         self.lock = threading.Lock()  # in-process only: Redis's script is the atomic part
+        self._alarm: tuple[float, str] | None = None
+        self._known = False  # whether _alarm is what Redis said during this request
 
     def size(self) -> int:
         return 0  # nothing remembered in this process
@@ -268,7 +271,8 @@ class RedisState:
         if detector is not None:
             low = self._distance(detector, seen, answers[1], answers[2], int(got[5]))
         radius = float("inf")
-        last_rows: list[bytes] = list(got[8]) if len(got) > 8 else []
+        self._alarm, self._known = _parse_alarm(got[9] or None), True
+        last_rows: list[bytes] = list(got[8])
         if seen.spread_window and len(last_rows) >= seen.spread_window:
             rows = np.frombuffer(b"".join(last_rows), np.float64).reshape(len(last_rows), -1)
             centred = rows - rows.mean(axis=0)
@@ -322,23 +326,34 @@ class RedisState:
         return low
 
     def alarm(self) -> tuple[float, str] | None:
-        raw = self.states.client.get(f"{self.base}:alarm")
-        if raw is None:
-            return None
-        at, _, why = raw.decode().partition("|")
-        return float(at), why
+        """The pair's alarm, read now."""
+        self._alarm, self._known = _parse_alarm(self.states.client.get(f"{self.base}:alarm")), True
+        return self._alarm
+
+    def last_alarm(self) -> tuple[float, str] | None:
+        """The alarm as this handle's last script or write saw it (no round trip): what
+        the monitor checks between the queries of one request."""
+        return self._alarm if self._known else self.alarm()
 
     def raise_alarm(self, now: float, why: str) -> bool:
         """Set the alarm once for every worker; True for the one that set it."""
-        return bool(
-            self.states.client.set(
-                f"{self.base}:alarm", f"{now}|{why}", nx=True, ex=self.states.ttl
-            )
-        )
+        key, ttl = f"{self.base}:alarm", self.states.ttl
+        won = bool(self.states.client.set(key, f"{now}|{why}", nx=True, ex=ttl))
+        self._alarm, self._known = ((now, why), True) if won else (None, False)
+        return won
 
     def forget(self) -> None:
+        self._alarm, self._known = None, True
         client = self.states.client
         classes = client.smembers(f"{self.base}:classes") or set()
         names = [self.base + s for s in _SUFFIXES]
         names += [f"{self.base}:d:{c.decode()}" for c in classes]
         client.delete(*names, f"{self.base}:classes")
+
+
+def _parse_alarm(raw: bytes | None) -> tuple[float, str] | None:
+    """``time|why``, as Redis keeps an alarm, or ``None``."""
+    if not raw:
+        return None
+    at, _, why = raw.decode().partition("|")
+    return float(at), why

@@ -650,6 +650,8 @@ class PrincipalState:
     def alarm(self) -> tuple[float, str] | None:
         return None if self.alarmed_at is None else (self.alarmed_at, self.why)
 
+    last_alarm = alarm  # in process, always current
+
     def raise_alarm(self, now: float, why: str) -> bool:
         """Record the alarm; True if it is new (else another request raised it first)."""
         if self.alarmed_at is not None:
@@ -1067,7 +1069,7 @@ class QueryMonitor:
             before = state.size()
             for query in seen:
                 counts = state.observe(query, window=self.alarm_window, off_window=off_window)
-                if counts is None or state.alarm() is not None:
+                if counts is None or state.last_alarm() is not None:
                     continue
                 why = ""
                 share = counts.outside / counts.outside_window if counts.outside_window else 0.0
@@ -1102,7 +1104,7 @@ class QueryMonitor:
                     now = self.clock()
                     if state.raise_alarm(now, why):
                         self._act(key, now, why)
-            alarmed = state.alarm() is not None
+            alarmed = state.last_alarm() is not None
             grown = state.size() - before
         if grown and self.shared is None:
             with self._lock:
