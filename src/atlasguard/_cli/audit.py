@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
-from atlasguard._cli.deployment import passphrase
+from atlasguard._cli.deployment import CONFIG, passphrase
 from atlasguard.errors import ConfigurationError, UsageError
 
 if TYPE_CHECKING:
@@ -26,8 +26,6 @@ audit_app = typer.Typer(
     help="The tamper-evident audit log (RFC 6962 Merkle tree, signed checkpoints).",
     no_args_is_help=True,
 )
-
-_CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
 
 
 def _open(config: Path, *, need_signer: bool = False) -> tuple[AuditLog, CheckpointVerifier | None]:
@@ -44,7 +42,7 @@ def _open(config: Path, *, need_signer: bool = False) -> tuple[AuditLog, Checkpo
 
 @audit_app.command("verify")
 def verify(
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="A checkpoint exported earlier and kept elsewhere."
     ),
@@ -70,7 +68,7 @@ def verify(
 
 @audit_app.command("checkpoint")
 def checkpoint(
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Also write the checkpoint here, to keep elsewhere."
     ),
@@ -87,7 +85,7 @@ def checkpoint(
 @audit_app.command("prove")
 def prove(
     record: int = typer.Argument(..., help="Index of the record."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
 ) -> None:
     """Print an inclusion proof (JSON) of one record in the latest checkpoint covering it."""
     log, _ = _open(config)
@@ -124,7 +122,7 @@ def _parse_since(text: str | None) -> float | None:
 
 @audit_app.command("report")
 def report(
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = typer.Option(None, "--principal", help="Only this principal."),
     since: str | None = typer.Option(None, "--since", help="ISO date or time (UTC)."),
     as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import getpass
 import os
 from collections.abc import Iterator
@@ -9,12 +10,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import typer
+
 from atlasguard.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from atlasguard.runtime.deployment import Deployment
 
-__all__ = ["PASSPHRASE_ENV", "local_actor", "open_deployment", "passphrase"]
+__all__ = [
+    "CONFIG",
+    "PASSPHRASE_ENV",
+    "TableOrJson",
+    "local_actor",
+    "open_deployment",
+    "passphrase",
+]
+
+CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
+"""The ``--config`` option of every command that opens a deployment."""
+
+
+class TableOrJson(enum.StrEnum):
+    """``--format`` of a listing: a table for people, JSON for programs."""
+
+    table = "table"
+    json = "json"
+
 
 PASSPHRASE_ENV = "ATLASGUARD_KEY_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
 

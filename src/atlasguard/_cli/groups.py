@@ -7,7 +7,6 @@ A group is the principal ``group:<name>``: grant it a role like any principal
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console
-from atlasguard._cli.deployment import local_actor, open_deployment
+from atlasguard._cli.deployment import CONFIG, TableOrJson, local_actor, open_deployment
 
 __all__ = ["register"]
 
@@ -26,19 +25,12 @@ groups_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
-
-
-class Format(enum.StrEnum):
-    table = "table"
-    json = "json"
-
 
 @groups_app.command("add")
 def add(
     group: str = typer.Argument(..., help="The group: NAME or group:NAME (created if needed)."),
     member: str = typer.Argument(..., help="The principal joining it (not a group)."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
 ) -> None:
     """Make MEMBER a member of GROUP; the group's grants reach it within seconds."""
     from atlasguard.identity.store import group_name
@@ -53,7 +45,7 @@ def add(
 def remove(
     group: str = typer.Argument(..., help="The group: NAME or group:NAME."),
     member: str = typer.Argument(..., help="The principal leaving it."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
 ) -> None:
     """End MEMBER's membership of GROUP; the group's grants stop reaching it within seconds."""
     from atlasguard.identity.store import group_name
@@ -67,8 +59,8 @@ def remove(
 @groups_app.command("list")
 def list_groups(
     group: str | None = typer.Argument(None, help="Only this group."),
-    output: Format = typer.Option(Format.table, "--format", help="table or json."),
-    config: Path = _CONFIG,
+    output: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
+    config: Path = CONFIG,
 ) -> None:
     """Groups kept in the store, with their members and grants."""
     from atlasguard.identity.store import group_name
@@ -88,7 +80,7 @@ def list_groups(
             }
             for name, members in found.items()
         ]
-    if output is Format.json:
+    if output is TableOrJson.json:
         console.out(json.dumps(rows, indent=2))
         return
     table = Table(title="Groups", title_justify="left")

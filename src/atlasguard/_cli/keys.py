@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
-from atlasguard._cli.deployment import local_actor, open_deployment
+from atlasguard._cli.deployment import CONFIG, local_actor, open_deployment
 
 __all__ = ["register"]
 
@@ -20,8 +20,6 @@ keys_app = typer.Typer(
     help="Per-principal API keys (shown once, stored as a slow hash) and grants (deny by default).",
     no_args_is_help=True,
 )
-
-_CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
 
 
 @keys_app.command("create")
@@ -36,7 +34,7 @@ def create(
     rate: str = typer.Option("", "--rate", help='Rate limit for the grant, e.g. "10/second".'),
     quota: str = typer.Option("", "--quota", help='Quota for the grant, e.g. "1000/day".'),
     admin: bool = typer.Option(False, "--admin", help="May use the admin API."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
 ) -> None:
     """Create a key for PRINCIPAL; the key is printed alone on the last line, once.
 
@@ -70,7 +68,7 @@ def create(
 
 @keys_app.command("list")
 def list_keys(
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = typer.Option(None, "--principal"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -109,7 +107,7 @@ def list_keys(
 
 @keys_app.command("revoke")
 def revoke(
-    key_id: str = typer.Argument(..., help="The key id (not the key)."), config: Path = _CONFIG
+    key_id: str = typer.Argument(..., help="The key id (not the key)."), config: Path = CONFIG
 ) -> None:
     """Revoke a key; it stops working within seconds on every worker."""
     with open_deployment(config, "API keys") as deployment:

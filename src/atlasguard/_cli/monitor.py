@@ -9,7 +9,6 @@ it, and it ends when ``suspend_seconds`` pass or an administrator lifts it here
 
 from __future__ import annotations
 
-import enum
 import json
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console
-from atlasguard._cli.deployment import local_actor, open_deployment
+from atlasguard._cli.deployment import CONFIG, TableOrJson, local_actor, open_deployment
 
 __all__ = ["register"]
 
@@ -28,23 +27,16 @@ monitor_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
-
-
-class Format(enum.StrEnum):
-    table = "table"
-    json = "json"
-
 
 @monitor_app.command("list")
 def list_suspensions(
-    output: Format = typer.Option(Format.table, "--format", help="table or json."),
-    config: Path = _CONFIG,
+    output: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table or json."),
+    config: Path = CONFIG,
 ) -> None:
     """Suspensions in force: principal, model, since, until and why."""
     with open_deployment(config, "monitor") as deployment:
         rows = deployment.suspensions.active(now=time.time())
-    if output is Format.json:
+    if output is TableOrJson.json:
         console.out(
             json.dumps(
                 [
@@ -79,7 +71,7 @@ def list_suspensions(
 def lift(
     principal: str = typer.Argument(..., help="The suspended principal."),
     model: str | None = typer.Option(None, "--model", help="Only on this model."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
 ) -> None:
     """Lift PRINCIPAL's suspension, recorded in the audit log; it may query again within seconds."""
     with open_deployment(config, "monitor") as deployment:

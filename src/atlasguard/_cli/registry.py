@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atlasguard._cli.console import console, err_console
-from atlasguard._cli.deployment import open_deployment
+from atlasguard._cli.deployment import CONFIG, open_deployment
 from atlasguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ def _default_principal() -> str:
         return "operator"
 
 
-_CONFIG = typer.Option(Path("atlasguard.toml"), "--config", "-c", help="Policy file.")
 _PRINCIPAL = typer.Option(
     None,
     "--principal",
@@ -118,7 +117,7 @@ def push(
         [], "--lineage", help="Version this one came from, e.g. train@3 (repeatable)."
     ),
     meta: list[str] = typer.Option([], "--meta", help="KEY=VALUE (repeatable)."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Scan, hash and store a new version; exit 1 with the findings when refused."""
@@ -144,7 +143,7 @@ def push(
 def pull(
     ref: str = typer.Argument(..., help="name, name@3, name@sha256:<hex> or name@alias."),
     dest: Path = typer.Argument(..., help="Where to write it (must not exist)."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Write a version to DEST after re-verifying it against its manifest."""
@@ -156,7 +155,7 @@ def pull(
 def list_objects(
     kind: str | None = typer.Option(None, "--kind", help="Only models or only datasets."),
     fmt: Format = typer.Option(Format.text, "--format", help="text or json."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """The objects the principal may see."""
@@ -184,7 +183,7 @@ def list_objects(
 def show(
     ref: str = typer.Argument(..., help="name, name@3, name@sha256:<hex> or name@alias."),
     fmt: Format = typer.Option(Format.text, "--format", help="text or json."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """An object and one of its versions (the latest by default)."""
@@ -210,7 +209,7 @@ def grant(
     grantee: str = typer.Argument(..., help="Principal receiving the role."),
     pattern: str = typer.Argument(..., help="Object name or fnmatch pattern ('*': all)."),
     role: str = typer.Option("reader", "--role", help="user, reader, editor, manager, admin."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Give GRANTEE a role on PATTERN (managers and owners only)."""
@@ -223,7 +222,7 @@ def revoke(
     grantee: str = typer.Argument(..., help="Principal losing the role."),
     pattern: str = typer.Argument(..., help="Exactly the name or pattern granted."),
     role: str | None = typer.Option(None, "--role", help="Only this role (default: all)."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Remove GRANTEE's grants on PATTERN."""
@@ -235,7 +234,7 @@ def revoke(
 def promote(
     ref: str = typer.Argument(..., help="The version to point at, e.g. digits@3."),
     alias: str = typer.Argument(..., help="e.g. production, staging."),
-    config: Path = _CONFIG,
+    config: Path = CONFIG,
     principal: str | None = _PRINCIPAL,
 ) -> None:
     """Move ALIAS to the version REF names (audited)."""
