@@ -10,6 +10,7 @@ import pytest
 
 from atlasguard.models.attacks import hop_skip_jump, loss_gradient, pgd
 from atlasguard.models.data import digits_splits
+from atlasguard.models.efficacy_inputs import _second_camera
 from atlasguard.runtime.detectors import DisagreementDetector
 from atlasguard.runtime.ensemble import Consensus, Ensemble, member_scores
 
@@ -68,15 +69,6 @@ def test_a_transfer_attack_moves_the_ensemble_less_than_its_source(
     assert detector.predict(adv).mean() > 3 * detector.predict(d.x_eval).mean()
 
 
-def second_camera(x: np.ndarray, seed: int) -> np.ndarray:
-    """The same digit seen by a second sensor: one pixel to the right, its own noise."""
-    images = x.reshape(-1, 8, 8)
-    shifted = np.zeros_like(images)
-    shifted[:, :, 1:] = images[:, :, :-1]
-    noise = np.random.default_rng(seed).normal(0, 0.05, x.shape)
-    return np.clip(shifted.reshape(len(x), -1) + noise, 0, 1)
-
-
 def test_consensus_withholds_the_decision_when_one_sensor_is_attacked(
     members: dict[str, Any],
 ) -> None:
@@ -84,11 +76,11 @@ def test_consensus_withholds_the_decision_when_one_sensor_is_attacked(
 
     d, camera = members["d"], members["lr"]
     other = MLPClassifier((32,), max_iter=2000, random_state=0)
-    other.fit(second_camera(d.x_fit, 0), d.y_fit)
+    other.fit(_second_camera(d.x_fit, 0), d.y_fit)
     consensus = Consensus(
         [(_predict(camera, "a"), ("a",)), (_predict(other, "b"), ("b",))], agree=2
     )
-    seen_b = second_camera(d.x_eval, 1)
+    seen_b = _second_camera(d.x_eval, 1)
     clean = consensus({"a": d.x_eval, "b": seen_b})
     decided_right = (clean["label"] == d.y_eval).mean()
     assert decided_right >= (camera.predict(d.x_eval) == d.y_eval).mean() - 0.02
