@@ -372,18 +372,22 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
 
     # NES: gradient estimation from Gaussian probes; a large sigma leaves no near-copies
     nes_targets = 4 if quick else 10
-    for sigma in (0.05, 0.1):
+    for sigma, pad in ((0.05, 0), (0.1, 0), (0.1, 5)):
         guarded = Served(model, _monitor(d["fit"]))
         runs = []
         for i in range(nes_targets):
             x, y = x_eval[i], int(y_eval[i])
             unguarded = nes(bare.client(), x, label=y, sigma=sigma)
-            found = nes(guarded.client(), x, label=y, sigma=sigma)
-            runs.append((unguarded.success, found.success, found.stopped, found.queries + 1))
-        name = (
-            f"NES (score-based, antithetic Gaussian probes sigma={sigma}), eps=0.2, 2,000 queries"
-        )
-        rows.append(_tally(name, defence, runs))
+            client = guarded.client()
+            probe = _padded(client, x_eval, pad) if pad else client
+            found = nes(probe, x, label=y, sigma=sigma)
+            sent = getattr(probe, "sent", None)  # cover traffic counts as queries too
+            asked = sent["n"] if sent is not None else found.queries + 1
+            runs.append((unguarded.success, found.success, found.stopped, asked))
+        name = f"NES (score-based, antithetic Gaussian probes sigma={sigma}), eps=0.2"
+        if pad:
+            name += f", adaptive: {pad} natural digits per probe"
+        rows.append(_tally(name + ", 2,000 probes", defence, runs))
         _say(progress, rows[-1])
 
     # model extraction
