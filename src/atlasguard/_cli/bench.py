@@ -22,13 +22,15 @@ bench_app = typer.Typer(help="Measured efficacy of the defences.", no_args_is_he
 
 @bench_app.command("efficacy")
 def efficacy(
-    quick: bool = typer.Option(False, "--quick", help="Fewer targets and streams (~15 s)."),
+    quick: bool = typer.Option(
+        False, "--quick", help="Fewer targets and streams (under a minute)."
+    ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the rows as JSON here, and the plot beside it (.png)."
     ),
 ) -> None:
     """Attack success without and with each defence, clean cost, detection and false-positive
-    rates, queries to detection; one row per attack."""
+    rates, queries to detection; one row per attack and defence."""
     from atlasguard.models.efficacy import plot, render_table, run
 
     result = run(quick=quick, progress=lambda line: err_console.print(escape(line)))
