@@ -17,6 +17,7 @@ __all__ = [
     "AtlasguardError",
     "CatalogError",
     "ConfigurationError",
+    "DataError",
     "IntegrityError",
     "PolicyError",
     "ScanError",
@@ -54,6 +55,13 @@ class PolicyError(ConfigurationError, ValueError):
 
     The message names the file, the line or key, and what was expected.
     """
+
+
+class DataError(AtlasguardError, ValueError):
+    """A data set cannot be read as given (format, columns, labels); the message says what
+    to change."""
+
+    exit_code = 2
 
 
 class CatalogError(AtlasguardError):

@@ -42,6 +42,26 @@ def efficacy(
         err_console.print(f"wrote {escape(str(output))} and {escape(str(png))}")
 
 
+@bench_app.command("training")
+def training(
+    quick: bool = typer.Option(
+        False, "--quick", help="The main BadNets row, all-to-all, one blended trigger, flips."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the rows as JSON here."),
+) -> None:
+    """Poison and label-error detection on digits: precision and recall next to the
+    references (spectral signatures per the paper, confident learning alone), one row per
+    task and defence."""
+    from atlasguard.models.training import render_table, run
+
+    result = run(quick=quick, progress=lambda line: err_console.print(escape(line)))
+    result.command = "atlasguard bench training" + (" --quick" if quick else "")
+    console.out(render_table(result), highlight=False)
+    if output is not None:
+        output.write_text(result.to_json() + "\n", encoding="utf-8")
+        err_console.print(f"wrote {escape(str(output))}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``atlasguard bench``."""
     app.add_typer(bench_app, name="bench")

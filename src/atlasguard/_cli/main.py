@@ -39,6 +39,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.groups",
     "atlasguard._cli.monitor",
     "atlasguard._cli.bench",
+    "atlasguard._cli.data",
 )
 # The module behind each top-level command: a command imports only its own module
 # (`atlasguard scan` starts without the server, the database or the registry).
@@ -60,6 +61,7 @@ _COMMANDS: dict[str, str] = {
     "groups": "atlasguard._cli.groups",
     "monitor": "atlasguard._cli.monitor",
     "bench": "atlasguard._cli.bench",
+    "data": "atlasguard._cli.data",
 }
 
 app = typer.Typer(

@@ -1,0 +1,109 @@
+"""``atlasguard data audit``: find what a training set should not be trained on (AML.M0007)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from atlasguard._cli.console import console, err_console
+
+__all__ = ["register"]
+
+data_app = typer.Typer(help="Training data: audit it before training on it.", no_args_is_help=True)
+
+
+@data_app.command("audit")
+def audit_command(
+    data: Path = typer.Argument(
+        ...,
+        help="A .csv, .parquet, .npy or .npz file, or a folder of images (one sub-folder "
+        "per class).",
+    ),
+    labels: str | None = typer.Option(
+        None,
+        "--labels",
+        help="The label column (name or 0-based index; a .npz array name). Default: a column "
+        "named label, target, class or y; image folders take the sub-folder's name.",
+    ),
+    fmt: str = typer.Option("text", "--format", metavar="text|json|html", help="Report format."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the report to a file, not stdout."
+    ),
+    cleaned: Path | None = typer.Option(
+        None, "--cleaned", help="Write a copy of the data without the flagged rows here."
+    ),
+    accepted: Path | None = typer.Option(
+        None,
+        "--accepted",
+        help="Data already accepted (same format): audit DATA as a new batch against it and "
+        "report only the new rows (active learning).",
+    ),
+    checks: list[str] = typer.Option(
+        [],
+        "--check",
+        metavar="NAME",
+        help="Run only this check (repeatable): schema, duplicate, label-error, poison, "
+        "outlier, class-balance. Default: all.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random state of the models the checks train."),
+) -> None:
+    """Report mislabeled, poisoned, duplicated and outlying rows, class imbalance and rows
+    that cannot be read. Exit 1 when anything is found."""
+    from atlasguard.data.audit import CHECKS, audit
+    from atlasguard.data.load import read_table
+    from atlasguard.data.report import AuditFormat, render, write_cleaned
+    from atlasguard.errors import DataError, UsageError
+
+    try:
+        report_format = AuditFormat(fmt)
+    except ValueError:
+        raise UsageError("--format takes text, json or html") from None
+    table = read_table(data, labels=labels)
+    previous: tuple[Any, Any] | None = None
+    if accepted is not None:
+        old = read_table(accepted, labels=labels)
+        if old.x.shape[1] != table.x.shape[1]:
+            raise DataError(
+                f"the accepted data has {old.x.shape[1]} features, the new batch {table.x.shape[1]}"
+            )
+        if table.y is not None and old.y is not None and old.classes != table.classes:
+            mapping = {c: i for i, c in enumerate(table.classes)}
+            extra = [c for c in old.classes if c not in mapping]
+            classes = (*table.classes, *extra)
+            mapping.update({c: len(table.classes) + i for i, c in enumerate(extra)})
+            old_y = [mapping[old.classes[v]] if v >= 0 else -1 for v in old.y]
+            previous = (old.x, old_y)
+            table = type(table)(
+                table.x, table.y, table.columns, table.problems, classes, table.kind, table.sources
+            )
+        else:
+            previous = (old.x, old.y)
+    err_console.print(f"auditing {len(table.x)} rows of {escape(data.name)}")
+    report = audit(
+        table.x,
+        table.y,
+        problems=table.problems,
+        checks=tuple(checks) or CHECKS,
+        accepted=previous,
+        classes=table.classes,
+        random_state=seed,
+    )
+    text = render(report, report_format)
+    if output is not None:
+        output.write_text(text + "\n", encoding="utf-8")
+        err_console.print(f"wrote the report to {escape(str(output))}")
+    else:
+        console.out(text, highlight=False)
+    if cleaned is not None:
+        kept = write_cleaned(data, table, report, cleaned)
+        err_console.print(f"wrote {kept} of {len(table.x)} rows to {escape(str(cleaned))}")
+    if report.findings:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``atlasguard data``."""
+    app.add_typer(data_app, name="data")
