@@ -40,6 +40,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.monitor",
     "atlasguard._cli.bench",
     "atlasguard._cli.data",
+    "atlasguard._cli.harden",
 )
 # The module behind each top-level command: a command imports only its own module
 # (`atlasguard scan` starts without the server, the database or the registry).
@@ -62,6 +63,7 @@ _COMMANDS: dict[str, str] = {
     "monitor": "atlasguard._cli.monitor",
     "bench": "atlasguard._cli.bench",
     "data": "atlasguard._cli.data",
+    "harden": "atlasguard._cli.harden",
 }
 
 app = typer.Typer(

@@ -1,0 +1,90 @@
+"""Hardening on digits, shortened: adversarial training buys robustness a plain model does
+not have, and the ONNX it writes answers as the network does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from atlasguard._cli.main import run  # noqa: E402
+from atlasguard.models import hardening  # noqa: E402
+from atlasguard.models.data import digits_splits  # noqa: E402
+
+SHAPE = (1, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return digits_splits()
+
+
+def _train(method: str, d, epochs: int = 9):
+    settings = hardening.HardeningSettings(method=method, epsilon=0.2, epochs=epochs, steps=3)
+    net = hardening.small_cnn(8, width=8)
+    return hardening.harden(
+        net, d.x_fit, d.y_fit, d.x_tune, d.y_tune, settings=settings, shape=SHAPE
+    )
+
+
+def test_adversarial_training_is_more_robust_than_plain_training(digits) -> None:
+    plain, _ = _train("standard", digits)
+    hard, report = _train("pgd", digits)
+    before = hardening.robustness(plain, digits.x_eval, digits.y_eval, shape=SHAPE, epsilons=(0.2,))
+    after = hardening.robustness(hard, digits.x_eval, digits.y_eval, shape=SHAPE, epsilons=(0.2,))
+    print(before, after)
+    assert after["pgd40@0.2"] > before["pgd40@0.2"] + 0.2
+    assert after["clean"] >= 0.85
+    assert report.best_epoch in [e for e, _, _ in report.history]
+    best = next(r for e, _, r in report.history if e == report.best_epoch)
+    assert report.validation_robust == best
+
+
+def test_onnx_export_answers_like_the_network(digits, tmp_path: Path) -> None:
+    net, _ = _train("trades", digits, epochs=3)
+    path = tmp_path / "hard.onnx"
+    hardening.export_onnx(net, path, SHAPE)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rows = digits.x_eval[:50].astype(np.float32)
+    (probabilities,) = session.run(None, {"input": rows})
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.from_numpy(rows).reshape(-1, *SHAPE)), dim=1).numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_cli_writes_model_and_report(digits, tmp_path: Path) -> None:
+    data = tmp_path / "train.npz"
+    np.savez(data, x=digits.x_fit, y=digits.y_fit)
+    model, report = tmp_path / "m.onnx", tmp_path / "r.json"
+    code = run(
+        [
+            "harden",
+            str(data),
+            "-o",
+            str(model),
+            "--method",
+            "pgd",
+            "--epochs",
+            "3",
+            "--epsilon",
+            "0.1",
+            "--report",
+            str(report),
+        ]
+    )
+    assert code == 0 and model.stat().st_size > 0
+    body = json.loads(report.read_text())
+    assert set(body["robustness"]) == {"clean", "fgsm@0.05", "pgd40@0.05", "fgsm@0.1", "pgd40@0.1"}
+    assert body["test_rows"] == round(len(digits.x_fit) * 0.15 + 0.5) or body["test_rows"] > 100
+
+
+def test_cli_refuses_unlabelled_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((20, 4)))
+    assert run(["harden", str(data), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "needs labels" in capsys.readouterr().err
