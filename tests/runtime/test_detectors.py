@@ -25,6 +25,7 @@ from atlasguard.runtime.detectors import (
     KnnDetector,
     MahalanobisDetector,
     SqueezingDetector,
+    StripDetector,
     build_detectors,
     cross_calibrate,
 )
@@ -53,10 +54,11 @@ def _contract_cases(digits: dict[str, Any]) -> list[Any]:
         MahalanobisDetector(labels=model.predict, embed=model.predict_proba),
         KnnDetector(k=3),
         DisagreementDetector([model.predict_proba, mlp.predict_proba]),
+        StripDetector(model.predict_proba, samples=8),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_every_detector_follows_the_estimator_contract(index: int, digits: dict[str, Any]) -> None:
     detector = _contract_cases(digits)[index]
     assert not [a for a in vars(detector) if a.endswith("_")]  # no work in __init__
@@ -266,3 +268,23 @@ def test_a_row_that_cannot_be_scored_counts_as_detected(digits: dict[str, Any]) 
     row = digits["d"].x_eval[:1].copy()
     row[0, 3] = np.nan
     assert maha.predict(row).tolist() == [True]
+
+
+def test_strip_finds_backdoor_triggered_inputs(digits: dict[str, Any]) -> None:
+    """STRIP on a model trained with a corner trigger: calibrated on clean digits, it flags
+    triggered ones and few clean ones (bench training has the full figure)."""
+    from sklearn.neural_network import MLPClassifier
+
+    from atlasguard.models.poisoning import apply_trigger, badnets
+
+    d = digits["d"]
+    attack = badnets(d.x_fit, d.y_fit, rate=0.1, target=0, random_state=2)
+    model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=0)
+    model.fit(attack.x, attack.y)
+    half = len(d.x_tune) // 2
+    strip = StripDetector(model.predict_proba, samples=16).fit(d.x_tune[:half])
+    strip.calibrate(d.x_tune[half:], fpr=0.02)
+    others = d.x_eval[d.y_eval != 0]
+    triggered = apply_trigger(others, attack.trigger)
+    assert strip.predict(triggered).mean() >= 0.9
+    assert strip.predict(d.x_eval).mean() <= 0.06

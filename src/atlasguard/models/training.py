@@ -44,10 +44,16 @@ COLUMNS = ("precision", "recall", "flagged", "true", "attack_success", "seconds"
 class Training:
     rows: list[dict[str, Any]]
     hardening: list[dict[str, Any]] = field(default_factory=list)
+    strip: list[dict[str, Any]] = field(default_factory=list)
     command: str = "atlasguard bench training"
 
     def to_json(self) -> str:
-        body = {"command": self.command, "rows": self.rows, "hardening": self.hardening}
+        body = {
+            "command": self.command,
+            "rows": self.rows,
+            "hardening": self.hardening,
+            "strip": self.strip,
+        }
         return json.dumps(body, indent=1)
 
 
@@ -63,6 +69,18 @@ def render_table(result: Training) -> str:
             for k in COLUMNS
         ]
         lines.append("| " + " | ".join([r["task"], r["defence"], *cells, r["reference"]]) + " |")
+    if result.strip:
+        lines += [
+            "",
+            "| STRIP guard (runtime) on | triggered inputs detected | clean inputs refused "
+            "| calibrated to | reference |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result.strip:
+            lines.append(
+                f"| {r['trigger']} | {r['detection']:.3f} | {r['false_rejection']:.3f} "
+                f"| {r['fpr']} | {r['reference']} |"
+            )
     if result.hardening:
         lines += [
             "",
@@ -282,7 +300,50 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         seconds=time.perf_counter() - start,
     )
     hardening = [] if quick else _hardening(d, progress)
-    return Training(rows, hardening)
+    strip = _strip(d, quick, progress)
+    return Training(rows, hardening, strip)
+
+
+def _strip(d: Any, quick: bool, progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """The STRIP guard on an MLP trained on each poisoned ``fit``: clean inputs to blend
+    with, and the threshold at 1%, from ``tune``; measured on triggered and clean ``eval``
+    inputs (32 blends each)."""
+    from atlasguard.data.poison import _surrogate
+    from atlasguard.models import poisoning
+    from atlasguard.runtime.detectors import StripDetector
+
+    attacks = {
+        "BadNets 3x3 corner, 10%, target 0": poisoning.badnets(
+            d.x_fit, d.y_fit, rate=0.1, target=0
+        ),
+        "blended alpha 0.2, 5%, target 7": poisoning.blended(
+            d.x_fit, d.y_fit, rate=0.05, target=7, alpha=0.2, random_state=11
+        ),
+    }
+    if not quick:
+        attacks["BadNets 2x2 top-left, 2%, target 5"] = poisoning.badnets(
+            d.x_fit, d.y_fit, rate=0.02, target=5, size=2, row=0, col=0
+        )
+    out = []
+    for name, attack in attacks.items():
+        model = _surrogate(attack.x, attack.y, 0)
+        strip = StripDetector(model.predict_proba, samples=32).fit(d.x_tune)
+        strip.calibrate(d.x_tune, fpr=0.01)
+        others = d.x_eval[d.y_eval != attack.target]
+        if attack.trigger is None:  # pragma: no cover - every attack here has one
+            continue
+        triggered = poisoning.apply_trigger(others, attack.trigger, attack.alpha)
+        row = {
+            "trigger": name,
+            "detection": round(float(strip.predict(triggered).mean()), 3),
+            "false_rejection": round(float(strip.predict(d.x_eval).mean()), 3),
+            "fpr": 0.01,
+            "reference": "issue 14: ART STRIP 3% at 1% false rejection; target >= 95%",
+        }
+        out.append(row)
+        if progress is not None:
+            progress(json.dumps(row))
+    return out
 
 
 HARDENING_REFERENCES = {

@@ -15,6 +15,9 @@ row with a detector fit on the others.
   class of the clean inputs, with one shrunk covariance, in input space or in
   the model's output space.
 * :class:`KnnDetector`: the mean distance to the ``k`` nearest clean inputs.
+* :class:`StripDetector` (Gao et al., 2019): an input whose answer survives
+  being blended with clean inputs carries a backdoor trigger (AML.M0008 at run
+  time).
 * :class:`DisagreementDetector`: how much the members of an ensemble disagree
   (:mod:`atlasguard.runtime.ensemble`).
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -53,6 +57,7 @@ __all__ = [
     "KnnDetector",
     "MahalanobisDetector",
     "SqueezingDetector",
+    "StripDetector",
     "build_detectors",
     "cross_calibrate",
     "threshold_for",
@@ -262,6 +267,57 @@ class KnnDetector(_Calibrated):
         return np.asarray(unit.mean(axis=1), np.float64)
 
 
+class StripDetector(_Calibrated):
+    """STRIP (Gao et al., 2019): a backdoor trigger keeps its answer when the input is
+    blended with other clean inputs; a clean input's answer scatters.
+
+    Each input is superimposed on ``samples`` clean inputs drawn from the ones given to
+    ``fit`` (the sum, clipped to their range, as in the paper; ``alpha`` below 1 averages
+    instead); the score is minus the mean entropy of the
+    model's answers on the blends (higher = surer whatever it is mixed with = more
+    suspect). It costs ``samples`` extra rows through the model per input.
+    """
+
+    def __init__(
+        self, scores: Scores, *, samples: int = 16, alpha: float = 1.0, random_state: int = 0
+    ) -> None:
+        self.scores = scores
+        self.samples = samples
+        self.alpha = alpha
+        self.random_state = random_state
+
+    def fit(self, x: FloatArray) -> StripDetector:
+        rows = _rows(x)
+        if len(rows) < self.samples:
+            raise ValueError(f"STRIP needs at least {self.samples} clean inputs to blend with")
+        self.pool_ = rows
+        self.low_, self.high_ = float(rows.min()), float(rows.max())
+        return self
+
+    def _partners(self, rows: FloatArray) -> npt.NDArray[np.intp]:
+        # the same input is always blended with the same partners: a score is repeatable,
+        # and sending an input again does not draw new ones
+        picks = [
+            np.random.default_rng([self.random_state, zlib.crc32(row.tobytes())]).integers(
+                0, len(self.pool_), size=self.samples
+            )
+            for row in np.ascontiguousarray(rows)
+        ]
+        return np.asarray(picks, np.intp).reshape(len(rows), self.samples)
+
+    def score_samples(self, x: FloatArray) -> FloatArray:
+        rows = _rows(x)
+        other = self.pool_[self._partners(rows)]
+        if self.alpha >= 1.0:
+            blends = np.clip(rows[:, None, :] + other, self.low_, self.high_)
+        else:
+            blends = self.alpha * rows[:, None, :] + (1 - self.alpha) * other
+        p = np.asarray(self.scores(blends.reshape(-1, rows.shape[1])), np.float64)
+        p = np.clip(p, 1e-12, 1.0).reshape(len(rows), self.samples, -1)
+        entropy = -(p * np.log(p)).sum(axis=-1).mean(axis=1)
+        return np.asarray(-entropy, np.float64)
+
+
 class DisagreementDetector(_Calibrated):
     """Ensemble disagreement: the mean L1 distance of each member's scores to their mean."""
 
@@ -370,6 +426,8 @@ class DetectorGuard:
             mahalanobis=settings.mahalanobis,
             shrinkage=settings.shrinkage,
             knn=settings.knn,
+            strip=settings.strip,
+            strip_samples=settings.strip_samples,
             fpr=settings.fpr,
             image_shape=shape if len(shape) in (2, 3) else _square(shape),
             value_range=value_range,
@@ -464,6 +522,8 @@ def build_detectors(
     mahalanobis: bool = True,
     shrinkage: float = 0.001,
     knn: bool = False,
+    strip: bool = False,
+    strip_samples: int = 16,
     fpr: float = 0.01,
     image_shape: tuple[int, ...] = (),
     value_range: tuple[float, float] = (0.0, 1.0),
@@ -494,6 +554,8 @@ def build_detectors(
         detectors["mahalanobis"] = MahalanobisDetector(shrinkage=shrinkage)
     if knn:
         detectors["k-nn"] = KnnDetector(k=1)
+    if strip:
+        detectors["strip"] = StripDetector(scores, samples=strip_samples, random_state=random_state)
     share = fpr / max(1, len(detectors))
     for detector in detectors.values():
         if calibration is not None:

@@ -358,6 +358,15 @@ class DetectorSettings(ControlSettings):
         default=0.001, ge=0.0, le=1.0, description="Mahalanobis: covariance shrinkage."
     )
     knn: bool = Field(default=False, description="Far from its nearest clean inputs (k-NN).")
+    strip: bool = Field(
+        default=False,
+        description="STRIP: the answer survives blending with clean inputs (a backdoor "
+        "trigger). Costs strip_samples extra rows through the model per input; for models "
+        "whose training data you could not audit.",
+    )
+    strip_samples: int = Field(
+        default=16, ge=2, le=256, description="STRIP: clean inputs each input is blended with."
+    )
     models: tuple[str, ...] | None = Field(
         default=None, description="Models watched (every model with a reference if unset)."
     )
