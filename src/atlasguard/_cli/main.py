@@ -41,6 +41,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.bench",
     "atlasguard._cli.data",
     "atlasguard._cli.harden",
+    "atlasguard._cli.drift",
 )
 # The module behind each top-level command: a command imports only its own module
 # (`atlasguard scan` starts without the server, the database or the registry).
@@ -64,6 +65,7 @@ _COMMANDS: dict[str, str] = {
     "bench": "atlasguard._cli.bench",
     "data": "atlasguard._cli.data",
     "harden": "atlasguard._cli.harden",
+    "drift": "atlasguard._cli.drift",
 }
 
 app = typer.Typer(

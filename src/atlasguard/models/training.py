@@ -19,6 +19,9 @@ Rows (``task``, ``defence``, ``precision``, ``recall``, ``flagged``, ``true``,
   patterns, patches away from the corner, other sizes, rates and targets;
 * 10% flipped labels: the label-error check (cleanlab, which atlasguard calls);
 * clean data: what each detector flags when nothing is wrong;
+* drift: how often the drift tests alarm on windows of 50, 100 and 200 rows
+  of ``eval``, clean (false alarms) and under noise, pixel knockout, rotation
+  and a class-prior shift, against ``tune`` as the reference;
 * hardening (with torch): standard training, PGD adversarial training, TRADES
   and defensive distillation of one small CNN, trained on ``fit``, early-stopped
   on ``tune``, and attacked on ``eval`` by FGSM and PGD-40 (random start).
@@ -45,6 +48,7 @@ class Training:
     rows: list[dict[str, Any]]
     hardening: list[dict[str, Any]] = field(default_factory=list)
     strip: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[dict[str, Any]] = field(default_factory=list)
     command: str = "atlasguard bench training"
 
     def to_json(self) -> str:
@@ -53,6 +57,7 @@ class Training:
             "rows": self.rows,
             "hardening": self.hardening,
             "strip": self.strip,
+            "drift": self.drift,
         }
         return json.dumps(body, indent=1)
 
@@ -81,6 +86,23 @@ def render_table(result: Training) -> str:
                 f"| {r['trigger']} | {r['detection']:.3f} | {r['false_rejection']:.3f} "
                 f"| {r['fpr']} | {r['reference']} |"
             )
+    if result.drift:
+        windows = sorted({r["window"] for r in result.drift})
+        lines += [
+            "",
+            "| drift (alarm rate per window, alpha 0.05) | "
+            + " | ".join(f"window {w}" for w in windows)
+            + " |",
+            "|---|" + "---|" * len(windows),
+        ]
+        for shift in dict.fromkeys(r["shift"] for r in result.drift):
+            cells = [
+                f"{r['alarm_rate']:.2f}"
+                for w in windows
+                for r in result.drift
+                if r["shift"] == shift and r["window"] == w
+            ]
+            lines.append(f"| {shift} | " + " | ".join(cells) + " |")
     if result.hardening:
         lines += [
             "",
@@ -301,7 +323,61 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
     )
     hardening = [] if quick else _hardening(d, progress)
     strip = _strip(d, quick, progress)
-    return Training(rows, hardening, strip)
+    drift = _drift(d, quick, progress)
+    return Training(rows, hardening, strip, drift)
+
+
+def _rotate(x: np.ndarray, degrees: float) -> np.ndarray:
+    from scipy import ndimage
+
+    images = x.reshape(-1, 8, 8)
+    turned = ndimage.rotate(images, degrees, axes=(1, 2), reshape=False, order=1)
+    return np.asarray(np.clip(turned, 0, 1).reshape(len(x), -1), np.float64)
+
+
+def _drift(d: Any, quick: bool, progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
+    """Power of the drift tests: the reference (inputs and the demo model's scores) is
+    ``tune``; each window is drawn from ``eval``, clean (the false-alarm rate) or shifted."""
+    from sklearn.linear_model import LogisticRegression
+
+    from atlasguard.runtime.drift import DriftDetector
+
+    model = LogisticRegression(max_iter=2000).fit(d.x_fit, d.y_fit)
+    detector = DriftDetector(alpha=0.05, permutations=100)
+    detector.fit(d.x_tune, model.predict_proba(d.x_tune))
+    rng = np.random.default_rng(0)
+    low_classes = np.flatnonzero(d.y_eval < 5)
+
+    def knockout(x: np.ndarray, share: float = 0.2) -> np.ndarray:
+        return np.where(rng.random(x.shape) < share, 0.0, x)
+
+    shifts: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "none (false alarms on clean windows)": lambda x: x,
+        "Gaussian noise sigma 0.1": lambda x: np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1),
+        "pixel knockout 20%": knockout,
+        "rotation 15 degrees": lambda x: _rotate(x, 15.0),
+        "class prior: only digits 0-4": lambda x: x,
+    }
+    if not quick:
+        shifts["Gaussian noise sigma 0.03"] = lambda x: np.clip(
+            x + rng.normal(0, 0.03, x.shape), 0, 1
+        )
+        shifts["rotation 5 degrees"] = lambda x: _rotate(x, 5.0)
+        shifts["pixel knockout 5%"] = lambda x: knockout(x, 0.05)
+    count = 10 if quick else 40
+    out = []
+    for window in (50, 100, 200):
+        for name, shift in shifts.items():
+            alarms = 0
+            for _ in range(count):
+                pool = low_classes if name.startswith("class prior") else np.arange(len(d.x_eval))
+                rows = shift(d.x_eval[rng.choice(pool, size=window, replace=False)])
+                alarms += detector.test(rows, model.predict_proba(rows)).drifted
+            row = {"shift": name, "window": window, "alarm_rate": alarms / count, "windows": count}
+            out.append(row)
+            if progress is not None:
+                progress(json.dumps(row))
+    return out
 
 
 def _strip(d: Any, quick: bool, progress: Callable[[str], None] | None) -> list[dict[str, Any]]:

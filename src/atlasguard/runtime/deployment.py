@@ -258,9 +258,30 @@ class Deployment:
             found = DetectorGuard.for_model(self.policy, name, predict, on_alarm=_log_detection)
             if found is not None:
                 guards.append(found)
+        if self.has("drift"):
+            from atlasguard.runtime.drift import DriftGuard
+
+            drift = DriftGuard.from_policy(self.policy, {name: predict}, on_drift=self._drift)
+            if drift is not None:
+                guards.append(drift)
+                self._closing.append(drift)
         if self.has("restoration"):
             guards.append(self.restoration)
         return tuple(guards)
+
+    @cached_property
+    def _closing(self) -> list[Any]:
+        """Per-model guards with a thread to stop at close."""
+        return []
+
+    def _drift(self, model: str, why: str) -> None:
+        """A drifted window of a model's traffic: one audit record, and a log line."""
+        from atlasguard.runtime.auditor import Outcome
+
+        logger.warning("drift: model %r: %s", model, why)
+        outcome = Outcome(action="drift.alarm", model=model, principal="atlasguard")
+        outcome.details["why"] = why
+        self._record_quietly(outcome)
 
     @cached_property
     def restoration(self) -> Guard:
@@ -275,7 +296,7 @@ class Deployment:
         ``sign_head`` also signs the log's head (a server's graceful shutdown), so
         ``atlasguard audit verify`` covers every record written.
         """
-        for guard in self.__dict__.get("guards", ()):  # built only if used (cached_property)
+        for guard in (*self.__dict__.get("guards", ()), *self.__dict__.get("_closing", ())):
             close = getattr(guard, "close", None)
             if callable(close):
                 close()

@@ -91,6 +91,21 @@ def plan(policy: Policy) -> tuple[Part, ...]:
             "each input judged on its own: distance to clean inputs, feature squeezing",
             "controls.detectors.enabled",
         )
+    if policy.enabled("detectors") and policy.models and getattr(detectors, "strip", False):
+        add(
+            "strip",
+            {"AML.M0008"},
+            "each input tested for a backdoor trigger (STRIP: its answer survives blending)",
+            "controls.detectors.strip",
+        )
+    watched = [n for n, spec in policy.models.items() if spec.reference or spec.calibration]
+    if policy.enabled("drift") and watched:
+        add(
+            "drift",
+            {"AML.M0008"},
+            f"served inputs and scores tested for drift in sliding windows ({', '.join(watched)})",
+            "controls.drift.enabled",
+        )
     for kind, mitigation, what in (
         ("ensemble", "AML.M0006", "models of different families vote behind one name"),
         ("consensus", "AML.M0009", "one decision from several sensors' models, k of n agreeing"),

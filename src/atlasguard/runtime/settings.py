@@ -372,6 +372,28 @@ class DetectorSettings(ControlSettings):
     )
 
 
+class DriftSettings(ControlSettings):
+    """``[controls.drift]``: test sliding windows of each model's served inputs and scores
+    against its reference; a drifted window is an audit record."""
+
+    window: int = Field(default=200, ge=20, le=10_000, description="Rows per window tested.")
+    every: int = Field(
+        default=100, ge=1, le=10_000, description="Test the last window every this many rows."
+    )
+    alpha: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=0.5,
+        description="False alarms per window tested (each family Bonferroni-corrected).",
+    )
+    permutations: int = Field(
+        default=200, ge=20, le=5000, description="MMD: permutations for its p-value."
+    )
+    models: tuple[str, ...] | None = Field(
+        default=None, description="Models watched (every model with a reference if unset)."
+    )
+
+
 CONTROLS = (
     Control(
         key="access",
@@ -420,6 +442,16 @@ CONTROLS = (
         "rate; a detection is logged, flagged, answered with the label only, or refused.",
         enable="[controls.detectors] enabled = true; a reference for each model",
         settings=DetectorSettings,
+    ),
+    Control(
+        key="drift",
+        title="Drift monitoring",
+        mitigates=frozenset({"AML.M0008"}),
+        summary="Sliding windows of served inputs and scores tested against the model's "
+        "held-out reference: per-feature KS / chi-squared with Bonferroni, multivariate MMD, "
+        "and black-box shift detection on the scores; each drift is an audit record.",
+        enable="[controls.drift] enabled = true; a reference (or calibration) for each model",
+        settings=DriftSettings,
     ),
     Control(
         key="ensemble",

@@ -1,0 +1,103 @@
+"""``atlasguard drift``: has the data drifted from a reference? (AML.M0008)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from atlasguard._cli.console import console
+
+__all__ = ["register"]
+
+
+def _onnx_scores(model: Path) -> Any:
+    """The model's 2-D float output (its scores) on flat rows, through ONNX Runtime."""
+    import onnxruntime as ort
+
+    from atlasguard.errors import DataError
+
+    try:
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    except Exception:
+        raise DataError(f"{model.name} is not an ONNX model ONNX Runtime can load") from None
+    name = session.get_inputs()[0].name
+
+    def scores(x: np.ndarray) -> np.ndarray:
+        outputs = session.run(None, {name: x.astype(np.float32)})
+        found = [
+            o for o in outputs if isinstance(o, np.ndarray) and o.ndim == 2 and o.dtype.kind == "f"
+        ]
+        if not found:
+            raise DataError(f"{model.name} returns no [rows, classes] float output to compare")
+        return np.asarray(found[-1], np.float64)
+
+    return scores
+
+
+def drift_command(
+    reference: Path = typer.Argument(..., help="Data the model was validated on (.csv, .npz...)."),
+    current: Path = typer.Argument(..., help="Data to compare with it (e.g. recent traffic)."),
+    labels: str | None = typer.Option(
+        None, "--labels", help="A label column to leave out of the comparison."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", help="An ONNX model: compare its scores too (black-box shift)."
+    ),
+    window: int | None = typer.Option(
+        None, "--window", help="Test CURRENT in consecutive windows of this many rows."
+    ),
+    alpha: float = typer.Option(0.01, "--alpha", help="False alarms allowed per window tested."),
+    fmt: str = typer.Option("text", "--format", metavar="text|json", help="Report format."),
+) -> None:
+    """Per-feature KS / chi-squared tests (Bonferroni), MMD, and with --model a shift in the
+    model's scores. Exit 1 when any window has drifted."""
+    from atlasguard.data.load import read_table
+    from atlasguard.errors import DataError, UsageError
+    from atlasguard.runtime.drift import DriftDetector
+
+    if fmt not in ("text", "json"):
+        raise UsageError("--format takes text or json")
+    ref, now = read_table(reference, labels=labels), read_table(current, labels=labels)
+    if ref.x.shape[1] != now.x.shape[1]:
+        raise DataError(f"the reference has {ref.x.shape[1]} features, the data {now.x.shape[1]}")
+    x_ref, x_now = ref.x[ref.usable], now.x[now.usable]
+    scores = _onnx_scores(model) if model is not None else None
+    detector = DriftDetector(alpha=alpha, names=ref.columns)
+    detector.fit(x_ref, None if scores is None else scores(x_ref))
+    size = window or len(x_now)
+    results = []
+    for start in range(0, len(x_now) - size + 1, size):
+        part = x_now[start : start + size]
+        result = detector.test(part, None if scores is None else scores(part))
+        results.append((start, result))
+    if not results:
+        raise DataError(f"the data has {len(x_now)} rows, fewer than one window of {size}")
+    if fmt == "json":
+        body = [
+            {
+                "rows": [start, start + r.rows],
+                "drifted": r.drifted,
+                "p_values": r.p_values,
+                "features": [f.__dict__ for f in r.features],
+            }
+            for start, r in results
+        ]
+        console.out(json.dumps({"alpha": alpha, "windows": body}, indent=2), highlight=False)
+    else:
+        for start, r in results:
+            verdict = "DRIFT" if r.drifted else "ok"
+            shown = "  ".join(f"{k} p={v:.3g}" for k, v in r.p_values.items())
+            console.out(f"rows {start}-{start + r.rows - 1}: {verdict:5}  {shown}", highlight=False)
+            for f in r.features[:3] if r.drifted else ():
+                console.out(f"    {f.feature}: {f.test} p={f.p_value:.3g} PSI {f.psi:.2f}")
+    if any(r.drifted for _, r in results):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``atlasguard drift``."""
+    app.command("drift")(drift_command)
