@@ -24,9 +24,9 @@ def digits():
     return digits_splits()
 
 
-def _train(method: str, d, epochs: int = 9):
+def _train(method: str, d, epochs: int = 12):
     settings = hardening.HardeningSettings(method=method, epsilon=0.2, epochs=epochs, steps=3)
-    net = hardening.small_cnn(8, width=8)
+    net = hardening.small_cnn(8, width=16)
     return hardening.harden(
         net, d.x_fit, d.y_fit, d.x_tune, d.y_tune, settings=settings, shape=SHAPE
     )
@@ -37,7 +37,6 @@ def test_adversarial_training_is_more_robust_than_plain_training(digits) -> None
     hard, report = _train("pgd", digits)
     before = hardening.robustness(plain, digits.x_eval, digits.y_eval, shape=SHAPE, epsilons=(0.2,))
     after = hardening.robustness(hard, digits.x_eval, digits.y_eval, shape=SHAPE, epsilons=(0.2,))
-    print(before, after)
     assert after["pgd40@0.2"] > before["pgd40@0.2"] + 0.2
     assert after["clean"] >= 0.85
     assert report.best_epoch in [e for e, _, _ in report.history]

@@ -4,38 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import typer
 
 from atlasguard._cli.console import console
 
 __all__ = ["register"]
-
-
-def _onnx_scores(model: Path) -> Any:
-    """The model's 2-D float output (its scores) on flat rows, through ONNX Runtime."""
-    import onnxruntime as ort
-
-    from atlasguard.errors import DataError
-
-    try:
-        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    except Exception:
-        raise DataError(f"{model.name} is not an ONNX model ONNX Runtime can load") from None
-    name = session.get_inputs()[0].name
-
-    def scores(x: np.ndarray) -> np.ndarray:
-        outputs = session.run(None, {name: x.astype(np.float32)})
-        found = [
-            o for o in outputs if isinstance(o, np.ndarray) and o.ndim == 2 and o.dtype.kind == "f"
-        ]
-        if not found:
-            raise DataError(f"{model.name} returns no [rows, classes] float output to compare")
-        return np.asarray(found[-1], np.float64)
-
-    return scores
 
 
 def drift_command(
@@ -57,6 +31,7 @@ def drift_command(
     model's scores. Exit 1 when any window has drifted."""
     from atlasguard.data.load import read_table
     from atlasguard.errors import DataError, UsageError
+    from atlasguard.models.onnx_scores import onnx_scores
     from atlasguard.runtime.drift import DriftDetector
 
     if fmt not in ("text", "json"):
@@ -65,7 +40,7 @@ def drift_command(
     if ref.x.shape[1] != now.x.shape[1]:
         raise DataError(f"the reference has {ref.x.shape[1]} features, the data {now.x.shape[1]}")
     x_ref, x_now = ref.x[ref.usable], now.x[now.usable]
-    scores = _onnx_scores(model) if model is not None else None
+    scores = onnx_scores(model) if model is not None else None
     detector = DriftDetector(alpha=alpha, names=ref.columns)
     detector.fit(x_ref, None if scores is None else scores(x_ref))
     size = window or len(x_now)

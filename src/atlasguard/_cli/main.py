@@ -42,6 +42,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.data",
     "atlasguard._cli.harden",
     "atlasguard._cli.drift",
+    "atlasguard._cli.validate",
 )
 # The module behind each top-level command: a command imports only its own module
 # (`atlasguard scan` starts without the server, the database or the registry).
@@ -66,6 +67,7 @@ _COMMANDS: dict[str, str] = {
     "data": "atlasguard._cli.data",
     "harden": "atlasguard._cli.harden",
     "drift": "atlasguard._cli.drift",
+    "validate": "atlasguard._cli.validate",
 }
 
 app = typer.Typer(
