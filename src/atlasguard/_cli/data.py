@@ -48,6 +48,12 @@ def audit_command(
         help="Run only this check (repeatable): schema, duplicate, label-error, poison, "
         "outlier, class-balance. Default: all.",
     ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        help="The ONNX model trained on DATA: the poison check reads its last hidden layer "
+        "and asks it, instead of training its own network.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Random state of the models the checks train."),
 ) -> None:
     """Report mislabeled, poisoned, duplicated and outlying rows, class imbalance and rows
@@ -81,6 +87,15 @@ def audit_command(
             )
         else:
             previous = (old.x, old.y)
+    predict = embed = None
+    if model is not None:
+        from atlasguard.models.onnx_scores import onnx_hidden, onnx_scores
+
+        scores = onnx_scores(model)
+        embed = onnx_hidden(model)
+        # the model's class i is taken to be the i-th label in numeric order (as
+        # scikit-learn and most trainers order them), which is the audit's label i
+        predict = _label_predictor(scores)
     err_console.print(f"auditing {len(table.x)} rows of {escape(data.name)}")
     report = audit(
         table.x,
@@ -89,6 +104,8 @@ def audit_command(
         checks=tuple(checks) or CHECKS,
         accepted=previous,
         classes=table.classes,
+        predict=predict,
+        embed=embed,
         random_state=seed,
     )
     text = render(report, report_format)
@@ -102,6 +119,16 @@ def audit_command(
         err_console.print(f"wrote {kept} of {len(table.x)} rows to {escape(str(cleaned))}")
     if report.findings:
         raise typer.Exit(1)
+
+
+def _label_predictor(scores: Any) -> Any:
+    """The model's decisions as class indices."""
+    import numpy as np
+
+    def predict(x: Any) -> Any:
+        return np.asarray(scores(x).argmax(axis=1), np.int64)
+
+    return predict
 
 
 def register(app: typer.Typer) -> None:
