@@ -159,8 +159,8 @@ def test_cli_audit_reads_the_users_onnx_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("skl2onnx")
-    from sklearn.neural_network import MLPClassifier
     from skl2onnx import to_onnx
+    from sklearn.neural_network import MLPClassifier
 
     d = digits_splits()
     attack = poisoning.badnets(
