@@ -56,8 +56,10 @@ def audit_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Random state of the models the checks train."),
 ) -> None:
-    """Report mislabeled, poisoned, duplicated and outlying rows, class imbalance and rows
-    that cannot be read. Exit 1 when anything is found."""
+    """Find what a training set should not be trained on. Exit 1 when anything is found.
+
+    Mislabeled, poisoned, duplicated and outlying rows, class imbalance, and rows that
+    cannot be read."""
     from atlasguard.data.audit import CHECKS, audit
     from atlasguard.data.load import read_table
     from atlasguard.data.report import AuditFormat, render, write_cleaned

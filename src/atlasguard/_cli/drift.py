@@ -27,8 +27,10 @@ def drift_command(
     alpha: float = typer.Option(0.01, "--alpha", help="False alarms allowed per window tested."),
     fmt: str = typer.Option("text", "--format", metavar="text|json", help="Report format."),
 ) -> None:
-    """Per-feature KS / chi-squared tests (Bonferroni), MMD, and with --model a shift in the
-    model's scores. Exit 1 when any window has drifted."""
+    """Test whether data has drifted from a reference. Exit 1 when a window has.
+
+    Per-feature KS / chi-squared tests (Bonferroni), MMD, and with --model a shift in the
+    model's scores."""
     from atlasguard.data.load import read_table
     from atlasguard.errors import DataError, UsageError
     from atlasguard.models.onnx_scores import onnx_scores

@@ -39,10 +39,11 @@ def harden_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Random state."),
 ) -> None:
-    """Adversarial training (PGD), TRADES or defensive distillation, with early stopping on
-    robust validation accuracy. Image data (square rows) gets a small CNN, other data an
-    MLP. Writes the model as ONNX (flat rows in, probabilities out) and a report of clean,
-    FGSM and PGD-40 accuracy on held-out data."""
+    """Train a hardened model (PGD, TRADES, distillation) and write it as ONNX.
+
+    Early stopping on robust validation accuracy. Image data (square rows) gets a small
+    CNN, other data an MLP. The ONNX model takes flat rows and returns probabilities; the
+    report gives clean, FGSM and PGD-40 accuracy on held-out data."""
     from atlasguard.data.load import read_table
     from atlasguard.errors import DataError, UsageError
     from atlasguard.models import hardening

@@ -38,9 +38,11 @@ def validate_command(
     skip_backdoor: bool = typer.Option(False, "--no-backdoor", help="Skip the trigger search."),
     fmt: str = typer.Option("text", "--format", metavar="text|json", help="Report format."),
 ) -> None:
-    """Neural Cleanse-style trigger search on every label (anomaly index of the smallest
-    trigger), accuracy, and with --sensitive the demographic parity and equalized odds
-    differences. Exit 1 when a backdoor is found or fairness fails its limits."""
+    """Test a model for a backdoor and for unfair decisions. Exit 1 when either is found.
+
+    A Neural Cleanse-style trigger search on every label (the anomaly index of the
+    smallest trigger), accuracy, and with --sensitive the demographic parity and
+    equalized odds differences across the groups."""
     from atlasguard.data.load import read_table
     from atlasguard.errors import DataError, UsageError
     from atlasguard.models.onnx_scores import onnx_scores

@@ -89,6 +89,12 @@ def _psi(reference: FloatArray, current: FloatArray, bins: int = 10) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
+def _squared_distances(x: FloatArray) -> FloatArray:
+    """Pairwise squared distances without an (n, n, features) intermediate."""
+    norms = (x**2).sum(axis=1)
+    return np.asarray(np.maximum(norms[:, None] + norms[None] - 2 * x @ x.T, 0.0), np.float64)
+
+
 class DriftDetector:
     """Two-sample drift tests against a reference (see the module's docstring)."""
 
@@ -122,7 +128,7 @@ class DriftDetector:
         take = min(len(rows), self.reference_size)
         self.sample_ = rows[rng.choice(len(rows), size=take, replace=False)]
         self.rng_ = rng
-        distances = np.sqrt(((self.sample_[:, None] - self.sample_[None]) ** 2).sum(-1))
+        distances = np.sqrt(_squared_distances(self.sample_))
         positive = distances[distances > 0]
         self.bandwidth_ = float(np.median(positive)) if len(positive) else 1.0
         return self
@@ -153,7 +159,7 @@ class DriftDetector:
 
     def _mmd(self, a: FloatArray, b: FloatArray) -> float:
         both = np.vstack([a, b])
-        squared = ((both[:, None] - both[None]) ** 2).sum(-1)
+        squared = _squared_distances(both)
         kernel = np.exp(-squared / (2 * self.bandwidth_**2))
         n = len(a)
 
@@ -234,7 +240,7 @@ class DriftGuard:
         self._since: dict[str, int] = dict.fromkeys(detectors, 0)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atlasguard-drift")
-        self.results: list[tuple[str, DriftResult]] = []
+        self.results: deque[tuple[str, DriftResult]] = deque(maxlen=100)  # the latest
 
     @classmethod
     def from_policy(
