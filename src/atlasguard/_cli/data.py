@@ -46,13 +46,27 @@ def audit_command(
         "--check",
         metavar="NAME",
         help="Run only this check (repeatable): schema, duplicate, label-error, poison, "
-        "outlier, class-balance. Default: all.",
+        "outlier, class-balance, content. Default: all.",
     ),
     model: Path | None = typer.Option(
         None,
         "--model",
         help="The ONNX model trained on DATA: the poison check reads its last hidden layer "
         "and asks it, instead of training its own network.",
+    ),
+    text: str | None = typer.Option(
+        None, "--text", help="A text column (CSV, Parquet): checked by the content policy."
+    ),
+    terms: Path | None = typer.Option(
+        None, "--terms", help="Terms not to train on, one per line (# comments)."
+    ),
+    topics: Path | None = typer.Option(
+        None,
+        "--topics",
+        help="Topics not to train on, 'name: description' per line (needs atlasguard[text]).",
+    ),
+    topic_similarity: float = typer.Option(
+        0.5, "--topic-similarity", help="Cosine similarity at which a row is about a topic."
     ),
     seed: int = typer.Option(0, "--seed", help="Random state of the models the checks train."),
 ) -> None:
@@ -69,7 +83,16 @@ def audit_command(
         report_format = AuditFormat(fmt)
     except ValueError:
         raise UsageError("--format takes text, json or html") from None
-    table = read_table(data, labels=labels)
+    table = read_table(data, labels=labels, text_column=text)
+    content = None
+    if text is not None:
+        from atlasguard.data.content import ContentPolicy
+
+        content = ContentPolicy(
+            terms=_lines(terms) if terms is not None else (),
+            topics=dict(_topic(line) for line in _lines(topics)) if topics is not None else None,
+            topic_similarity=topic_similarity,
+        )
     previous: tuple[Any, Any] | None = None
     if accepted is not None:
         old = read_table(accepted, labels=labels)
@@ -108,6 +131,8 @@ def audit_command(
         classes=table.classes,
         predict=predict,
         embed=embed,
+        texts=table.texts if text is not None else None,
+        content=content,
         random_state=seed,
     )
     text = render(report, report_format)
@@ -121,6 +146,27 @@ def audit_command(
         err_console.print(f"wrote {kept} of {len(table.x)} rows to {escape(str(cleaned))}")
     if report.findings:
         raise typer.Exit(1)
+
+
+def _lines(path: Path) -> tuple[str, ...]:
+    from atlasguard.errors import DataError
+
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise DataError(f"{path.name} cannot be read as UTF-8 text") from None
+    return tuple(
+        s.strip() for s in raw.splitlines() if s.strip() and not s.lstrip().startswith("#")
+    )
+
+
+def _topic(line: str) -> tuple[str, str]:
+    from atlasguard.errors import DataError
+
+    name, sep, description = line.partition(":")
+    if not sep or not name.strip() or not description.strip():
+        raise DataError(f"a topic line reads 'name: description', not {line[:40]!r}")
+    return name.strip(), description.strip()
 
 
 def _label_predictor(scores: Any) -> Any:

@@ -12,7 +12,9 @@ whose ``findings`` each name a row (0-based, as read), a ``kind``, a ``score``
 * ``poison``: rows carrying a backdoor trigger (:mod:`atlasguard.data.poison`);
 * ``outlier``: rows far from every other row (the distance to the 5 nearest,
   a robust z-score over the data set above ``outlier_z``);
-* ``class-balance``: a class under a fifth of the median class's size (no row).
+* ``class-balance``: a class under a fifth of the median class's size (no row);
+* ``content``: a text column that breaks the content policy
+  (:mod:`atlasguard.data.content`: personal data, listed terms and topics).
 
 No check needs to be told how much is wrong. Incremental mode (``accepted=``)
 audits a new batch against rows already accepted: the models see both, only
@@ -40,12 +42,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from atlasguard.data.content import ContentPolicy
 from atlasguard.data.load import Problem
 
 __all__ = ["CHECKS", "AuditReport", "Finding", "audit"]
 
 FloatArray = npt.NDArray[np.float64]
-CHECKS = ("schema", "duplicate", "label-error", "poison", "outlier", "class-balance")
+CHECKS = ("schema", "duplicate", "label-error", "poison", "outlier", "class-balance", "content")
 # ATLAS technique each kind of finding answers
 TECHNIQUES = {
     "poison": "AML.T0020",  # Poison Training Data
@@ -54,6 +57,7 @@ TECHNIQUES = {
     "outlier": "AML.T0020",
     "class-balance": "AML.T0020",
     "schema": "AML.T0020",
+    "content": "AML.T0020",
 }
 
 
@@ -121,6 +125,8 @@ def audit(
     predict: Callable[[FloatArray], npt.NDArray[np.int64]] | None = None,
     embed: Callable[[FloatArray], FloatArray] | None = None,
     outlier_z: float = 6.0,
+    texts: Sequence[str] | None = None,
+    content: ContentPolicy | None = None,
     random_state: int = 0,
 ) -> AuditReport:
     """Audit ``x`` (rows x features) with labels ``y`` (or none: the label checks are
@@ -158,11 +164,28 @@ def audit(
                 findings.append(Finding(f.row - offset, f.kind, f.score, f.reason, f.detail))
         seconds[name] = time.perf_counter() - start
 
+    if rows_x.shape[1] == 0:  # text only: the numeric checks have nothing to read
+        checks = tuple(
+            c for c in checks if c in ("schema", "class-balance", "content", "duplicate")
+        )
     usable = np.flatnonzero(ok)
     schema = [Finding(p.row + offset, "schema", 1.0, p.reason) for p in problems]
     run("schema", lambda: schema)
-    run("duplicate", lambda: _duplicates(rows_x, labels, usable))
+    if rows_x.shape[1] or texts is None:
+        run("duplicate", lambda: _duplicates(rows_x, labels, usable))
+    else:
+        run("duplicate", lambda: _text_duplicates(texts, labels, offset))
+    if texts is not None and content is not None:
+        policy = content
+        run(
+            "content",
+            lambda: (
+                Finding(f.row + offset, "content", f.score, f.reason)
+                for f in policy.check(list(texts))
+            ),
+        )
     label_checks = labels is not None and len(np.unique(labels[usable])) >= 2
+    label_checks = label_checks and rows_x.shape[1] > 0
     if label_checks and labels is not None:
         names = tuple(classes)
         run("label-error", lambda: _label_errors(rows_x, labels, usable, names, random_state))
@@ -208,6 +231,22 @@ def _duplicates(
         other = int(kept[index[i, 1]])
         if distance[i, 1] < 0.1 * typical and other < r:
             yield _duplicate(int(r), other, y, "near", 1.0 - float(distance[i, 1]) / typical)
+
+
+def _text_duplicates(
+    texts: Sequence[str], y: npt.NDArray[np.int64] | None, offset: int
+) -> Iterable[Finding]:
+    """The same text (case and white space aside) as an earlier row; ``texts`` are the new
+    rows only (the accepted ones have no text here)."""
+    first: dict[str, int] = {}
+    for r, text in enumerate(texts):
+        key = " ".join(text.lower().split())
+        if not key:
+            continue
+        if key in first:
+            yield _duplicate(r + offset, first[key] + offset, y, "exact", 1.0)
+        else:
+            first[key] = r
 
 
 def _duplicate(

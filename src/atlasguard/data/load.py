@@ -54,6 +54,7 @@ class Table:
     classes: tuple[str, ...] = ()  # the label values as written, indexed by y
     kind: str = "table"  # table | images
     sources: tuple[str, ...] = field(default=(), repr=False)  # image files, by row
+    texts: tuple[str, ...] = field(default=(), repr=False)  # the text column, by row
 
     @property
     def usable(self) -> npt.NDArray[np.bool_]:
@@ -97,8 +98,15 @@ def _pick_label(header: list[str], labels: str | None) -> int | None:
     return position % len(header)
 
 
-def read_csv_text(text: str, *, labels: str | None = None, max_rows: int = 10_000_000) -> Table:
-    """Parse CSV text. The first row is a header when any of its cells is not a number."""
+def read_csv_text(
+    text: str,
+    *,
+    labels: str | None = None,
+    text_column: str | None = None,
+    max_rows: int = 10_000_000,
+) -> Table:
+    """Parse CSV text. The first row is a header when any of its cells is not a number.
+    ``text_column`` is kept as text (for the content policy), not read as a feature."""
     reader = csv.reader(io.StringIO(text, newline=""))
     rows = []
     for number, row in enumerate(reader):
@@ -114,13 +122,21 @@ def read_csv_text(text: str, *, labels: str | None = None, max_rows: int = 10_00
     header = [c.strip() for c in first] if has_header else [f"c{i}" for i in range(len(first))]
     body = rows[1:] if has_header else rows
     label_at = _pick_label(header, labels)
+    text_at = None
+    if text_column is not None:
+        text_at = _pick_label(header, text_column)
+        if text_at == label_at:
+            raise DataError("the text column and the label column must differ")
     width = len(header)
-    feature_cols = [i for i in range(width) if i != label_at]
+    feature_cols = [i for i in range(width) if i not in (label_at, text_at)]
+    texts: list[str] = []
     x = np.full((len(body), len(feature_cols)), np.nan)
     raw_labels: list[str | None] = []
     problems: list[Problem] = []
     for r, row in enumerate(body):
         label = None
+        if text_at is not None:
+            texts.append(row[text_at] if len(row) > text_at else "")
         if len(row) != width:
             problems.append(Problem(r, f"has {len(row)} fields, the header has {width}"))
         else:
@@ -142,9 +158,9 @@ def read_csv_text(text: str, *, labels: str | None = None, max_rows: int = 10_00
         raw_labels.append(label)
     columns = tuple(header[i] for i in feature_cols)
     if label_at is None:
-        return Table(x, None, columns, tuple(problems))
+        return Table(x, None, columns, tuple(problems), texts=tuple(texts))
     y, classes = _encode_labels(raw_labels)
-    return Table(x, y, columns, tuple(problems), classes)
+    return Table(x, y, columns, tuple(problems), classes, texts=tuple(texts))
 
 
 def _is_number(cell: str) -> bool:
@@ -209,7 +225,7 @@ def _from_arrays(x: npt.ArrayLike, y: npt.ArrayLike | None) -> Table:
     return Table(rows, labels, columns, problems, classes)
 
 
-def _read_parquet(path: Path, labels: str | None) -> Table:
+def _read_parquet(path: Path, labels: str | None, text_column: str | None = None) -> Table:
     try:
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - the data extra installs it
@@ -228,7 +244,7 @@ def _read_parquet(path: Path, labels: str | None) -> Table:
     columns = [table.column(n).to_pylist() for n in table.column_names]
     for row in zip(*columns, strict=True):
         writer.writerow(["" if v is None else v for v in row])
-    return read_csv_text(buffer.getvalue(), labels=labels)
+    return read_csv_text(buffer.getvalue(), labels=labels, text_column=text_column)
 
 
 def _read_images(root: Path) -> Table:
@@ -273,7 +289,7 @@ def _read_images(root: Path) -> Table:
     )
 
 
-def read_table(path: Path, *, labels: str | None = None) -> Table:
+def read_table(path: Path, *, labels: str | None = None, text_column: str | None = None) -> Table:
     """Read ``path`` by its kind: a folder of images (one sub-folder per class), ``.csv``,
     ``.parquet``, ``.npy`` or ``.npz``."""
     if path.is_dir():
@@ -286,9 +302,11 @@ def read_table(path: Path, *, labels: str | None = None) -> Table:
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
             raise DataError(f"{path.name} is not UTF-8 text; save it as UTF-8 CSV") from None
-        return read_csv_text(text, labels=labels)
+        return read_csv_text(text, labels=labels, text_column=text_column)
+    if text_column is not None:
+        raise DataError("a text column can be read from CSV or Parquet only")
     if suffix in (".npy", ".npz"):
         return _read_numpy(path, labels)
     if suffix in (".parquet", ".pq"):
-        return _read_parquet(path, labels)
+        return _read_parquet(path, labels, text_column)
     raise DataError(f"{path.name}: give a .csv, .parquet, .npy or .npz file, or a folder of images")
