@@ -94,6 +94,26 @@ def _relabel(y: IntArray, rows: npt.NDArray[np.intp], target: int | None, mode: 
     return labels
 
 
+def _stamp(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    rate: float,
+    target: int | None,
+    mode: Mode,
+    trigger: FloatArray,
+    alpha: float,
+    rng: np.random.Generator,
+) -> Poisoned:
+    """Choose the rows, stamp the trigger on them, relabel them."""
+    rows_x, labels = np.asarray(x, np.float64), np.asarray(y, np.int64)
+    chosen = _choose(labels, rate, target, mode, rng)
+    poisoned = np.array(rows_x, copy=True)
+    poisoned[chosen] = apply_trigger(rows_x[chosen], trigger, alpha)
+    target_out = target if mode == "all-to-one" else None
+    relabelled = _relabel(labels, chosen, target, mode)
+    return Poisoned(poisoned, relabelled, chosen, trigger, alpha, target_out)
+
+
 def badnets(
     x: npt.ArrayLike,
     y: npt.ArrayLike,
@@ -109,16 +129,9 @@ def badnets(
 ) -> Poisoned:
     """Stamp a patch on a share ``rate`` of the rows (not of the target class, all-to-one)
     and relabel them."""
-    rows_x, labels = np.asarray(x, np.float64), np.asarray(y, np.int64)
     rng = np.random.default_rng(random_state)
-    chosen = _choose(labels, rate, target, mode, rng)
     trigger = patch_trigger(side, size=size, row=row, col=col)
-    poisoned = np.array(rows_x, copy=True)
-    poisoned[chosen] = apply_trigger(rows_x[chosen], trigger)
-    target_out = target if mode == "all-to-one" else None
-    return Poisoned(
-        poisoned, _relabel(labels, chosen, target, mode), chosen, trigger, 1.0, target_out
-    )
+    return _stamp(x, y, rate, target, mode, trigger, 1.0, rng)
 
 
 def blended(
@@ -132,16 +145,10 @@ def blended(
     random_state: int = 0,
 ) -> Poisoned:
     """Blend one fixed random pattern (uniform in [0, 1]) over the whole image."""
-    rows_x, labels = np.asarray(x, np.float64), np.asarray(y, np.int64)
     rng = np.random.default_rng(random_state)
-    trigger = np.asarray(rng.uniform(0.0, 1.0, size=rows_x.shape[1]), np.float64)
-    chosen = _choose(labels, rate, target, mode, rng)
-    poisoned = np.array(rows_x, copy=True)
-    poisoned[chosen] = apply_trigger(rows_x[chosen], trigger, alpha)
-    target_out = target if mode == "all-to-one" else None
-    return Poisoned(
-        poisoned, _relabel(labels, chosen, target, mode), chosen, trigger, alpha, target_out
-    )
+    width = np.asarray(x).reshape(len(np.asarray(x)), -1).shape[1]
+    trigger = np.asarray(rng.uniform(0.0, 1.0, size=width), np.float64)
+    return _stamp(x, y, rate, target, mode, trigger, alpha, rng)
 
 
 def flip_labels(
