@@ -66,15 +66,9 @@ class PoisonCluster:
 
 def mlp_hidden(model: Any) -> Embed:
     """The last hidden layer of a fitted scikit-learn ``MLPClassifier`` (ReLU)."""
-    weights = list(zip(model.coefs_[:-1], model.intercepts_[:-1], strict=True))
+    from atlasguard.models.attacks import relu_activations
 
-    def embed(x: FloatArray) -> FloatArray:
-        h = np.asarray(x, np.float64)
-        for w, b in weights:
-            h = np.maximum(h @ w + b, 0.0)
-        return h
-
-    return embed
+    return lambda x: relu_activations(model, x)[-1]
 
 
 def _surrogate(x: FloatArray, y: IntArray, random_state: int) -> Any:

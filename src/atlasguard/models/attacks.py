@@ -46,6 +46,7 @@ __all__ = [
     "nes",
     "pgd",
     "random_extraction",
+    "relu_activations",
     "simba",
 ]
 
@@ -219,6 +220,16 @@ Gradient = Callable[[FloatArray, npt.NDArray[np.int64]], FloatArray]
 """``(x, y) -> d loss / d x``: the gradient of the model's cross-entropy at ``x`` for ``y``."""
 
 
+def relu_activations(model: Any, x: npt.ArrayLike) -> list[FloatArray]:
+    """The input and each hidden layer of a fitted ReLU ``MLPClassifier`` (its ``coefs_``)."""
+    if getattr(model, "activation", "relu") != "relu":
+        raise ValueError("only ReLU MLPs are read layer by layer")
+    activations = [np.asarray(x, np.float64)]
+    for w, b in zip(model.coefs_[:-1], model.intercepts_[:-1], strict=True):
+        activations.append(np.maximum(activations[-1] @ w + b, 0.0))
+    return activations
+
+
 def loss_gradient(model: Any) -> Gradient:
     """The cross-entropy's input gradient of a fitted scikit-learn model.
 
@@ -238,9 +249,7 @@ def loss_gradient(model: Any) -> Gradient:
         intercepts = model.intercepts_
 
         def mlp(x: FloatArray, y: npt.NDArray[np.int64]) -> FloatArray:
-            activations = [np.asarray(x, np.float64)]
-            for w, b in zip(coefs[:-1], intercepts[:-1], strict=True):
-                activations.append(np.maximum(activations[-1] @ w + b, 0.0))
+            activations = relu_activations(model, x)
             logits = activations[-1] @ coefs[-1] + intercepts[-1]
             p = np.exp(logits - logits.max(axis=1, keepdims=True))
             p /= p.sum(axis=1, keepdims=True)
