@@ -183,7 +183,8 @@ class DriftDetector:
     def _predictions(self, scores: FloatArray) -> float:
         from scipy import stats
 
-        assert self.scores_ is not None
+        if self.scores_ is None:
+            raise ValueError("prediction drift needs the reference's scores: give them to fit")
         classes = scores.shape[1]
         smallest = min(
             float(stats.ks_2samp(self.scores_[:, c], scores[:, c]).pvalue) for c in range(classes)
