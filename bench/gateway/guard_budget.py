@@ -185,8 +185,9 @@ def _input_guard_cost(
     served: Any, request: Any, outputs: Any, n: int
 ) -> dict[str, tuple[float, float]]:
     """The demo's per-model guards: the input detectors (action kept to ``log``: the
-    cost, not the verdict) and the input restoration, on one request."""
+    cost, not the verdict), drift's buffering and the input restoration, on one request."""
     from atlasguard.runtime.detectors import DetectorGuard
+    from atlasguard.runtime.drift import DriftGuard
     from atlasguard.runtime.pipeline import Response
     from atlasguard.runtime.restoration import RestorationGuard
 
@@ -196,6 +197,12 @@ def _input_guard_cost(
         if isinstance(guard, DetectorGuard):
             guard.action, guard.on_alarm = "log", None
             out["input detectors (Mahalanobis)"] = _percentiles(
+                lambda g=guard: g.after(g.before(request), response), n
+            )
+        elif isinstance(guard, DriftGuard):
+            # the request path only buffers the row; the window tests run on their own thread
+            guard.every = 10**9
+            out["drift (buffer the row; tests off the path)"] = _percentiles(
                 lambda g=guard: g.after(g.before(request), response), n
             )
         elif isinstance(guard, RestorationGuard):
