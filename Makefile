@@ -30,6 +30,11 @@ $(ANCHORS)/.stamp: bench/anchors.txt
 
 anchors: $(ANCHORS)/.stamp
 
+# ART and torch, for the training bench only (make test does not need them).
+$(ANCHORS)/.stamp-ml: $(ANCHORS)/.stamp bench/anchors-ml.txt
+	$(ANCHORS)/bin/pip install -q -r bench/anchors-ml.txt
+	touch $@
+
 ## run: set up, create the demo deployment once (digits model, keys), serve it behind every guard.
 run: $(VENV)/.stamp-run
 	@test -f demo/atlasguard.toml || $(BIN)/atlasguard init demo --demo
@@ -39,8 +44,15 @@ run: $(VENV)/.stamp-run
 services:
 	scripts/services.sh
 
-## test: set up (dev + all extras, anchors), check PostgreSQL and Redis, run the tests.
-test: $(VENV)/.stamp-dev anchors services
+# The official SARIF validator (Microsoft's SARIF Multitool, from npm, with the 2.1.0 schema):
+# the SARIF tests validate atlasguard's reports with it.
+SARIF_TOOL := .tools/node_modules/@microsoft/sarif-multitool-linux
+$(SARIF_TOOL)/.stamp:
+	npm install --silent --no-audit --no-fund --prefix .tools @microsoft/sarif-multitool@5.7.0
+	touch $@
+
+## test: set up (dev + all extras, anchors, SARIF validator), check PostgreSQL and Redis, run the tests.
+test: $(VENV)/.stamp-dev anchors $(SARIF_TOOL)/.stamp services
 	$(BIN)/pytest
 
 lint: $(VENV)/.stamp-dev
@@ -53,8 +65,8 @@ format: $(VENV)/.stamp-dev
 	$(BIN)/ruff check --fix src tests bench
 
 ## bench: the side-by-side benchmarks under bench/ (slow).
-bench: $(VENV)/.stamp-dev anchors services
+bench: $(VENV)/.stamp-dev anchors $(ANCHORS)/.stamp-ml services
 	$(BIN)/pytest -m bench -p no:randomly -s bench
 
 clean:
-	rm -rf $(VENV) $(ANCHORS) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) $(ANCHORS) .tools .pytest_cache .mypy_cache .ruff_cache build dist

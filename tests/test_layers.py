@@ -12,7 +12,7 @@ import pytest
 import atlasguard
 
 PACKAGE = Path(atlasguard.__file__).parent
-LOWER = ("runtime", "artifacts", "audit", "identity", "catalog", "db", "data", "models")
+LOWER = ("runtime", "artifacts", "audit", "identity", "catalog", "db", "data", "models", "release")
 UPPER = ("atlasguard.gateway", "atlasguard._cli")
 
 

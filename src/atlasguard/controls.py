@@ -74,6 +74,7 @@ CONTROL_MODULES: tuple[str, ...] = (
     "atlasguard.artifacts.encryption",
     "atlasguard.runtime.settings",
     "atlasguard.registry.settings",
+    "atlasguard.release.settings",
 )
 
 

@@ -43,6 +43,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.harden",
     "atlasguard._cli.drift",
     "atlasguard._cli.validate",
+    "atlasguard._cli.release",
 )
 # The module behind each top-level command: a command imports only its own module
 # (`atlasguard scan` starts without the server, the database or the registry).
@@ -68,6 +69,7 @@ _COMMANDS: dict[str, str] = {
     "harden": "atlasguard._cli.harden",
     "drift": "atlasguard._cli.drift",
     "validate": "atlasguard._cli.validate",
+    "release-check": "atlasguard._cli.release",
 }
 
 app = typer.Typer(
