@@ -181,3 +181,30 @@ def test_the_line_prefilter_keeps_what_detect_secrets_finds(tmp_path: Path) -> N
         item = Item(suffix, path.read_bytes(), path.stat().st_size)
         got = {(line, value) for line, _kinds, value in _detect_secrets(item, scratch)}
         assert expected and expected <= got, (suffix, expected - got)
+
+
+def test_a_7z_archive_is_opened(tmp_path: Path) -> None:
+    py7zr = pytest.importorskip("py7zr")
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "weights.safetensors").write_bytes(builders.safetensors())
+    release = tmp_path / "release"
+    release.mkdir()
+    with py7zr.SevenZipFile(release / "models.7z", "w") as archive:
+        archive.write(inner / "weights.safetensors", "weights.safetensors")
+    report = check_release(release)
+    assert ("model", "models.7z!weights.safetensors") in rules_at(report)
+
+
+def test_a_zstd_archive_it_cannot_open_is_reported(tmp_path: Path) -> None:
+    try:
+        import zstandard
+    except ImportError:
+        (tmp_path / "models.tar.zst").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(64))
+        report = check_release(tmp_path)
+        assert [f.rule for f in report.findings] == ["unexamined"]
+        assert "zstandard" in report.findings[0].message
+        return
+    data = zstandard.ZstdCompressor().compress(builders.tflite_model())
+    (tmp_path / "model.tflite.zst").write_bytes(data)
+    assert ("model", "model.tflite.zst!model.tflite") in rules_at(check_release(tmp_path))

@@ -219,7 +219,11 @@ def model_kind(item: Item) -> str | None:
     ):
         if name in names:
             return label
-    if head[:4] == b"\x08\x01\x12\x00" and suffix == ".pb":
+    if "joblib-zfile" in names:
+        return "joblib-compressed pickle (model or data: loading it runs code)"
+    if suffix == ".pb" and any(
+        op in item.data[: 1 << 20] for op in (b"Placeholder", b"VarHandleOp")
+    ):
         return "TensorFlow graph"
     return None
 
@@ -286,6 +290,9 @@ def data_kind(item: Item, settings: ReleaseSettings) -> str | None:
             return None
     if suffix == ".tfrecord" and item.size >= settings.min_data_bytes:
         return f"TFRecord file ({item.size} bytes)"
+    if re.search(r"(^|/)xl/worksheets/[^/]+\.xml$", item.inner):
+        rows = item.data.count(b"<row ") + item.data.count(b"<row>")
+        return f"spreadsheet ({rows} rows)" if rows >= settings.min_data_rows else None
     if not _printable(item.data[:65536]):
         return None
     if suffix in (".jsonl", ".ndjson") or item.data[:1] == b"{":
@@ -480,6 +487,11 @@ _HOST = re.compile(
     r"(?<![\w.-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:"
     + "|".join(re.escape(s) for s in _RESERVED_SUFFIXES)
     + r"))(?![\w-]|\.[a-z0-9])",
+    re.IGNORECASE,
+)
+_INNER_LABEL = re.compile(
+    r"(?<![\w.-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:internal|corp|intranet|intra|"
+    r"private|priv|lan)\.(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z]{2,24})(?![\w-]|\.[a-z0-9])",
     re.IGNORECASE,
 )
 _PUBLIC_INTERNAL = (
@@ -716,6 +728,19 @@ class Detector:
             yield found(
                 "internal-host", Severity.MEDIUM, f"internal host name {host}", host, m.start()
             )
+        for m in _INNER_LABEL.finditer(text):
+            host = m.group(1).lower()
+            context = text[max(0, m.start() - 3) : m.start()]
+            after = text[m.end() : m.end() + 1]
+            hostlike = loose or context.endswith(("://", "@")) or after == ":"
+            if (
+                hostlike
+                and not _PLACEHOLDER_NAMES.match(host.split(".")[0])
+                and once("internal-host", host)
+            ):
+                yield found(
+                    "internal-host", Severity.MEDIUM, f"internal host name {host}", host, m.start()
+                )
         if self.domains is not None:
             for m in self.domains.finditer(text):
                 host = m.group(1).lower()

@@ -404,6 +404,21 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     ),
     # a term in a file name
     "assets/bluebird-logo.svg": lambda: b"<svg xmlns='http://www.w3.org/2000/svg'></svg>",
+    # an Excel workbook of records
+    "data/customers.xlsx": lambda: zip_of(
+        {
+            "[Content_Types].xml": b"<Types/>",
+            "xl/worksheets/sheet1.xml": b"<worksheet><sheetData>"
+            + b"".join(b'<row r="%d"><c><v>%d</v></c></row>' % (i, i) for i in range(1, 260))
+            + b"</sheetData></worksheet>",
+        }
+    ),
+    # a model in a zstd-compressed tarball is not opened without zstandard: reported
+    # as unexamined, never passed silently (see the tests)
+    # a TensorFlow frozen graph
+    "export/frozen_graph.pb": lambda: b"\n\x0f\n\x05input\x12\x0bPlaceholder" + bytes(64),
+    # an internal host under the company's domain, in a YAML config
+    "deploy/values.yaml": lambda: b"tracking:\n  host: mlflow.corp.acme-ai.com\n",
     # a credential in a dotenv file
     "deploy/.env": lambda: b"AWS_ACCESS_KEY_ID=AKIAZ7QXH3KD2PLM4WNB\nREGION=eu-west-1\n",
 }
@@ -437,6 +452,9 @@ HIDDEN_EXPECTED = {
     ("local-path", "docs/deploy.md"),
     ("policy-term", "assets/bluebird-logo.svg"),
     ("credential", "deploy/.env"),
+    ("dataset", "data/customers.xlsx!xl/worksheets/sheet1.xml"),
+    ("model", "export/frozen_graph.pb"),
+    ("internal-host", "deploy/values.yaml"),
 }
 HIDDEN_TERMS = ("Project Bluebird", "bluebird")
 

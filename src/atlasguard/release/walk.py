@@ -99,6 +99,8 @@ def archive_kind(head: bytes) -> str | None:
         return "xz"
     if head[:6] == b"7z\xbc\xaf\x27\x1c":
         return "7z"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
     return None
 
 
@@ -108,6 +110,49 @@ _COMMIT = re.compile(r"^[0-9a-f]{12}:")
 def strip_commit(path: str) -> str:
     """``1a2b3c4d5e6f:dir/file`` -> ``dir/file``: a history path without its commit."""
     return _COMMIT.sub("", path, count=1)
+
+
+class _MemorySink:
+    """A py7zr writer into memory, refusing to grow past ``cap`` bytes."""
+
+    def __init__(self, cap: int, path: str) -> None:
+        self.buffer = bytearray()
+        self.cap = cap
+        self.path = path
+
+    def write(self, data: bytes) -> int:
+        if len(self.buffer) + len(data) > self.cap:
+            raise Unexamined(self.path, "7z member larger than the size limit: not opened")
+        self.buffer += data
+        return len(data)
+
+    def read(self, size: int | None = None) -> bytes:
+        return bytes(self.buffer if size is None or size < 0 else self.buffer[:size])
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def flush(self) -> None:
+        return None
+
+    def size(self) -> int:
+        return len(self.buffer)
+
+    def close(self) -> None:
+        return None
+
+
+class _MemoryFactory:
+    """py7zr's ``WriterFactory``: one :class:`_MemorySink` per member."""
+
+    def __init__(self, cap: int, path: str) -> None:
+        self.cap = cap
+        self.path = path
+        self.sinks: dict[str, _MemorySink] = {}
+
+    def create(self, filename: str) -> _MemorySink:
+        self.sinks[filename] = _MemorySink(self.cap, self.path)
+        return self.sinks[filename]
 
 
 def _decompressor(kind: str, raw: IO[bytes]) -> IO[bytes]:
@@ -276,6 +321,8 @@ class Walker:
                 yield from self._tar(item, source, bundle)
             elif kind == "7z":
                 yield from self._sevenzip(item, source, bundle)
+            elif kind == "zstd":
+                yield from self._zstd(item, bundle)
             else:
                 yield from self._stream(item, kind, bundle)
         except Unexamined as exc:
@@ -374,6 +421,22 @@ class Walker:
             stem = stem if stem.endswith(".tar") else f"{stem}.tar"
         yield Item(f"{item.path}!{stem}", data, size, item.depth + 1, bundle)
 
+    def _zstd(self, item: Item, bundle: str | None) -> Iterator[Item]:
+        try:
+            import zstandard  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise Unexamined(item.path, "zstd-compressed: install zstandard to open it") from None
+        if not item.complete:
+            raise Unexamined(item.path, "zstd stream above the size limit: not opened")
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(item.data))
+        data = reader.read(self.limits.max_item_bytes + 1)
+        size = len(data)
+        if size > self.limits.max_item_bytes:
+            data = data[:HEAD]
+        self._count(item, size)
+        stem = item.name.rsplit(".", 1)[0] if "." in item.name else item.name
+        yield Item(f"{item.path}!{stem}", data, size, item.depth + 1, bundle)
+
     def _sevenzip(
         self, item: Item, source: io.BytesIO | None, bundle: str | None
     ) -> Iterator[Item]:
@@ -383,13 +446,21 @@ class Walker:
             raise Unexamined(item.path, "7z archive: install py7zr to open it") from None
         opened = source if source is not None else item.disk
         assert opened is not None
-        with py7zr.SevenZipFile(opened, mode="r") as archive:
-            infos = [i for i in archive.list() if not i.is_directory]
-            for info in infos:
-                self._count(item, int(info.uncompressed or 0))
-            if any(int(i.uncompressed or 0) > self.limits.max_item_bytes for i in infos):
-                raise Unexamined(item.path, "7z member above the size limit: not opened")
-            contents = archive.readall() or {}
-            for name, fh in sorted(contents.items()):
-                data = fh.read()
-                yield Item(f"{item.path}!{name}", data, len(data), item.depth + 1, bundle)
+        sinks = _MemoryFactory(self.limits.max_item_bytes, item.path)
+        try:
+            with py7zr.SevenZipFile(opened, mode="r") as archive:
+                infos = [i for i in archive.list() if not i.is_directory]
+                for info in infos:
+                    self._count(item, int(info.uncompressed or 0))
+                if any(int(i.uncompressed or 0) > self.limits.max_item_bytes for i in infos):
+                    raise Unexamined(item.path, "7z member above the size limit: not opened")
+                archive.extractall(factory=sinks)  # noqa: S202 - into memory, never to disk
+        except Unexamined:
+            raise
+        except Exception as exc:  # py7zr raises many types on malformed input
+            raise Unexamined(
+                item.path, f"7z archive unreadable: {type(exc).__name__}: {str(exc)[:120]}"
+            ) from None
+        for name, sink in sorted(sinks.sinks.items()):
+            data = bytes(sink.buffer)
+            yield Item(f"{item.path}!{name}", data, len(data), item.depth + 1, bundle)
