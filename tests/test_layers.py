@@ -12,7 +12,18 @@ import pytest
 import atlasguard
 
 PACKAGE = Path(atlasguard.__file__).parent
-LOWER = ("runtime", "artifacts", "audit", "identity", "catalog", "db", "data", "models", "release")
+LOWER = (
+    "runtime",
+    "artifacts",
+    "audit",
+    "identity",
+    "catalog",
+    "db",
+    "data",
+    "models",
+    "release",
+    "labs",
+)
 UPPER = ("atlasguard.gateway", "atlasguard._cli")
 
 

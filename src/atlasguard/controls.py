@@ -75,6 +75,7 @@ CONTROL_MODULES: tuple[str, ...] = (
     "atlasguard.runtime.settings",
     "atlasguard.registry.settings",
     "atlasguard.release.settings",
+    "atlasguard.labs.settings",
 )
 
 

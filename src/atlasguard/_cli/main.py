@@ -44,6 +44,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "atlasguard._cli.drift",
     "atlasguard._cli.validate",
     "atlasguard._cli.release",
+    "atlasguard._cli.labs",
 )
 # The module behind each top-level command: a command imports only its own module
 # (`atlasguard scan` starts without the server, the database or the registry).
@@ -70,6 +71,7 @@ _COMMANDS: dict[str, str] = {
     "drift": "atlasguard._cli.drift",
     "validate": "atlasguard._cli.validate",
     "release-check": "atlasguard._cli.release",
+    "labs": "atlasguard._cli.labs",
 }
 
 app = typer.Typer(

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Training", "render_table", "run"]
+__all__ = ["Training", "backdoor_success", "clean_accuracy", "render_table", "run"]
 
 COLUMNS = ("precision", "recall", "flagged", "true", "attack_success", "seconds")
 
@@ -151,16 +151,25 @@ def _score(flagged: npt.NDArray[np.intp], truth: npt.NDArray[np.intp]) -> tuple[
     return precision, recall
 
 
-def _backdoor_success(poisoned: Any, x_other: np.ndarray, y_other: np.ndarray) -> float | None:
-    """The trigger's success on held-out rows, for an MLP trained on the poisoned set."""
+def _victim(x: np.ndarray, y: np.ndarray) -> Any:
+    """The model a victim trains on the data it was given: a small MLP."""
     from sklearn.neural_network import MLPClassifier
 
+    return MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=0).fit(x, y)
+
+
+def clean_accuracy(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
+    """Accuracy on clean ``x_test`` of the victim's MLP trained on ``x``, ``y``."""
+    return float(np.mean(_victim(x, y).predict(x_test) == y_test))
+
+
+def backdoor_success(poisoned: Any, x_other: np.ndarray, y_other: np.ndarray) -> float | None:
+    """The trigger's success on held-out rows, for an MLP trained on the poisoned set."""
     from atlasguard.models.poisoning import apply_trigger
 
     if poisoned.trigger is None:
         return None
-    model = MLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=0)
-    model.fit(poisoned.x, poisoned.y)
+    model = _victim(poisoned.x, poisoned.y)
     stamped = apply_trigger(x_other, poisoned.trigger, poisoned.alpha)
     classes = int(poisoned.y.max()) + 1
     target = (
@@ -236,7 +245,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
             progress(json.dumps(row))
 
     def detect(name: str, attack: Any, reference: str = "", baselines: bool = False) -> None:
-        success = _backdoor_success(attack, d.x_tune, d.y_tune)
+        success = backdoor_success(attack, d.x_tune, d.y_tune)
         start = time.perf_counter()
         found = PoisonDetector(random_state=0).fit(attack.x, attack.y).rows_
         add(
