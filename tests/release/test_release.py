@@ -208,3 +208,21 @@ def test_a_zstd_archive_it_cannot_open_is_reported(tmp_path: Path) -> None:
     data = zstandard.ZstdCompressor().compress(builders.tflite_model())
     (tmp_path / "model.tflite.zst").write_bytes(data)
     assert ("model", "model.tflite.zst!model.tflite") in rules_at(check_release(tmp_path))
+
+
+@pytest.mark.timeout(120)  # a hang guard, not a speed target: the bench measures speed
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"a" * 300_000,
+        b"a1" * 150_000,
+        b"a." * 150_000,
+        b"x-y.internal-" * 25_000,
+        b"10.0.0." * 45_000,
+        b"://a:b" * 50_000,
+        (b"A" * 399 + b" ") * 800,
+    ],
+)
+def test_long_pathological_lines_finish(tmp_path: Path, data: bytes) -> None:
+    (tmp_path / "bundle.min.js").write_bytes(data)
+    check_release(tmp_path)
