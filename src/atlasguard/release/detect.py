@@ -720,7 +720,7 @@ class Detector:
             hostlike = (
                 re.search(r"[\d-]", first) is not None
                 or context.endswith(("://", "@"))
-                or after == ":"
+                or re.match(r":\d", after) is not None  # a port, not `if self.private:`
                 or (labels >= 2 and loose)
             )
             if not hostlike or _PLACEHOLDER_NAMES.match(first) or not once("internal-host", host):
@@ -731,8 +731,10 @@ class Detector:
         for m in _INNER_LABEL.finditer(text):
             host = m.group(1).lower()
             context = text[max(0, m.start() - 3) : m.start()]
-            after = text[m.end() : m.end() + 1]
-            hostlike = loose or context.endswith(("://", "@")) or after == ":"
+            after = text[m.end() : m.end() + 2]
+            hostlike = (
+                loose or context.endswith(("://", "@")) or re.match(r":\d", after) is not None
+            )
             if (
                 hostlike
                 and not _PLACEHOLDER_NAMES.match(host.split(".")[0])
@@ -760,6 +762,8 @@ class Detector:
             if "version" in before or before.rstrip().endswith(("v", "==", ">=", "<=")):
                 continue
             address = m.group(0)
+            if not loose and _example_address(octets, text, m.start(), m.end()):
+                continue
             if once("private-address", address):
                 yield found(
                     "private-address",
@@ -870,6 +874,22 @@ class Detector:
                 "config",
             )
         return None
+
+
+def _example_address(o: list[int], text: str, start: int, end: int) -> bool:
+    """In code and docs, the addresses every tutorial uses (192.168.0.x, 192.168.1.x,
+    10.0.0.x, 172.16.0.x) and network addresses in CIDR notation are examples, unless a
+    URL, a user or a port says they are a real endpoint."""
+    before, after = text[max(0, start - 3) : start], text[end : end + 2]
+    endpoint = before.endswith(("://", "@")) or re.match(r":\d", after) is not None
+    if endpoint:
+        return False
+    favourite = (
+        (o[0] == 192 and o[1] == 168 and o[2] in (0, 1))
+        or (o[0] == 10 and o[1] == 0 and o[2] == 0)
+        or (o[0] == 172 and o[1] == 16 and o[2] == 0)
+    )
+    return favourite or (o[3] == 0 and after.startswith("/"))
 
 
 def _private(o: list[int]) -> bool:
