@@ -226,3 +226,18 @@ def test_a_zstd_archive_it_cannot_open_is_reported(tmp_path: Path) -> None:
 def test_long_pathological_lines_finish(tmp_path: Path, data: bytes) -> None:
     (tmp_path / "bundle.min.js").write_bytes(data)
     check_release(tmp_path)
+
+
+def test_a_signature_bundle_is_not_a_credential_but_the_private_key_is(tmp_path: Path) -> None:
+    from atlasguard.artifacts.keys import generate_signing_key, write_signing_keypair
+    from atlasguard.artifacts.signing import sign_model
+
+    model = tmp_path / "models" / "digits"
+    model.mkdir(parents=True)
+    (model / "weights.txt").write_text("0.1 0.2 0.3\n")
+    key = generate_signing_key()
+    sign_model(model, key, signature=tmp_path / "models" / "digits.sig")
+    write_signing_keypair(tmp_path / "keys")
+    report = check_release(tmp_path)
+    credentials = {f.path for f in report.findings if f.rule == "credential"}
+    assert credentials == {"keys/private.pem"}, credentials

@@ -417,6 +417,17 @@ _PLACEHOLDER_SECRET = re.compile(
 )
 
 
+def _signature_bundle(item: Item) -> bool:
+    """A Sigstore / OpenSSF model-signing bundle, or the in-toto statement inside it:
+    public signatures, certificates and file digests, high in entropy and meant to be
+    published beside the model."""
+    name = item.name.lower()
+    head = item.data[:4096]
+    return name.endswith((".sig", ".sigstore", ".sigstore.json", ".intoto.jsonl")) or any(
+        mark in head for mark in (b"application/vnd.dev.sigstore.bundle", b"in-toto.io/Statement")
+    )
+
+
 def _example(kind: str, value: str) -> bool:
     """detect-secrets hits that are examples, not credentials: atlasguard's filters on top
     of detect-secrets' own (measured on the docs and tests of requests, httpx, pydantic
@@ -467,11 +478,12 @@ def _detect_secrets(item: Item, scratch: Path) -> list[tuple[int, list[str], str
             collection.scan_file(str(path))
     finally:
         path.unlink(missing_ok=True)
+    signed = _signature_bundle(item)
     grouped: dict[tuple[int, str], list[str]] = {}
     for _file, secrets in collection.data.items():
         for s in secrets:
             value = s.secret_value or ""
-            if _example(s.type, value):
+            if _example(s.type, value) or (signed and "High Entropy" in s.type):
                 continue
             line = numbers[s.line_number - 1] if 0 < s.line_number <= len(numbers) else 0
             grouped.setdefault((line, value), []).append(s.type)
