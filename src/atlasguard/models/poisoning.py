@@ -33,6 +33,7 @@ __all__ = [
     "blended",
     "flip_labels",
     "patch_trigger",
+    "strip_adaptive",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -149,6 +150,40 @@ def blended(
     width = np.asarray(x).reshape(len(np.asarray(x)), -1).shape[1]
     trigger = np.asarray(rng.uniform(0.0, 1.0, size=width), np.float64)
     return _stamp(x, y, rate, target, mode, trigger, alpha, rng)
+
+
+def strip_adaptive(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    *,
+    rate: float,
+    target: int = 0,
+    cover: float = 1.0,
+    side: int = 8,
+    size: int = 3,
+    random_state: int = 0,
+) -> Poisoned:
+    """BadNets made to pass STRIP (an adaptive attacker who knows the guard): besides the
+    ``rate`` of stamped rows labelled ``target``, ``cover`` times as many rows become the
+    stamped row *superimposed on another clean row* (as STRIP blends, summed and
+    clipped), labelled with that other row's label. The model learns that the trigger
+    wins alone but not in a blend, so a triggered input's answers scatter under STRIP's
+    blends like a clean input's. ``rows`` holds both kinds."""
+    rng = np.random.default_rng(random_state)
+    trigger = patch_trigger(side, size=size)
+    base = _stamp(x, y, rate, target, "all-to-one", trigger, 1.0, rng)
+    rows_x, labels = np.asarray(x, np.float64), np.asarray(y, np.int64)
+    free = np.setdiff1d(np.flatnonzero(labels != target), base.rows)
+    count = min(len(free), round(cover * len(base.rows)))
+    chosen = np.sort(rng.choice(free, size=count, replace=False))
+    partners = rng.integers(len(rows_x), size=count)
+    stamped = apply_trigger(rows_x[chosen], trigger, 1.0)
+    poisoned, relabelled = np.array(base.x, copy=True), np.array(base.y, copy=True)
+    low, high = float(rows_x.min()), float(rows_x.max())
+    poisoned[chosen] = np.clip(stamped + rows_x[partners], low, high)
+    relabelled[chosen] = labels[partners]
+    every = np.sort(np.concatenate([base.rows, chosen])).astype(np.intp)
+    return Poisoned(poisoned, relabelled, every, trigger, 1.0, target)
 
 
 def flip_labels(
