@@ -78,6 +78,13 @@ def _poison(quick: bool) -> LabResult:
 # -- extraction and obfuscation -------------------------------------------------------
 
 
+def _agreement(result: Any, model: Any, x: np.ndarray) -> float:
+    """How often a stolen copy answers as the model does on ``x`` (0 without a copy)."""
+    if result.surrogate is None:
+        return 0.0
+    return float((result.surrogate.predict(x) == model.predict(x)).mean())
+
+
 def _steal(quick: bool) -> LabResult:
     from atlasguard.models.attacks import knockoff_extraction, random_extraction
     from atlasguard.models.efficacy import Served, _data, _knockoff, _monitor
@@ -89,9 +96,7 @@ def _steal(quick: bool) -> LabResult:
     budget = 600 if quick else 1500
 
     def agreement(result: Any) -> float:
-        if result.surrogate is None:
-            return 0.0
-        return float((result.surrogate.predict(x_eval) == model.predict(x_eval)).mean())
+        return _agreement(result, model, x_eval)
 
     bare = random_extraction(Served(model, None).client(), n_features=64, budget=budget)
     guarded = random_extraction(
@@ -365,12 +370,7 @@ def _stolen_key(quick: bool) -> LabResult:
         stolen = ExtractionResult(
             _fit(np.array(xs), np.array(ys), 0) if len(set(ys)) > 1 else None, len(xs), ""
         )
-        agree = (
-            float((stolen.surrogate.predict(x_eval) == model.predict(x_eval)).mean())
-            if stolen.surrogate is not None
-            else 0.0
-        )
-        return len(xs), refused, agree
+        return len(xs), refused, _agreement(stolen, model, x_eval)
 
     answered_bare, _, agree_bare = attack(())
     quotas = QuotaGuard.from_settings(settings)
