@@ -188,6 +188,10 @@ class _Run:
         for hit in detector.text(item, text, is_text):
             self.add(hit)
         if not is_text:
+            # a key compiled into a binary is a key; __pycache__ holds the sources' strings
+            if self.settings.secrets and text and "__pycache__/" not in item.inner:
+                strings = Item(item.path, text.encode(), len(text), item.depth, item.bundle)
+                self._secrets(strings, lines=False)
             return
         config = detector.ml_config(item, text)
         if config is not None and not model:
@@ -262,8 +266,11 @@ class _Run:
             return
         try:
             found = detect.image_metadata(item.data)
+            text = detect.image_text(item.data)
         except Exception:
             return
+        for hit in self._detector.text(item, text, False):  # names and hosts in metadata
+            self.add(replace(hit, message=f"image metadata: {hit.message}"))
         for severity, what, value in found:
             self.add(
                 ReleaseFinding(
@@ -276,17 +283,34 @@ class _Run:
             )
 
     def image_sets(self) -> None:
-        for folder, count in sorted(self.images.items()):
-            if count >= self.settings.min_images:
-                self.add(
-                    ReleaseFinding(
-                        "dataset",
-                        Severity.HIGH,
-                        folder + "/",
-                        f"image set: {count} images in one folder",
-                        "image folder",
-                    )
-                )
+        """A folder of ``min_images`` images, or a folder whose sub-folders (two or more:
+        classes, or train/val/test) hold that many together; the outermost one is named."""
+        limit = self.settings.min_images
+        subtree: Counter[str] = Counter()
+        children: dict[str, set[str]] = {}
+        for folder, count in self.images.items():
+            node = folder
+            while True:
+                subtree[node] += count
+                parent = _parent(node)
+                if parent is None:
+                    break
+                children.setdefault(parent, set()).add(node)
+                node = parent
+        chosen: list[tuple[str, str]] = []
+        for folder in sorted(subtree, key=lambda f: (f.count("/") + f.count("!"), f)):
+            if any(folder.startswith((c + "/", c + "!")) for c, _ in chosen):
+                continue
+            direct = self.images.get(folder, 0)
+            spread = len([c for c in children.get(folder, ()) if subtree[c]]) >= 2
+            if direct >= limit:
+                chosen.append((folder, f"image set: {direct} images in one folder"))
+            elif spread and subtree[folder] >= limit and folder not in (".", ""):
+                chosen.append((folder, f"image set: {subtree[folder]} images in its sub-folders"))
+        for folder, message in chosen:
+            self.add(
+                ReleaseFinding("dataset", Severity.HIGH, folder + "/", message, "image folder")
+            )
 
     def _notebook(self, item: Item) -> None:
         try:
@@ -306,14 +330,18 @@ class _Run:
 
     def _blobs(self, item: Item, text: str) -> None:
         lines = None
-        for offset, decoded, media in detect.base64_blobs(text):
+        encoded = [
+            *((o, d, m, "base64") for o, d, m in detect.base64_blobs(text)),
+            *((o, d, d.startswith(detect.MEDIA), "hex") for o, d in detect.hex_blobs(text)),
+        ]
+        for offset, decoded, media, how in encoded:
             if media:
                 continue
             if lines is None:
                 lines = detect._LineIndex(text)
             line = lines.line(offset)
             inner = Item(
-                f"{item.path}#base64@{line}", decoded, len(decoded), item.depth + 1, item.bundle
+                f"{item.path}#{how}@{line}", decoded, len(decoded), item.depth + 1, item.bundle
             )
             before = len(self.findings)
             if item.depth + 1 <= self.walker.limits.max_depth:
@@ -325,14 +353,15 @@ class _Run:
                         "embedded-blob",
                         Severity.LOW,
                         item.path,
-                        f"base64 blob of {len(decoded)} bytes ({kind}) on line {line}",
+                        f"{how} blob of {len(decoded)} bytes ({kind}) on line {line}",
                         f"{len(decoded)} bytes",
                         line,
                     )
                 )
 
-    def _secrets(self, item: Item) -> None:
+    def _secrets(self, item: Item, *, lines: bool = True) -> None:
         for line, kinds, secret in _detect_secrets(item, self.scratch):
+            line = line if lines else None  # type: ignore[assignment]
             shown = f"{secret[:4]}...({len(secret)} chars)" if len(secret) > 8 else "(short)"
             self.add(
                 ReleaseFinding(
@@ -344,6 +373,14 @@ class _Run:
                     line,
                 )
             )
+
+
+def _parent(folder: str) -> str | None:
+    """The folder above ``folder`` inside the same archive (``None`` at its top)."""
+    inner = folder.rpartition("!")[2]
+    if "/" not in inner:
+        return None
+    return folder.rpartition("/")[0]
 
 
 def _digest(secret: str) -> str:

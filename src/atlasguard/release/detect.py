@@ -125,7 +125,7 @@ CLIENT_DIRS = frozenset(
         "extension",
     ]
 )
-_MEDIA = (  # decoded blobs that are plain media or code, not worth a finding
+MEDIA = (  # decoded blobs that are plain media or code, not worth a finding
     b"\x89PNG",
     b"\xff\xd8\xff",
     b"GIF8",
@@ -168,6 +168,10 @@ def text_of(item: Item) -> tuple[str, bool] | None:
 
 # -- models ------------------------------------------------------------------------------
 
+# TensorFlow's checkpoint shards: names no other tool writes
+_TF_CHECKPOINT = re.compile(
+    r"(^|\.)(ckpt|checkpoint|variables)([-.][^/]*)?\.(index|data-\d{5}-of-\d{5})$"
+)
 _LFS = re.compile(
     rb"\Aversion https://git-lfs\.github\.com/spec/v1\s+oid sha256:([0-9a-f]{64})\s+size (\d+)"
 )
@@ -186,6 +190,18 @@ def model_kind(item: Item) -> str | None:
         return _zip_model(item)
     if kind is not None:
         return None
+    if re.search(r"\.(ckpt|checkpoint)[^/]*\.(index|data-\d{5}-of-\d{5})$", item.name) or (
+        re.fullmatch(
+            r"(variables|ckpt-\d+|model\.ckpt-\d+)\.(index|data-\d{5}-of-\d{5})", item.name
+        )
+    ):
+        return "TensorFlow checkpoint"
+    if head[:4] == b"CBM1":
+        return "CatBoost model"
+    if head.startswith(b"tree\nversion=v"):
+        return "LightGBM model"
+    if head.lstrip()[:5] == b"<PMML" or (head.startswith(b"<?xml") and b"<PMML" in head):
+        return "PMML model"
     if suffix == ".mlmodel" and head[:1] == b"\x08":
         return "Core ML model"
     if item.name == "Manifest.json" and ".mlpackage" in item.path:
@@ -250,13 +266,28 @@ def _zip_model(item: Item) -> str | None:
         return "TorchScript/TorchServe archive"
     if "MAR-INF/MANIFEST.json" in names:
         return "TorchServe model archive"
+    if (
+        "schema.json" in names
+        and any(n.endswith(".npy") for n in names)
+        and item.name.endswith(".skops")
+    ):
+        return "scikit-learn model (skops)"
+    npy = [n for n in names if n.endswith(".npy")]
+    if npy and len(npy) == len(names) and _MODEL_NAME.search(item.name):
+        return "NumPy weights archive"
     return None
+
+
+# a NumPy archive named as weights is taken for one (its content alone says only "arrays")
+_MODEL_NAME = re.compile(r"(weight|model|ckpt|checkpoint|param|state_dict|embedding)", re.I)
 
 
 def _json_model(item: Item) -> str | None:
     head = item.data[:65536]
     if b'"weightsManifest"' in head and b'"modelTopology"' in head:
         return "TensorFlow.js model"
+    if b'"learner"' in head and b'"gradient_booster"' in head:
+        return "XGBoost model"
     return None
 
 
@@ -300,10 +331,26 @@ def data_kind(item: Item, settings: ReleaseSettings) -> str | None:
         many = lines + 1 >= settings.min_data_rows and item.data.lstrip()[:1] == b"{"
         if many and _looks_json_lines(item.data):
             return f"JSON-lines records ({lines + 1}+ rows)"
+    if item.data.lstrip()[:1] == b"[" and item.complete and item.size <= 64 << 20:
+        records = _json_records(item.data)
+        if records >= settings.min_data_rows:
+            return f"JSON array of {records} records"
     rows = _table_rows(item.data)
     if rows >= settings.min_data_rows:
         return f"delimited table ({rows}{'+' if not item.complete else ''} rows)"
     return None
+
+
+def _json_records(data: bytes) -> int:
+    """How many objects (or rows) a top-level JSON array holds; 0 when it is not one."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return 0
+    if not isinstance(doc, list) or len(doc) < 2:
+        return 0
+    kinds = {type(v) for v in doc[:50]}
+    return len(doc) if kinds in ({dict}, {list}) else 0
 
 
 def _looks_json_lines(data: bytes) -> bool:
@@ -414,6 +461,28 @@ def image_metadata(data: bytes) -> list[tuple[Severity, str, str]]:
     return found
 
 
+def image_text(data: bytes) -> str:
+    """Every text value of an image's EXIF, PNG text chunks and XMP, one per line."""
+    import io
+
+    from PIL import Image
+
+    values: list[str] = []
+    with Image.open(io.BytesIO(data)) as image:
+        exif = image.getexif()
+        for value in exif.values() if exif else ():
+            if isinstance(value, bytes):
+                value = value.decode("utf-16-le" if b"\x00" in value else "latin-1", "replace")
+            if isinstance(value, str):
+                values.append(value.strip("\0 "))
+        for value in image.info.values():
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            if isinstance(value, str):
+                values.append(value)
+    return "\n".join(v for v in values if v)
+
+
 def _gps(gps: dict[int, object]) -> str:
     def degrees(value: object) -> float | None:
         try:
@@ -439,6 +508,17 @@ _B64_BLOCK = re.compile(
 )
 
 
+_HEX_RUN = re.compile(
+    r"(?<![0-9A-Fa-f])(?:[0-9a-f]{2}){512,}(?![0-9A-Fa-f])|(?<![0-9A-Fa-f])(?:[0-9A-F]{2}){512,}(?![0-9A-Fa-f])"
+)
+
+
+def hex_blobs(text: str) -> Iterator[tuple[int, bytes]]:
+    """``(offset, decoded bytes)`` for each run of 1,024+ hex digits in ``text``."""
+    for match in _HEX_RUN.finditer(text):
+        yield match.start(), bytes.fromhex(match.group(0))
+
+
 def base64_blobs(text: str) -> Iterator[tuple[int, bytes, bool]]:
     """``(offset, decoded bytes, media)`` for each long base64 run or block in ``text``;
     ``media`` when it decodes to an image, font, or other plain media (or sits in a PEM
@@ -462,7 +542,7 @@ def base64_blobs(text: str) -> Iterator[tuple[int, bytes, bool]]:
             seen.add(start)
             before = text[max(0, start - 60) : start]
             media = (
-                decoded.startswith(_MEDIA)
+                decoded.startswith(MEDIA)
                 or "-----BEGIN" in before
                 or re.search(r"data:(image|font|audio|video)/", before) is not None
                 or "sourceMappingURL" in before

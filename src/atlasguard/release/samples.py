@@ -198,8 +198,8 @@ def bury_in_history(root: Path, planted: list[tuple[str, str]]) -> None:
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "first")
-    for path in {re.split(r"[!#]", p)[0] for _, p in planted}:
-        git(root, "rm", "-q", path)
+    for path in {re.split(r"[!#]", p)[0].rstrip("/") for _, p in planted}:
+        git(root, "rm", "-q", "-r", path)
     git(root, "commit", "-q", "-m", "remove the data")
 
 
@@ -419,6 +419,24 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     "export/frozen_graph.pb": lambda: b"\n\x0f\n\x05input\x12\x0bPlaceholder" + bytes(64),
     # an internal host under the company's domain, in a YAML config
     "deploy/values.yaml": lambda: b"tracking:\n  host: mlflow.corp.acme-ai.com\n",
+    # gradient-boosting and PMML models, by content
+    "models/booster.json": lambda: json.dumps(
+        {"learner": {"gradient_booster": {"name": "gbtree"}}, "version": [2, 0, 0]}
+    ).encode(),
+    "models/lgbm.txt": lambda: b"tree\nversion=v4\nnum_class=1\n" + b"Tree=0\n" * 50,
+    "models/scorer.pmml": lambda: b'<?xml version="1.0"?>\n<PMML version="4.4"><Header/></PMML>\n',
+    # a TensorFlow checkpoint shard
+    "export/ckpt-100.index": lambda: bytes(range(256)) * 4,
+    # a small NumPy archive named as weights
+    "weights/layer_weights.npz": lambda: _npz({"w0": np.zeros((16, 8), np.float32)}),
+    # records as a JSON array
+    "data/records.json": lambda: json.dumps(
+        [{"id": i, "age": 20 + i % 50, "label": i % 2} for i in range(250)]
+    ).encode(),
+    # a model as hex digits in a text file
+    "blob/weights.hex": lambda: tflite_model().hex().encode() + b"\n",
+    # a credential compiled into a binary
+    "bin/helper.so": lambda: b"\x7fELF" + bytes(64) + b"AKIAZ7QXH3KD2PLM4WNB\x00" + bytes(64),
     # a credential in a dotenv file
     "deploy/.env": lambda: b"AWS_ACCESS_KEY_ID=AKIAZ7QXH3KD2PLM4WNB\nREGION=eu-west-1\n",
 }
@@ -453,10 +471,37 @@ HIDDEN_EXPECTED = {
     ("policy-term", "assets/bluebird-logo.svg"),
     ("credential", "deploy/.env"),
     ("dataset", "data/customers.xlsx!xl/worksheets/sheet1.xml"),
+    ("model", "models/booster.json"),
+    ("model", "models/lgbm.txt"),
+    ("model", "models/scorer.pmml"),
+    ("model", "export/ckpt-100.index"),
+    ("model", "weights/layer_weights.npz"),
+    ("dataset", "data/records.json"),
+    ("model", "blob/weights.hex#hex@1"),
+    ("credential", "bin/helper.so"),
+    ("dataset", "datasets/animals/"),
+    ("policy-term", "photos/site.jpg"),
     ("model", "export/frozen_graph.pb"),
     ("internal-host", "deploy/values.yaml"),
 }
 HIDDEN_TERMS = ("Project Bluebird", "bluebird")
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _tagged_jpeg(description: str) -> bytes:
+    from PIL import Image
+
+    image = Image.new("RGB", (16, 16), (20, 120, 60))
+    exif = Image.Exif()
+    exif[270] = description  # ImageDescription
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif)
+    return buf.getvalue()
 
 
 def hidden_release(root: Path) -> list[tuple[str, str]]:
@@ -466,4 +511,15 @@ def hidden_release(root: Path) -> list[tuple[str, str]]:
     for name, make in HIDDEN.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(make())
+    # an image data set in class folders, none of them 100 images alone
+    for label in ("cat", "dog"):
+        folder = root / "datasets" / "animals" / label
+        folder.mkdir(parents=True)
+        for i in range(60):
+            (folder / f"{i:03d}.png").write_bytes(
+                plain_png(1000 + i + (60 if label == "dog" else 0))
+            )
+    # a term in a photo's description
+    (root / "photos").mkdir()
+    (root / "photos" / "site.jpg").write_bytes(_tagged_jpeg("Test site of Project Bluebird"))
     return sorted(HIDDEN_EXPECTED)

@@ -37,7 +37,7 @@ class Limits:
     max_item_bytes: int = 64 << 20  # read whole (and descended into) up to this
     max_total_bytes: int = 8 << 30  # all members decompressed, per release
     max_members: int = 200_000
-    max_depth: int = 8
+    max_depth: int = 16
     max_commits: int = 100_000
 
 
