@@ -241,3 +241,12 @@ def test_a_signature_bundle_is_not_a_credential_but_the_private_key_is(tmp_path:
     report = check_release(tmp_path)
     credentials = {f.path for f in report.findings if f.rule == "credential"}
     assert credentials == {"keys/private.pem"}, credentials
+
+
+def test_a_two_word_term_split_by_markup_kerning_or_compression_is_found(tmp_path: Path) -> None:
+    for name in ("docs/brief.docx", "docs/paper.pdf", "site/about.html"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(builders.HIDDEN[name]())
+    report = check_release(tmp_path, ReleaseSettings(terms=["Project Bluebird"]))
+    paths = {f.path for f in report.findings if f.rule == "policy-term"}
+    assert paths == {"docs/brief.docx!word/document.xml", "docs/paper.pdf", "site/about.html"}

@@ -198,3 +198,15 @@ def test_the_pre_commit_hook_runs_a_real_command(capsys: Capture, tmp_path: Path
         text = (REPO / "docs/ci" / ci).read_text()
         assert yaml.safe_load(text)  # valid YAML
         assert "atlasguard release-check . --history" in text
+
+
+@given(body=st.binary(max_size=3000), inner=st.binary(max_size=500))
+@settings(max_examples=80, deadline=None)
+def test_pdf_text_never_crashes(body: bytes, inner: bytes) -> None:
+    import zlib
+
+    from atlasguard.release.detect import pdf_text
+
+    for stream in (inner, zlib.compress(inner), zlib.compress(b"[(" + inner + b")] TJ")):
+        data = b"%PDF-1.4\n" + body + b"stream\n" + stream + b"\nendstream\n" + body
+        assert isinstance(pdf_text(data, budget=1 << 16), str)

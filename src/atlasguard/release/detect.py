@@ -154,16 +154,56 @@ def _printable(data: bytes) -> bool:
     return bad <= len(sample) // 100
 
 
+_TAG = re.compile(r"<[^<>]{0,2000}>")
+
+
 def text_of(item: Item) -> tuple[str, bool] | None:
     """``(text, is_text)``: the text of a text file, or the printable strings of a binary
-    one (``is_text`` False); ``None`` for an item too large to read whole."""
+    one (``is_text`` False), with a PDF's page text added; ``None`` for an item too large
+    to read whole."""
     data = item.data
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return data.decode("utf-16", errors="replace"), True
     if _printable(data):
         return data.decode("utf-8", errors="replace"), True
     strings = re.findall(rb"[\x20-\x7e\t]{6,}", data[: 16 << 20])
-    return b"\n".join(strings).decode("ascii"), False
+    text = b"\n".join(strings).decode("ascii")
+    if data[:5] == b"%PDF-":
+        text += "\n" + pdf_text(data)
+    return text, False
+
+
+_PDF_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.S)
+_PDF_SHOW = re.compile(rb"\[(.*?)\]\s*TJ|\((.*?)(?<!\\)\)\s*Tj", re.S)
+_PDF_PART = re.compile(rb"\((.*?)(?<!\\)\)", re.S)
+
+
+def pdf_text(data: bytes, budget: int = 16 << 20) -> str:
+    """The text a PDF's pages show (``Tj``/``TJ`` strings of its Flate-compressed and
+    plain content streams), one stream per line; bounded to ``budget`` bytes inflated."""
+    import zlib
+
+    out: list[str] = []
+    spent = 0
+    for match in _PDF_STREAM.finditer(data[: 64 << 20]):
+        raw = match.group(1)
+        try:
+            inflater = zlib.decompressobj()
+            content = inflater.decompress(raw, max(0, budget - spent))
+        except zlib.error:
+            content = raw
+        spent += len(content)
+        words = []
+        for shown in _PDF_SHOW.finditer(content):
+            if shown.group(1) is not None:  # [(Pro) -20 (ject)] TJ: kerned parts of one run
+                words.append(b"".join(_PDF_PART.findall(shown.group(1))))
+            else:
+                words.append(shown.group(2))
+        if words:
+            out.append(b" ".join(words).decode("latin-1"))
+        if spent >= budget:
+            break
+    return "\n".join(out)
 
 
 # -- models ------------------------------------------------------------------------------
@@ -904,6 +944,13 @@ class Detector:
             if once("local-path", key):
                 yield found("local-path", Severity.LOW, f"local path {path[:160]}", key, m.start())
         yield from self.term_hits(item, text, lines if is_text else None)
+        if is_text and ("<" in text[:4096]) and self.terms:
+            # markup splits words across tags (<w:t>Project</w:t><w:t>Bluebird</w:t>)
+            bare = _TAG.sub(" ", text)
+            found_terms = {t for t, p in self.terms if p.search(text)}
+            for hit in self.term_hits(item, bare):
+                if hit.match not in found_terms:
+                    yield hit
 
     def term_hits(
         self, item: Item, text: str, lines: _LineIndex | None = None

@@ -437,6 +437,14 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     "blob/weights.hex": lambda: tflite_model().hex().encode() + b"\n",
     # a credential compiled into a binary
     "bin/helper.so": lambda: b"\x7fELF" + bytes(64) + b"AKIAZ7QXH3KD2PLM4WNB\x00" + bytes(64),
+    # a PDF whose compressed page text names the project, kerned apart
+    "docs/paper.pdf": lambda: _pdf(
+        b"BT /F1 12 Tf 72 712 Td [(Results of Pro) -20 (ject Blue) 15 (bird)] TJ ET"
+    ),
+    # a term split by markup
+    "site/about.html": lambda: (
+        b"<html><body><p>Built by <b>Project</b> <i>Bluebird</i></p></body></html>"
+    ),
     # a credential in a dotenv file
     "deploy/.env": lambda: b"AWS_ACCESS_KEY_ID=AKIAZ7QXH3KD2PLM4WNB\nREGION=eu-west-1\n",
 }
@@ -479,12 +487,31 @@ HIDDEN_EXPECTED = {
     ("dataset", "data/records.json"),
     ("model", "blob/weights.hex#hex@1"),
     ("credential", "bin/helper.so"),
+    ("policy-term", "docs/paper.pdf"),
+    ("policy-term", "site/about.html"),
     ("dataset", "datasets/animals/"),
     ("policy-term", "photos/site.jpg"),
     ("model", "export/frozen_graph.pb"),
     ("internal-host", "deploy/values.yaml"),
 }
 HIDDEN_TERMS = ("Project Bluebird", "bluebird")
+
+
+def _pdf(content: bytes) -> bytes:
+    """A one-page PDF whose content stream is Flate-compressed."""
+    import zlib
+
+    stream = zlib.compress(content)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
+    body = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"
+    for number, obj in enumerate(objects, 1):
+        body += b"%d 0 obj\n" % number + obj + b"\nendobj\n"
+    return body + b"trailer << /Root 1 0 R >>\n%%EOF\n"
 
 
 def _npz(arrays: dict[str, np.ndarray]) -> bytes:
