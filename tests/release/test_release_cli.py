@@ -210,3 +210,26 @@ def test_pdf_text_never_crashes(body: bytes, inner: bytes) -> None:
     for stream in (inner, zlib.compress(inner), zlib.compress(b"[(" + inner + b")] TJ")):
         data = b"%PDF-1.4\n" + body + b"stream\n" + stream + b"\nendstream\n" + body
         assert isinstance(pdf_text(data, budget=1 << 16), str)
+
+
+MAGICS = [
+    b"!<arch>\n",
+    b"070701",
+    b"070707",
+    b"\xed\xab\xee\xdb",
+    b"\x04\x00\x00\x00" + bytes(12) + b'{"files"',
+]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(magic=st.sampled_from(MAGICS), tail=st.binary(max_size=2000))
+def test_hostile_package_formats_never_crash_the_gate(
+    tmp_path: Path, magic: bytes, tail: bytes
+) -> None:
+    from atlasguard.release.check import check_release
+
+    target = tmp_path / "package.bin"
+    target.write_bytes(magic + tail)
+    check_release(target)

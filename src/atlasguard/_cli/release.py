@@ -15,7 +15,7 @@ def release_check_command(
     path: Path = typer.Argument(
         ...,
         help="A directory or git repository, a wheel or sdist, a zip/tar archive, an npm "
-        "package, an APK or IPA.",
+        "package, an APK or IPA, a .deb or .rpm, an Electron app.asar.",
     ),
     policy: Path | None = typer.Option(
         None, "--policy", help="Policy file whose \\[controls.release] lists terms and limits."

@@ -20,6 +20,7 @@ import tarfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -445,6 +446,12 @@ HIDDEN: dict[str, Callable[[], bytes]] = {
     "site/about.html": lambda: (
         b"<html><body><p>Built by <b>Project</b> <i>Bluebird</i></p></body></html>"
     ),
+    # client packages of other kinds: a Debian package, an RPM, an Electron app archive
+    "dist/acme-ml_1.0_amd64.deb": lambda: _deb({"usr/share/acme/model.onnx": onnx_model()}),
+    "dist/acme-ml-1.0.x86_64.rpm": lambda: _rpm(
+        {"./usr/lib/acme/weights.safetensors": safetensors()}
+    ),
+    "app/resources/app.asar": lambda: _asar({"models/classifier.tflite": tflite_model()}),
     # a credential in a dotenv file
     "deploy/.env": lambda: b"AWS_ACCESS_KEY_ID=AKIAZ7QXH3KD2PLM4WNB\nREGION=eu-west-1\n",
 }
@@ -488,6 +495,12 @@ HIDDEN_EXPECTED = {
     ("model", "blob/weights.hex#hex@1"),
     ("credential", "bin/helper.so"),
     ("policy-term", "docs/paper.pdf"),
+    ("bundled-model", "dist/acme-ml_1.0_amd64.deb!data.tar.gz!data.tar!usr/share/acme/model.onnx"),
+    (
+        "bundled-model",
+        "dist/acme-ml-1.0.x86_64.rpm!payload!payload!usr/lib/acme/weights.safetensors",
+    ),
+    ("bundled-model", "app/resources/app.asar!models/classifier.tflite"),
     ("policy-term", "site/about.html"),
     ("dataset", "datasets/animals/"),
     ("policy-term", "photos/site.jpg"),
@@ -495,6 +508,61 @@ HIDDEN_EXPECTED = {
     ("internal-host", "deploy/values.yaml"),
 }
 HIDDEN_TERMS = ("Project Bluebird", "bluebird")
+
+
+def _ar(members: dict[str, bytes]) -> bytes:
+    out = b"!<arch>\n"
+    for name, data in members.items():
+        header = f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+        out += header + data + (b"\n" if len(data) & 1 else b"")
+    return out
+
+
+def _deb(files: dict[str, bytes]) -> bytes:
+    return _ar(
+        {
+            "debian-binary": b"2.0\n",
+            "control.tar.gz": tgz_of({"control": b"Package: acme-ml\nVersion: 1.0\n"}),
+            "data.tar.gz": tgz_of(files),
+        }
+    )
+
+
+def _cpio_newc(files: dict[str, bytes]) -> bytes:
+    out = b""
+    entries = [*files.items(), ("TRAILER!!!", b"")]
+    for number, (name, data) in enumerate(entries, 1):
+        raw = name.encode() + b"\0"
+        mode = 0o100644 if name != "TRAILER!!!" else 0
+        fields = [number, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(raw), 0]
+        header = b"070701" + b"".join(b"%08x" % f for f in fields)
+        out += header + raw
+        out += b"\0" * (-len(out) % 4) + data
+        out += b"\0" * (-len(out) % 4)
+    return out
+
+
+def _rpm(files: dict[str, bytes]) -> bytes:
+    lead = b"\xed\xab\xee\xdb\x03\x00\x00\x00" + bytes(88)
+    header = b"\x8e\xad\xe8\x01" + bytes(12)  # an empty header structure
+    return lead + header + header + gzip.compress(_cpio_newc(files))
+
+
+def _asar(files: dict[str, bytes]) -> bytes:
+    tree: dict[str, Any] = {"files": {}}
+    blob, offset = b"", 0
+    for name, data in files.items():
+        node = tree
+        *folders, leaf = name.split("/")
+        for folder in folders:
+            node = node["files"].setdefault(folder, {"files": {}})
+        node["files"][leaf] = {"offset": str(offset), "size": len(data)}
+        blob += data
+        offset += len(data)
+    index = json.dumps(tree, separators=(",", ":")).encode()
+    padded = index + b"\0" * (-len(index) % 4)
+    header = struct.pack("<IIII", 4, len(padded) + 8, len(padded) + 4, len(index))
+    return header + padded + blob
 
 
 def _pdf(content: bytes) -> bytes:

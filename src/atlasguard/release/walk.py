@@ -18,6 +18,7 @@ import io
 import lzma
 import os
 import re
+import struct
 import subprocess
 import tarfile
 import zipfile
@@ -74,6 +75,7 @@ CLIENT_PACKAGES = {
     ".ipa": "iOS app",
     ".jar": "Java archive",
     ".xpi": "browser extension",
+    ".deb": "Debian package",
     ".crx": "browser extension",
     ".vsix": "VS Code extension",
     ".nupkg": "NuGet package",
@@ -84,7 +86,8 @@ CLIENT_PACKAGES = {
 
 
 def archive_kind(head: bytes) -> str | None:
-    """``zip``, ``tar``, ``gzip``, ``bz2``, ``xz``, ``7z`` or ``None``, from content alone."""
+    """``zip``, ``tar``, ``gzip``, ``bz2``, ``xz``, ``7z``, ``zstd``, ``ar``, ``cpio``,
+    ``rpm``, ``asar`` or ``None``, from content alone."""
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     if head[:4] == b"Cr24" and b"PK\x03\x04" in head[:4096]:
@@ -101,6 +104,14 @@ def archive_kind(head: bytes) -> str | None:
         return "7z"
     if head[:4] == b"\x28\xb5\x2f\xfd":
         return "zstd"
+    if head[:8] == b"!<arch>\n":
+        return "ar"  # Debian packages, static libraries
+    if head[:6] in (b"070701", b"070702", b"070707"):
+        return "cpio"
+    if head[:4] == b"\xed\xab\xee\xdb":
+        return "rpm"
+    if head[:4] == b"\x04\x00\x00\x00" and head[16:24] == b'{"files"':
+        return "asar"  # Electron's app archive
     return None
 
 
@@ -153,6 +164,97 @@ class _MemoryFactory:
     def create(self, filename: str) -> _MemorySink:
         self.sinks[filename] = _MemorySink(self.cap, self.path)
         return self.sinks[filename]
+
+
+def _ar(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Members of a Unix ``ar`` archive (a .deb: debian-binary, control.tar.*, data.tar.*)."""
+    offset, names = 8, b""
+    while offset + 60 <= len(data):
+        header = data[offset : offset + 60]
+        if header[58:60] != b"`\n":
+            raise ValueError(f"ar header without its end mark at byte {offset}")
+        name, size = header[:16].rstrip(b" "), int(header[48:58].strip() or b"0")
+        body = data[offset + 60 : offset + 60 + size]
+        offset += 60 + size + (size & 1)
+        if name == b"//":  # GNU long-name table
+            names = body
+            continue
+        if name in (b"/", b"/SYM64/"):  # symbol tables
+            continue
+        if name.startswith(b"#1/"):  # BSD: the name leads the body
+            length = int(name[3:])
+            name, body = body[:length].rstrip(b"\0"), body[length:]
+        elif name.startswith(b"/") and name[1:].isdigit():
+            start = int(name[1:])
+            name = names[start : names.find(b"/\n", start)]
+        yield name.rstrip(b"/").decode("utf-8", "replace"), body
+
+
+def _cpio(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Regular files of a cpio archive, "newc"/"crc" (RPM payloads, initramfs) or "odc"."""
+    offset = 0
+    while offset + 76 <= len(data):
+        magic = data[offset : offset + 6]
+        if magic in (b"070701", b"070702"):
+            fields = [int(data[offset + 6 + 8 * i : offset + 14 + 8 * i], 16) for i in range(13)]
+            mode, size, namesize = fields[1], fields[6], fields[11]
+            name_at = offset + 110
+            body_at = (name_at + namesize + 3) & ~3
+            end = (body_at + size + 3) & ~3
+        elif magic == b"070707":
+            mode = int(data[offset + 18 : offset + 24], 8)
+            namesize = int(data[offset + 59 : offset + 65], 8)
+            size = int(data[offset + 65 : offset + 76], 8)
+            name_at = offset + 76
+            body_at = name_at + namesize
+            end = body_at + size
+        else:
+            raise ValueError(f"cpio header expected at byte {offset}")
+        name = data[name_at : name_at + namesize].rstrip(b"\0").decode("utf-8", "replace")
+        if name == "TRAILER!!!":
+            return
+        if mode & 0o170000 == 0o100000:  # regular files only
+            yield name.removeprefix("./"), data[body_at : body_at + size]
+        offset = end
+
+
+_PAYLOADS = (b"\xfd7zXZ\x00", b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh")
+
+
+def _rpm(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """An RPM's payload: the compressed cpio after its lead and headers (opened next)."""
+    starts = [i for i in (data.find(m, 96) for m in _PAYLOADS) if i >= 0]
+    if not starts:
+        raise ValueError("no compressed payload found after the RPM headers")
+    yield "payload", data[min(starts) :]
+
+
+def _asar(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Files of an Electron ``app.asar``: a JSON index, then the files' bytes."""
+    import json
+
+    header_size, json_size = (
+        struct.unpack_from("<I", data, 4)[0],
+        struct.unpack_from("<I", data, 12)[0],
+    )
+    index = json.loads(data[16 : 16 + json_size])
+    base = 8 + header_size
+
+    def walk(node: dict[str, object], prefix: str) -> Iterator[tuple[str, bytes]]:
+        files = node.get("files")
+        if not isinstance(files, dict):
+            return
+        for name, entry in files.items():
+            if not isinstance(entry, dict):
+                continue
+            path = f"{prefix}{name}"
+            if "files" in entry:
+                yield from walk(entry, path + "/")
+            elif "offset" in entry and not entry.get("unpacked"):
+                start, size = base + int(str(entry["offset"])), int(str(entry.get("size", 0)))
+                yield path, data[start : start + size]
+
+    yield from walk(index, "")
 
 
 def _decompressor(kind: str, raw: IO[bytes]) -> IO[bytes]:
@@ -323,6 +425,18 @@ class Walker:
                 yield from self._sevenzip(item, source, bundle)
             elif kind == "zstd":
                 yield from self._zstd(item, bundle)
+            elif kind in ("ar", "cpio", "rpm", "asar"):
+                if not item.complete:
+                    raise Unexamined(item.path, f"{kind} archive above the size limit: not opened")
+                reader = {"ar": _ar, "cpio": _cpio, "rpm": _rpm, "asar": _asar}[kind]
+                if kind == "asar":
+                    bundle = bundle or "Electron app"
+                if kind == "rpm":
+                    bundle = bundle or "RPM package"
+                for name, data in reader(item.data):
+                    self._count(item, len(data))
+                    self.listing.setdefault(item.path, []).append(name)
+                    yield Item(f"{item.path}!{name}", data, len(data), item.depth + 1, bundle)
             else:
                 yield from self._stream(item, kind, bundle)
         except Unexamined as exc:
@@ -339,6 +453,7 @@ class Walker:
             RuntimeError,
             KeyError,
             IndexError,
+            struct.error,
         ) as exc:
             self.unexamined.append(
                 (item.path, f"{kind} archive unreadable: {type(exc).__name__}: {str(exc)[:120]}")
