@@ -92,6 +92,8 @@ def test_cli_image_folder_and_html(tmp_path: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray((row.reshape(8, 8) * 255).astype(np.uint8)).save(folder / f"{i:03}.png")
     (tmp_path / "images" / "digit1" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "images" / "digit2" / "notes.txt").write_text("collected by hand\n")
+    (tmp_path / "images" / "digit2" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     out = tmp_path / "report.html"
     code = run(
         [
@@ -110,6 +112,7 @@ def test_cli_image_folder_and_html(tmp_path: Path) -> None:
     )
     page = out.read_text()
     assert code == 1 and "cannot be decoded as an image" in page and "<script" not in page
+    assert "is not an image (.txt)" in page and "DS_Store" not in page  # reported, not skipped
 
 
 def test_cli_refuses_unknown_columns_and_formats(

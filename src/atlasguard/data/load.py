@@ -251,8 +251,14 @@ def _read_images(root: Path) -> Table:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    # every file is a row, whatever its name says: one that is not an image is reported,
+    # not skipped (hidden files such as .DS_Store are left out)
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
         raise DataError(f"{root.name} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     images: list[FloatArray | None] = []
     problems: list[Problem] = []
@@ -263,7 +269,11 @@ def _read_images(root: Path) -> Table:
                 images.append(np.asarray(image.convert("L"), np.float64) / 255.0)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             images.append(None)
-            problems.append(Problem(r, f"cannot be decoded as an image ({type(exc).__name__})"))
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                why = f"cannot be decoded as an image ({type(exc).__name__})"
+            else:
+                why = f"is not an image ({path.suffix or 'no suffix'}): remove it or convert it"
+            problems.append(Problem(r, why))
     shapes = [im.shape for im in images if im is not None]
     if not shapes:
         raise DataError(f"none of the images in {root.name} can be decoded")
