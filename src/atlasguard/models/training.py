@@ -460,6 +460,19 @@ def _drift(d: Any, quick: bool, progress: Callable[[str], None] | None) -> list[
         )
         shifts["rotation 5 degrees"] = lambda x: _rotate(x, 5.0)
         shifts["pixel knockout 5%"] = lambda x: knockout(x, 0.05)
+
+        def diluted(share: float) -> Callable[[np.ndarray], np.ndarray]:
+            """A patient attacker: noise 0.1 on only ``share`` of each window's rows."""
+
+            def shift(x: np.ndarray) -> np.ndarray:
+                chosen = rng.random(len(x)) < share
+                noisy = np.clip(x + rng.normal(0, 0.1, x.shape), 0, 1)
+                return np.where(chosen[:, None], noisy, x)
+
+            return shift
+
+        for share in (0.05, 0.1, 0.25):
+            shifts[f"adaptive: noise 0.1 on {share:.0%} of the rows only"] = diluted(share)
     count = 10 if quick else 40
     out = []
     for window in (50, 100, 200):
