@@ -250,3 +250,23 @@ def test_a_two_word_term_split_by_markup_kerning_or_compression_is_found(tmp_pat
     report = check_release(tmp_path, ReleaseSettings(terms=["Project Bluebird"]))
     paths = {f.path for f in report.findings if f.rule == "policy-term"}
     assert paths == {"docs/brief.docx!word/document.xml", "docs/paper.pdf", "site/about.html"}
+
+
+def test_the_ar_reader_reads_what_binutils_ar_wrote(tmp_path: Path) -> None:
+    """Differential: members and bytes as GNU ar stores them (long names included)."""
+    import shutil
+    import subprocess
+
+    from atlasguard.release.walk import _ar
+
+    if shutil.which("ar") is None:
+        pytest.skip("binutils ar is not installed")
+    files = {
+        "short.txt": b"odd length",
+        "a-very-long-member-name-beyond-sixteen.bin": bytes(range(256)) * 3,
+        "model.tflite": builders.tflite_model(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    subprocess.run(["ar", "rc", "out.a", *files], cwd=tmp_path, check=True)
+    assert dict(_ar((tmp_path / "out.a").read_bytes())) == files
