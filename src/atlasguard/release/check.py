@@ -360,8 +360,7 @@ class _Run:
                 )
 
     def _secrets(self, item: Item, *, lines: bool = True) -> None:
-        for line, kinds, secret in _detect_secrets(item, self.scratch):
-            line = line if lines else None  # type: ignore[assignment]
+        for number, kinds, secret in _detect_secrets(item, self.scratch):
             shown = f"{secret[:4]}...({len(secret)} chars)" if len(secret) > 8 else "(short)"
             self.add(
                 ReleaseFinding(
@@ -370,7 +369,7 @@ class _Run:
                     item.path,
                     f"{' / '.join(kinds)}: {shown}",
                     _digest(secret),
-                    line,
+                    number if lines else None,  # a binary's strings have no lines
                 )
             )
 
