@@ -51,8 +51,16 @@ $(SARIF_TOOL)/.stamp:
 	npm install --silent --no-audit --no-fund --prefix .tools @microsoft/sarif-multitool@5.7.0
 	touch $@
 
-## test: set up (dev + all extras, anchors, SARIF validator), check PostgreSQL and Redis, run the tests.
-test: $(VENV)/.stamp-dev anchors $(SARIF_TOOL)/.stamp services
+# Debian's Chromium: the console's end-to-end tests drive it through Playwright
+# (Playwright's own browser download does not work here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+## test: set up (dev + all extras, anchors, SARIF validator, Chromium), check PostgreSQL and Redis, run the tests.
+test: $(VENV)/.stamp-dev anchors $(SARIF_TOOL)/.stamp $(CHROMIUM) services
 	$(BIN)/pytest
 
 lint: $(VENV)/.stamp-dev

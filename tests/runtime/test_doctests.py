@@ -13,6 +13,8 @@ import pytest
     [
         "atlasguard.audit.log",
         "atlasguard.gateway.http",
+        "atlasguard.gateway.console.sessions",
+        "atlasguard.gateway.console.views",
         "atlasguard.gateway.oip",
         "atlasguard.registry.service",
         "atlasguard.registry.settings",

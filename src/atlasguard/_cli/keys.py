@@ -115,5 +115,24 @@ def revoke(
     console.print(f"revoked {escape(key_id)}")
 
 
+@keys_app.command("restrict")
+def restrict(
+    principal: str = typer.Argument(..., help="Whose grants (its own, not its groups')."),
+    rate: str | None = typer.Option(None, "--rate", help="e.g. 10/minute."),
+    quota: str | None = typer.Option(None, "--quota", help="Daily quota, e.g. 100/day."),
+    output: str | None = typer.Option(
+        None, "--output", help="Output policy for it alone, e.g. label (no scores)."
+    ),
+    config: Path = CONFIG,
+) -> None:
+    """Tighten a principal's grants: rate, daily quota, or what it sees of the scores.
+    Every worker applies it within seconds; the console's alert actions do the same."""
+    with open_deployment(config, "API keys") as deployment:
+        changed = deployment.admin.restrict(
+            local_actor(), principal, rate=rate, quota=quota, output=output
+        )
+    console.print(f"restricted {changed} grant(s) of {escape(principal)}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")

@@ -81,6 +81,12 @@ def serve(
     err_console.print(
         f"atlasguard gateway on http://{host}:{port} (models: {', '.join(policy.models) or 'none'})"
     )
+    serving = policy.settings("serving")
+    if getattr(serving, "console", False):
+        err_console.print(
+            f"console on http://{host}:{port}/console (sign in with an admin key; "
+            "`atlasguard keys create --principal NAME --admin` makes one)"
+        )
     from atlasguard.gateway.protocol import GuardedHttpToolsProtocol
 
     if workers == 1:

@@ -818,6 +818,18 @@ class AuditLog:
             finally:
                 rows.close()
 
+    def recent(self, limit: int, *, before: int | None = None) -> list[tuple[int, AuditRecord]]:
+        """The newest ``limit`` records (with an index below ``before``), newest first.
+
+        Reads at most ``limit`` rows whatever the log's size (the index is the key).
+        """
+        query = select(audit_records.c.idx, audit_records.c.body)
+        if before is not None:
+            query = query.where(audit_records.c.idx < before)
+        query = query.order_by(audit_records.c.idx.desc()).limit(max(0, limit))
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
+            return [(int(idx), AuditRecord.from_bytes(body)) for idx, body in conn.execute(query)]
+
     def report(self, *, principal: str | None = None, since: float | None = None) -> list[UsageRow]:
         """Per-principal usage: requests, allowed, denied, by model and by reason."""
         counts: dict[str, Counter[str]] = {}

@@ -21,6 +21,7 @@ __all__ = [
     "api_keys",
     "audit_checkpoints",
     "audit_records",
+    "console_sessions",
     "grants",
     "group_members",
     "metadata",
@@ -92,6 +93,8 @@ grants = Table(
     Column("rate", String(50), nullable=False, default=""),
     Column("quota", String(50), nullable=False, default=""),
     Column("created_at", Float, nullable=False),
+    # The grant's own output policy (migration 0008), e.g. "label": stricter than its role's.
+    Column("output", String(50), nullable=False, default="", server_default=""),
     UniqueConstraint("principal", "models", "role", name="uq_grants_principal_models_role"),
 )
 
@@ -161,4 +164,20 @@ registry_aliases = Table(
     Column("number", Integer, nullable=False),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+
+# -- console (migration 0008) -----------------------------------------------------------
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    # SHA-256 of the session cookie's secret: the cookie itself is never stored.
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("principal", String(200), nullable=False, index=True),
+    # What the person signed in with: "key:<key id>" or "token" (a JWT, until its expiry).
+    Column("credential", String(64), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
 )

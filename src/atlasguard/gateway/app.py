@@ -9,7 +9,9 @@ refusals to statuses (:data:`~atlasguard.gateway.http.STATUS`) are done once,
 in :mod:`~atlasguard.gateway.calls` and :mod:`~atlasguard.gateway.http`.
 
 ``/metrics`` (Prometheus text) needs an admin credential, like the admin API:
-it tells which models are served and how much each is used.
+it tells which models are served and how much each is used. ``/console``
+(:mod:`~atlasguard.gateway.console`) serves web pages to admin principals,
+unless ``[controls.serving] console = false``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from atlasguard.gateway.http import refusal
 from atlasguard.gateway.metrics import Metrics
 from atlasguard.gateway.service import Gateway
 from atlasguard.runtime.pipeline import Denied
+from atlasguard.runtime.settings import ServingSettings
 
 __all__ = ["create_app"]
 
@@ -117,5 +120,10 @@ def create_app(gateway: Gateway, *, metrics_dir: Path | None = None) -> FastAPI:
     app.include_router(admin_api.router)
     if gateway.registry is not None:
         app.include_router(registry_api.router)
+    serving = gateway.policy.settings("serving")
+    if not isinstance(serving, ServingSettings) or serving.console:
+        from atlasguard.gateway.console import router as console_router
+
+        app.include_router(console_router)
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     return app

@@ -60,6 +60,7 @@ __all__ = [
     "SlowKeyError",
     "group_name",
     "is_group",
+    "key_id_of",
     "looks_like_key",
 ]
 
@@ -138,6 +139,7 @@ class Grant:
     role: str
     rate: str = ""
     quota: str = ""
+    output: str = ""  # the grant's own output policy ("label"...), stricter than its role's
 
     def covers(self, model: str) -> bool:
         return fnmatch.fnmatchcase(model, self.models)
@@ -174,6 +176,12 @@ class SlowKeyError(AuthenticationError):
 def looks_like_key(credential: str | None) -> bool:
     """True for a well-formed API key (``agk_<key id>_<secret>``), valid or not."""
     return bool(credential) and _KEY.match(credential or "") is not None
+
+
+def key_id_of(credential: str | None) -> str | None:
+    """The key id of a well-formed API key (``agk_<key id>_<secret>``), else ``None``."""
+    match = _KEY.match(credential or "")
+    return match[1] if match is not None else None
 
 
 def _parse_key(credential: str | None) -> tuple[str, str]:
@@ -445,6 +453,31 @@ class IdentityStore:
             self._grants.clear()
         return removed
 
+    def restrict(
+        self,
+        principal: str,
+        *,
+        rate: str | None = None,
+        quota: str | None = None,
+        output: str | None = None,
+    ) -> int:
+        """Set the rate, daily quota or output policy of every grant ``principal`` holds
+        itself (not its groups'); ``None`` leaves a field as it is. Returns how many."""
+        values = {
+            k: v for k, v in (("rate", rate), ("quota", quota), ("output", output)) if v is not None
+        }
+        if not values:
+            return 0
+        with self._engine.begin() as conn:
+            changed = int(
+                conn.execute(
+                    update(grants).where(grants.c.principal == principal).values(**values)
+                ).rowcount
+            )
+        with self._lock:
+            self._grants.clear()
+        return changed
+
     def _own_grants(self, names: Sequence[str]) -> list[Grant]:
         """The grants held by exactly these principal names, in that order, then by age."""
         if not names:
@@ -458,9 +491,22 @@ class IdentityStore:
         rank = {name: i for i, name in enumerate(names)}
         rows.sort(key=lambda r: rank[r.principal])  # stable: by id within a principal
         return [
-            Grant(principal=r.principal, models=r.models, role=r.role, rate=r.rate, quota=r.quota)
+            Grant(
+                principal=r.principal,
+                models=r.models,
+                role=r.role,
+                rate=r.rate,
+                quota=r.quota,
+                output=r.output,
+            )
             for r in rows
         ]
+
+    def list_grants(self) -> list[Grant]:
+        """Every grant of every principal, by principal, then by age."""
+        with self._engine.connect() as conn:
+            names = sorted({r[0] for r in conn.execute(select(grants.c.principal).distinct())})
+        return self._own_grants(names)
 
     def grants_of(self, principal: str, groups: Iterable[str] = ()) -> list[Grant]:
         """Every grant ``principal`` holds, read fresh: its own, then its groups'.

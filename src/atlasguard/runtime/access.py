@@ -230,6 +230,8 @@ def _principal(record: PrincipalRecord, grants: Iterable[Grant]) -> Principal:
         raise forbidden()
     # A grant's own rate or quota (keys create --rate --quota) goes with the principal.
     limits = next(((g.rate, g.quota) for g in held if g.rate or g.quota), None)
+    # A grant's own output policy (an admin's restriction) wins over its role's.
+    output = next((g.output for g in held if g.output), "")
     # the groups it reaches the model through count too (the query monitor watches a
     # group's members together): a token's groups first, then its grants' groups
     through = tuple(sorted({g.principal for g in held if is_group(g.principal)}))
@@ -238,4 +240,5 @@ def _principal(record: PrincipalRecord, grants: Iterable[Grant]) -> Principal:
         roles=frozenset(g.role for g in held),
         groups=record.groups + tuple(g for g in through if g not in record.groups),
         grant_limits=limits,
+        output=output,
     )

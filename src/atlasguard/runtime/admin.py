@@ -133,6 +133,63 @@ class Admin:
         self._allow(actor, "keys.revoke", key_id)
         self.identity.revoke_key(key_id)
 
+    def revoke_keys_of(self, actor: str, principal: str) -> list[str]:
+        """Revoke every active key of ``principal``; returns their ids.
+
+        Refused (and recorded so) when it holds none. Each key's revocation is
+        its own record, as with :meth:`revoke_key`.
+        """
+        active = [k.key_id for k in self.identity.list_keys(principal) if k.active]
+        if not active:
+            raise self._refuse(
+                actor,
+                "keys.revoke",
+                principal,
+                UsageError(f"{principal} holds no active key"),
+            )
+        for key_id in active:
+            self._allow(actor, "keys.revoke", key_id)
+            self.identity.revoke_key(key_id)
+        return active
+
+    def restrict(
+        self,
+        actor: str,
+        principal: str,
+        *,
+        rate: str | None = None,
+        quota: str | None = None,
+        output: str | None = None,
+    ) -> int:
+        """Tighten ``principal``'s own grants: their rate, daily quota or output policy.
+
+        ``rate`` is like ``"10/minute"``, ``quota`` like ``"100/day"``, ``output``
+        an output policy (``"label"``); ``None`` leaves a field unchanged. Every
+        worker applies the change within the identity store's refresh interval.
+        Refused (and recorded so) for a malformed value or a principal with no
+        grant of its own.
+        """
+        from atlasguard.runtime.settings import output_steps, parse_daily, parse_rate
+
+        parts = [f"{k}={v}" for k, v in (("rate", rate), ("quota", quota), ("output", output)) if v]
+        target = f"{principal} {' '.join(parts)}".strip()
+        try:
+            if not parts:
+                raise UsageError("say what to restrict: a rate, a daily quota or an output policy")
+            if rate:
+                parse_rate(rate)
+            if quota:
+                parse_daily(quota)
+            if output:
+                output_steps(output)
+            if not any(g.principal == principal for g in self.identity.grants_of(principal)):
+                raise UsageError(f"{principal} holds no grant of its own to restrict")
+        except (UsageError, ValueError) as exc:
+            error = exc if isinstance(exc, UsageError) else UsageError(str(exc))
+            raise self._refuse(actor, "grants.restrict", target, error) from None
+        self._allow(actor, "grants.restrict", target)
+        return self.identity.restrict(principal, rate=rate, quota=quota, output=output)
+
     def list_keys(self, actor: str, principal: str | None = None) -> list[ApiKey]:
         """Key ids (never secrets) and their state; the listing itself is recorded."""
         self._allow(actor, "keys.list", principal or "*")

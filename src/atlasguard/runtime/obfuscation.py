@@ -29,7 +29,7 @@ array([0])
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -221,6 +221,8 @@ class OutputGuard:
         self.score_outputs = dict(score_outputs or {})
         self.default_score_outputs = default_score_outputs
         self._rng = np.random.default_rng(random_state)
+        self._parse: Callable[[str], OutputPolicy] = OutputPolicy.parse
+        self._own: dict[str, OutputPolicy] = {}  # grants' own policies, parsed
         # numpy Generators are not thread-safe; the gateway calls ``after`` from a pool.
         self._rng_lock = threading.Lock()
 
@@ -239,17 +241,33 @@ class OutputGuard:
                 noise=settings.noise,
             )
 
-        return cls(
+        guard = cls(
             default=parse(settings.default),
             roles={role: parse(name) for role, name in (settings.roles or {}).items()},
             score_outputs=settings.models,
             default_score_outputs=settings.score_outputs,
             random_state=random_state,
         )
+        guard._parse = parse
+        return guard
+
+    def _granted(self, text: str) -> OutputPolicy:
+        """A grant's own output policy, parsed once."""
+        policy = self._own.get(text)
+        if policy is None:
+            try:
+                policy = self._parse(text)
+            except UsageError:  # not one this version knows: the strictest there is
+                policy = OutputPolicy.parse("label")
+            self._own[text] = policy
+        return policy
 
     def policy_for(self, principal: Principal | None) -> OutputPolicy:
-        """The policy of the first configured role ``principal`` holds, else the default."""
+        """A grant's own policy (an admin's restriction), else the policy of the first
+        configured role ``principal`` holds, else the default."""
         if principal is not None:
+            if principal.output:
+                return self._granted(principal.output)
             for role, policy in self.roles.items():
                 if role in principal.roles:
                     return policy

@@ -114,12 +114,15 @@ class Principal:
 
     ``grant_limits`` is the ``(rate, quota)`` of the grant that let it in, when that
     grant carries its own (``keys create --rate --quota``): quotas apply it.
+    ``output`` is a grant's own output policy (``keys restrict --output label``),
+    which the output guard applies before any role's.
     """
 
     name: str
     roles: frozenset[str] = frozenset()
     groups: tuple[str, ...] = ()  # ``group:<name>`` from a JWT groups claim
     grant_limits: tuple[str, str] | None = None
+    output: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,35 @@ class ServingSettings(ControlSettings):
     """``[controls.serving]``: how the gateway takes requests."""
 
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    console: bool = Field(
+        default=True, description="Serve the console at /console, to admin principals only."
+    )
+    console_session_minutes: int = Field(
+        default=30, gt=0, le=24 * 60, description="How long a console sign-in lasts."
+    )
+    console_results: str = Field(
+        default="results",
+        description="Directory of bench and lab results (JSON, PNG) the console's efficacy "
+        "page shows, relative to this file.",
+    )
+    console_tighten_rate: str = Field(
+        default="10/minute", description="The rate the console's 'tighten quota' proposes."
+    )
+    console_tighten_quota: str = Field(
+        default="100/day", description="The daily quota the console's 'tighten quota' proposes."
+    )
+
+    @field_validator("console_tighten_rate")
+    @classmethod
+    def _check_tighten_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("console_tighten_quota")
+    @classmethod
+    def _check_tighten_quota(cls, value: str) -> str:
+        parse_daily(value)
+        return value
 
 
 class QuotaSettings(ControlSettings):

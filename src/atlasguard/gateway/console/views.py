@@ -1,0 +1,602 @@
+"""What the console's pages show, read from the deployment: plain data, no HTML.
+
+Each function reads the live deployment — its policy, audit log, identity
+store, suspensions, registry, and the bench and lab results it is pointed
+at — and returns dictionaries and lists for a template or a JSON answer.
+Nothing here writes; the console's actions go through
+:class:`~atlasguard.runtime.admin.Admin`.
+
+>>> statuses = [status_of("allow", ""), status_of("deny", "rate"), status_of("deny", "detected")]
+>>> statuses
+['allowed', '429', 'blocked by detector']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from atlasguard.gateway.http import STATUS
+
+if TYPE_CHECKING:
+    from atlasguard.audit.log import AuditLog
+    from atlasguard.audit.records import AuditRecord
+    from atlasguard.catalog.coverage import Coverage
+    from atlasguard.gateway.service import Gateway
+    from atlasguard.policy import Policy
+
+__all__ = [
+    "alerts_view",
+    "audit_page",
+    "coverage_view",
+    "efficacy_view",
+    "registry_view",
+    "status_of",
+    "traffic_view",
+]
+
+TRAFFIC_WINDOW = 15 * 60  # seconds of traffic the traffic page sums up
+TRAFFIC_SCAN = 20_000  # at most this many of the newest records are read for it
+ALERT_WINDOW = 24 * 3600
+ALERT_ACTIONS = ("monitor.alarm", "drift.alarm")
+DETECTOR_REASONS = ("detected", "suspended")
+OUTCOMES = ("allowed", "401", "403", "429", "blocked by detector", "other")
+RESULT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+
+
+def status_of(decision: str, reason: str) -> str:
+    """The traffic page's bucket for a decision: allowed, 401, 403, 429, blocked by
+    detector, or other (any other refusal or failure)."""
+    if decision == "allow":
+        return "allowed"
+    if reason in DETECTOR_REASONS:
+        return "blocked by detector"
+    status = STATUS.get(reason)  # type: ignore[call-overload]
+    if status in (401, 403, 429):
+        return str(status)
+    return "other"
+
+
+def _served(record: AuditRecord) -> bool:
+    """A request to the gateway (not the console's own reads, not a background alarm)."""
+    return not record.action.startswith("console.") and record.action not in ALERT_ACTIONS
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, math.ceil(q * len(ordered)) - 1)
+    return round(ordered[rank], 2)
+
+
+def _by_id(cell: dict[str, Any]) -> str:
+    return str(cell["id"])
+
+
+# -- coverage --------------------------------------------------------------------------
+
+
+def coverage_view(cov: Coverage, policy: Policy, selected: str | None) -> dict[str, Any]:
+    """The ATLAS matrix (tactics as columns, techniques as cells, coloured by how many
+    enabled mitigations cover each) and, for ``selected``, that mitigation's detail."""
+    from atlasguard.catalog.atlas import load_catalog
+
+    catalog = load_catalog()
+    by_tactic: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for tc in cov.techniques:
+        if tc.technique.is_subtechnique:
+            continue
+        for tactic in tc.tactics:
+            by_tactic[tactic].append(
+                {
+                    "id": tc.technique.id,
+                    "name": tc.technique.name,
+                    "count": tc.count,
+                    "level": min(tc.count, 3),
+                    "mitigations": ", ".join(tc.mitigations) or "none enabled",
+                    "url": tc.technique.url,
+                }
+            )
+    columns: list[dict[str, Any]] = [
+        {"id": t.id, "name": t.name, "techniques": sorted(by_tactic[t.id], key=_by_id)}
+        for t in catalog.tactics.values()
+        if by_tactic.get(t.id)
+    ]
+    mitigations = [
+        {
+            "id": m.mitigation.id,
+            "name": m.mitigation.name,
+            "status": m.status,
+            "techniques": len(m.techniques),
+        }
+        for m in cov.mitigations
+    ]
+    detail = None
+    chosen = next((m for m in cov.mitigations if m.mitigation.id == selected), None)
+    if chosen is not None:
+        settings = []
+        for key in chosen.controls:
+            values = policy.settings(key).model_dump(mode="json")
+            settings.append(
+                {
+                    "key": key,
+                    "enabled": policy.enabled(key),
+                    "values": {k: json.dumps(v) for k, v in values.items() if k != "enabled"},
+                }
+            )
+        detail = {
+            "id": chosen.mitigation.id,
+            "name": chosen.mitigation.name,
+            "description": chosen.mitigation.description,
+            "status": chosen.status,
+            "url": chosen.mitigation.url,
+            "evidence": [
+                {"control": e.control, "title": e.title, "setting": e.setting, "at": e.location}
+                for e in chosen.evidence
+            ],
+            "settings": settings,
+            "techniques": list(chosen.techniques),
+        }
+    return {
+        "columns": columns,
+        "mitigations": mitigations,
+        "detail": detail,
+        "enabled": cov.enabled_count,
+        "implemented": cov.implemented_count,
+        "covered": cov.covered_techniques,
+        "total": len(cov.techniques),
+        "atlas_version": cov.atlas_version,
+    }
+
+
+# -- traffic ---------------------------------------------------------------------------
+
+
+def traffic_view(
+    log: AuditLog,
+    policy: Policy,
+    daily_limits: dict[str, str],
+    *,
+    now: float | None = None,
+    window: float = TRAFFIC_WINDOW,
+) -> dict[str, Any]:
+    """Requests of the last ``window`` seconds: decisions by reason, latency
+    percentiles, a per-minute series, per-principal usage against its daily quota
+    (``daily_limits``: a principal's own grant quota; else the policy's), and the
+    latest requests."""
+    from atlasguard.runtime.settings import QuotaSettings, parse_daily
+
+    now = time.time() if now is None else now
+    start = now - window
+    day_start = now - (now % 86400)  # quotas reset at 00:00 UTC
+    minutes = max(1, int(window // 60))
+    series = [{"allowed": 0, "refused": 0} for _ in range(minutes)]
+    outcomes: Counter[str] = Counter(dict.fromkeys(OUTCOMES, 0))
+    reasons: Counter[str] = Counter()
+    latencies: list[float] = []
+    users: dict[str, dict[str, Any]] = {}
+    latest: list[dict[str, Any]] = []
+    for idx, r in log.recent(TRAFFIC_SCAN):
+        if r.time < min(start, day_start):
+            break
+        if not _served(r):
+            continue
+        user = users.setdefault(
+            r.principal, {"principal": r.principal, "requests": 0, "refused": 0, "today": 0}
+        )
+        if r.time >= day_start and r.action == "infer" and r.decision == "allow":
+            user["today"] += 1
+        if r.time < start:
+            continue
+        bucket = status_of(r.decision, r.reason)
+        outcomes[bucket] += 1
+        if r.decision != "allow":
+            reasons[r.reason or r.decision] += 1
+        user["requests"] += 1
+        user["refused"] += r.decision != "allow"
+        slot = min(minutes - 1, int((r.time - start) // 60))
+        series[slot]["allowed" if r.decision == "allow" else "refused"] += 1
+        if r.action == "infer" and r.decision == "allow" and r.latency_ms is not None:
+            latencies.append(r.latency_ms)
+        if len(latest) < 25:
+            latest.append(
+                {
+                    "idx": idx,
+                    "time": _clock(r.time)[11:],
+                    "principal": r.principal,
+                    "action": r.action,
+                    "model": r.model or "",
+                    "outcome": bucket,
+                    "reason": r.reason,
+                    "latency_ms": r.latency_ms,
+                }
+            )
+    quotas = policy.settings("quotas")
+    default_daily = (
+        quotas.daily if policy.enabled("quotas") and isinstance(quotas, QuotaSettings) else ""
+    )
+    principals = []
+    for user in sorted(users.values(), key=lambda u: (-u["requests"], u["principal"])):
+        if not user["requests"] and not user["today"]:
+            continue
+        text = daily_limits.get(user["principal"]) or default_daily
+        limit = parse_daily(text) if text else None
+        user["daily_limit"] = limit
+        user["used"] = round(user["today"] / limit, 3) if limit else None
+        principals.append(user)
+    total = sum(outcomes.values())
+    return {
+        "window_minutes": minutes,
+        "total": total,
+        "outcomes": dict(outcomes),
+        "reasons": dict(reasons.most_common()),
+        "latency": {
+            "p50": _percentile(latencies, 0.50),
+            "p95": _percentile(latencies, 0.95),
+            "p99": _percentile(latencies, 0.99),
+            "n": len(latencies),
+        },
+        "series": series,
+        "peak": max([1] + [s["allowed"] + s["refused"] for s in series]),
+        "principals": principals[:50],
+        "latest": latest,
+        "as_of": _clock(now),
+    }
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + "Z"
+
+
+# -- alerts ----------------------------------------------------------------------------
+
+
+def alerts_view(
+    log: AuditLog,
+    suspended: Iterable[tuple[str, str, str, float]],
+    active_keys: dict[str, int],
+    restrictions: dict[str, str],
+    *,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Detector, query-monitor and drift alerts of the last day, by principal, with
+    their evidence; ``suspended`` is (principal, model, why, until) of live suspensions."""
+    now = time.time() if now is None else now
+    start = now - ALERT_WINDOW
+    by_principal: dict[str, dict[str, Any]] = {}
+    drift: list[dict[str, str]] = []
+    for idx, r in log.recent(TRAFFIC_SCAN):
+        if r.time < start:
+            break
+        if r.action == "drift.alarm":
+            if len(drift) < 20:
+                drift.append(
+                    {"idx": str(idx), "time": _clock(r.time), "model": r.model or "", **r.details}
+                )
+            continue
+        alarm = r.action == "monitor.alarm"
+        detected = r.action == "infer" and (
+            r.reason in DETECTOR_REASONS or "detected" in r.details.get("notes", "")
+        )
+        if not (alarm or detected) or r.principal in ("-", "atlasguard"):
+            continue
+        entry = by_principal.setdefault(
+            r.principal,
+            {
+                "principal": r.principal,
+                "alarms": 0,
+                "refused": 0,
+                "models": set(),
+                "last": r.time,
+                "evidence": [],
+                "refusals": [],
+            },
+        )
+        entry["alarms" if alarm else "refused"] += 1
+        if r.model:
+            entry["models"].add(r.model)
+        # the alarms say why; the refusals that follow only say "suspended"
+        shown = entry["evidence"] if alarm else entry["refusals"]
+        if len(shown) < (5 if alarm else 3):
+            why = r.details.get("why") or r.details.get("notes") or r.reason
+            shown.append({"idx": idx, "time": _clock(r.time), "why": why})
+    live: dict[str, list[str]] = {}
+    for principal, model, why, until in suspended:
+        live.setdefault(principal, []).append(f"{model} until {_clock(until)} ({why})")
+    for principal in live:
+        by_principal.setdefault(
+            principal,
+            {
+                "principal": principal,
+                "alarms": 0,
+                "refused": 0,
+                "models": set(),
+                "last": now,
+                "evidence": [],
+                "refusals": [],
+            },
+        )
+    alerts = []
+    for entry in sorted(by_principal.values(), key=lambda e: -e["last"]):
+        entry["models"] = ", ".join(sorted(entry["models"]))
+        entry["last"] = _clock(entry["last"])
+        entry["suspended"] = live.get(entry["principal"], [])
+        entry["evidence"] = entry["evidence"] + entry.pop("refusals")
+        entry["active_keys"] = active_keys.get(entry["principal"], 0)
+        entry["restricted"] = restrictions.get(entry["principal"], "")
+        alerts.append(entry)
+    return {"alerts": alerts, "drift": drift}
+
+
+# -- audit -----------------------------------------------------------------------------
+
+
+def _matches(r: AuditRecord, principal: str, action: str, decision: str) -> bool:
+    return (
+        (not principal or r.principal == principal)
+        and (not action or r.action == action or r.action.startswith(action + "."))
+        and (not decision or r.decision == decision)
+    )
+
+
+def audit_page(
+    log: AuditLog,
+    *,
+    principal: str = "",
+    action: str = "",
+    decision: str = "",
+    before: int | None = None,
+    size: int = 50,
+    scan: int = 20_000,
+) -> dict[str, Any]:
+    """One page of the log, newest first, filtered; ``next`` continues below it."""
+    found: list[dict[str, Any]] = []
+    cursor = before
+    scanned = 0
+    while len(found) < size and scanned < scan:
+        chunk = log.recent(500, before=cursor)
+        if not chunk:
+            cursor = None
+            break
+        for idx, r in chunk:
+            cursor = idx
+            if _matches(r, principal, action, decision):
+                found.append({"idx": idx, "time": _clock(r.time), **_fields(r)})
+                if len(found) >= size:
+                    break
+        scanned += len(chunk)
+    more = cursor is not None and cursor > 0
+    return {"records": found, "next": cursor if more else None, "scanned": scanned}
+
+
+def _fields(r: AuditRecord) -> dict[str, Any]:
+    return {
+        "principal": r.principal,
+        "action": r.action,
+        "decision": r.decision,
+        "reason": r.reason,
+        "model": r.model or "",
+        "latency_ms": r.latency_ms,
+        "request_id": r.request_id or "",
+        "details": dict(r.details),
+    }
+
+
+# -- registry --------------------------------------------------------------------------
+
+
+def registry_view(gateway: Gateway, actor: str) -> dict[str, Any]:
+    """Served and refused models, with their load-gate checks; the registry's
+    objects, versions, aliases and grants (read as ``actor``, audited by the registry)."""
+    from atlasguard.artifacts.settings import ScanSettings
+
+    policy = gateway.policy
+    scan = policy.settings("scan")
+    fail_on = scan.fail_on if isinstance(scan, ScanSettings) else "-"
+    signing_required = bool(getattr(policy.settings("signing"), "require", False))
+    gate = {
+        # the load gate scans whatever [controls.scan] says; the setting gives the threshold
+        "scan": f"passed (fail_on = {fail_on})",
+        "signature": "verified" if signing_required else "not required by the policy",
+        "encrypted": policy.enabled("encryption"),
+    }
+    served = [
+        {
+            "name": s.name,
+            "backend": s.spec.backend,
+            "path": s.spec.path if s.spec.path.startswith("registry:") else Path(s.spec.path).name,
+            "members": ", ".join(s.spec.members),
+        }
+        for s in gateway.models.values()
+    ]
+    refused = [{"name": n, "why": why} for n, why in sorted(gateway.refused.items())]
+    identity = gateway.deployment.identity
+    grants = identity.list_grants()
+    objects = []
+    registry = gateway.registry
+    if registry is not None:
+        for obj in registry.list(actor):
+            versions = registry.versions(actor, obj.name)
+            aliases = {v: k for k, v in obj.aliases.items()}
+            objects.append(
+                {
+                    "name": obj.name,
+                    "kind": obj.kind,
+                    "owner": obj.owner,
+                    "framework": obj.framework,
+                    "versions": [
+                        {
+                            "number": v.number,
+                            "alias": aliases.get(v.number, ""),
+                            "digest": v.digest[:19],
+                            "size": v.size,
+                            "encrypted": v.encrypted,
+                            "by": v.created_by,
+                            "at": _clock(v.created_at),
+                        }
+                        for v in reversed(versions)
+                    ],
+                    "grants": [
+                        f"{g.principal}: {g.role} on {g.models}"
+                        for g in grants
+                        if g.covers(obj.name)
+                    ],
+                }
+            )
+    model_grants = [
+        {
+            "principal": g.principal,
+            "models": g.models,
+            "role": g.role,
+            "rate": g.rate,
+            "quota": g.quota,
+            "output": g.output,
+        }
+        for g in grants
+        if any(g.covers(s["name"]) for s in served)
+    ]
+    return {
+        "gate": gate,
+        "served": served,
+        "refused": refused,
+        "objects": objects,
+        "registry": registry is not None,
+        "grants": model_grants,
+    }
+
+
+# -- efficacy --------------------------------------------------------------------------
+
+
+def efficacy_view(log: AuditLog, results: Path | None) -> dict[str, Any]:
+    """Bench and lab results (JSON, with their PNG plots) from the ``results``
+    directory, and the latest ``labs.completed`` record of each lab."""
+    tables = []
+    plots = []
+    if results is not None and results.is_dir():
+        for path in sorted(results.iterdir()):
+            if not RESULT_NAME.match(path.name) or not path.is_file() or path.is_symlink():
+                continue
+            if path.suffix == ".png":
+                plots.append(path.name)
+            elif path.suffix == ".json" and path.stat().st_size <= 4 << 20:
+                table = _table_of(path)
+                if table is not None:
+                    tables.append(table)
+    units = _lab_units(results)
+    labs: dict[str, dict[str, Any]] = {}
+    for _, r in _records_of(log, "labs.completed"):
+        name = r.details.get("lab", "")
+        if not name or name in labs:
+            continue
+        try:
+            figures = json.loads(r.details.get("figures", "{}"))
+        except ValueError:
+            figures = {}
+        labs[name] = {
+            "lab": name,
+            "who": r.details.get("who", r.principal),
+            "when": _clock(r.time),
+            "mitigations": r.details.get("mitigations", ""),
+            "figures": [
+                {
+                    "what": k,
+                    "without": v[0],
+                    "with": v[1],
+                    "shown": [_shown(v[0], units.get(k, "")), _shown(v[1], units.get(k, ""))],
+                }
+                for k, v in figures.items()
+                if isinstance(v, list)
+                and len(v) == 2
+                and all(isinstance(x, (int, float)) for x in v)
+            ],
+        }
+    return {"tables": tables, "plots": plots, "labs": sorted(labs.values(), key=lambda x: x["lab"])}
+
+
+def _lab_units(results: Path | None) -> dict[str, str]:
+    """The unit of each lab figure, from the labs' JSON in ``results`` (the audit
+    record keeps only the numbers)."""
+    units: dict[str, str] = {}
+    if results is None or not results.is_dir():
+        return units
+    for path in results.glob("*.json"):
+        if not RESULT_NAME.match(path.name) or path.stat().st_size > 1 << 20:
+            continue
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and "lab" in doc and isinstance(doc.get("figures"), list):
+            for f in doc["figures"]:
+                if isinstance(f, dict) and isinstance(f.get("what"), str):
+                    units[f["what"]] = str(f.get("unit", ""))
+    return units
+
+
+def _shown(value: float, unit: str) -> str:
+    """A lab figure as the lab prints it: rates as percentages, yes/no, or a count."""
+    if unit == "%":
+        return f"{value:.0%}"
+    if unit == "yes/no":
+        return "yes" if value else "no"
+    return f"{value:g}{(' ' + unit) if unit else ''}"
+
+
+def _records_of(
+    log: AuditLog, action: str, scan: int = 50_000
+) -> Iterator[tuple[int, AuditRecord]]:
+    cursor = None
+    seen = 0
+    while seen < scan:
+        chunk = log.recent(1000, before=cursor)
+        if not chunk:
+            return
+        for idx, r in chunk:
+            cursor = idx
+            if r.action == action:
+                yield idx, r
+        seen += len(chunk)
+
+
+def _table_of(path: Path) -> dict[str, Any] | None:
+    """A results file as a table: a bench's ``rows``, or a lab's ``figures``."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"name": path.name, "error": "not readable as JSON", "columns": [], "rows": []}
+    if not isinstance(doc, dict):
+        return None
+    rows = doc.get("rows")
+    if rows is None and isinstance(doc.get("figures"), list):
+        rows = doc["figures"]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return None
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns and not isinstance(row[key], (dict, list)):
+                columns.append(key)
+    return {
+        "name": path.name,
+        "command": str(
+            doc.get("command") or (f"atlasguard labs run {doc['lab']}" if "lab" in doc else "")
+        ),
+        "columns": columns[:12],
+        "rows": [[_cell(row.get(c)) for c in columns[:12]] for row in rows[:200]],
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)[:200]
