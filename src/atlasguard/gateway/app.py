@@ -123,7 +123,9 @@ def create_app(gateway: Gateway, *, metrics_dir: Path | None = None) -> FastAPI:
     serving = gateway.policy.settings("serving")
     if not isinstance(serving, ServingSettings) or serving.console:
         from atlasguard.gateway.console import router as console_router
+        from atlasguard.gateway.console.sessions import SessionStore
 
+        app.state.console_sessions = SessionStore(gateway.deployment.engine)
         app.include_router(console_router)
     app.add_api_route("/metrics", _metrics, methods=["GET"])
     return app

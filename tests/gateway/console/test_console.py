@@ -393,3 +393,50 @@ def test_an_oversized_form_is_refused(site: Site) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 413
+
+
+def test_hostile_names_from_urls_are_shown_as_text(site: Site) -> None:
+    hostile = "<img src=x onerror=alert(1)>"
+    site.client.post(f"/v2/models/{hostile}/infer", json=digit(0))
+    site.sign_in(site.key("ops13", admin=True))
+    for path in ("/console/audit", "/console/traffic"):
+        page = site.client.get(path)
+        assert hostile not in page.text and "&lt;img src=x onerror=alert(1)&gt;" in page.text
+
+
+def test_unknown_actions_and_crowded_forms_are_refused_without_new_names(site: Site) -> None:
+    csrf = site.sign_in(site.key("ops14", admin=True))
+    unknown = site.client.post(
+        "/console/alerts/explode", data={"principal": "x", "csrf": csrf}, follow_redirects=False
+    )
+    assert unknown.status_code == 404
+    last = site.gateway.deployment.audit.recent(1)[0][1]
+    assert last.action == "console.alerts.unknown"
+    crowded = site.client.post(
+        "/console/alerts/revoke",
+        content="&".join(f"f{i}=1" for i in range(50)).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert crowded.status_code == 400
+
+
+def test_traffic_says_when_the_scan_covers_less_than_the_window(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atlasguard.gateway.console import views
+
+    for i in range(6):
+        site.client.post(
+            "/v2/models/digits/infer", json=digit(50 + i), headers={"X-API-Key": "agk_x"}
+        )
+    monkeypatch.setattr(views, "TRAFFIC_SCAN", 5)
+    data = views.traffic_view(site.gateway.deployment.audit, site.gateway.policy, {})
+    assert data["covered_seconds"] is not None and data["total"] <= 5
+    monkeypatch.setattr(views, "TRAFFIC_SCAN", 20_000)
+    assert (
+        views.traffic_view(site.gateway.deployment.audit, site.gateway.policy, {})[
+            "covered_seconds"
+        ]
+        is None
+    )

@@ -69,6 +69,7 @@ _HEADERS = {
 }
 _HERE = Path(__file__).parent
 _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+_VERBS = ("revoke", "tighten", "label-only", "lift")
 _PAGES = ("coverage", "traffic", "alerts", "audit", "registry", "efficacy")
 
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
@@ -80,11 +81,9 @@ def _settings(gateway: Gateway) -> ServingSettings:
     return settings if isinstance(settings, ServingSettings) else ServingSettings()
 
 
-def _sessions(gateway: Gateway) -> SessionStore:
-    store: SessionStore | None = getattr(gateway, "_console_sessions", None)
-    if store is None:
-        store = SessionStore(gateway.deployment.engine)
-        gateway._console_sessions = store  # type: ignore[attr-defined]
+def _sessions(request: Request) -> SessionStore:
+    """The app's session store (``create_app`` makes it over the deployment's database)."""
+    store: SessionStore = request.app.state.console_sessions
     return store
 
 
@@ -100,9 +99,8 @@ class Viewer:
         return self.principal if isinstance(self.principal, str) else self.principal.name
 
 
-def _live(gateway: Gateway, token: str) -> Session | None:
+def _live(gateway: Gateway, store: SessionStore, token: str) -> Session | None:
     """The session, if it is live and its admin still is one with the key they used."""
-    store = _sessions(gateway)
     session = store.find(token)
     if session is None:
         return None
@@ -123,7 +121,7 @@ async def _admin(call: Call) -> Viewer:
     token = request.cookies.get(COOKIE)
     if not token:
         raise Denied("sign in to the console with an admin key", reason="unauthenticated")
-    session = await run_in_threadpool(_live, call.gateway, token)
+    session = await run_in_threadpool(_live, call.gateway, _sessions(request), token)
     if session is None:
         raise Denied("the console session has ended: sign in again", reason="unauthenticated")
     call.outcome.principal = session.principal
@@ -146,7 +144,11 @@ async def _form(request: Request) -> dict[str, str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Denied("the form is not UTF-8", reason="malformed") from None
-    return {k: v[0] for k, v in parse_qs(text, max_num_fields=20).items()}
+    try:
+        fields = parse_qs(text, max_num_fields=20)
+    except ValueError:  # more fields than any console form has
+        raise Denied("the form has too many fields", reason="malformed") from None
+    return {k: v[0] for k, v in fields.items()}
 
 
 async def _checked_form(call: Call, viewer: Viewer) -> dict[str, str]:
@@ -251,7 +253,7 @@ async def login_page(request: Request) -> Response:
         return await _console(request, "console.login", work)
     gateway = gateway_of(request)
     token = request.cookies.get(COOKIE)
-    if token and await run_in_threadpool(_live, gateway, token) is not None:
+    if token and await run_in_threadpool(_live, gateway, _sessions(request), token) is not None:
         return _secure(RedirectResponse("/console/coverage", status_code=303))
     nonce = secrets.token_urlsafe(24)
     response = _render(
@@ -295,7 +297,7 @@ async def login(request: Request) -> Response:
                 reason="forbidden",
             )
         opened = await run_in_threadpool(
-            _sessions(gateway).open,
+            _sessions(request).open,
             record.name,
             f"key:{key_id}",
             seconds=settings.console_session_minutes * 60,
@@ -330,7 +332,7 @@ async def logout(request: Request) -> Response:
     async def work(call: Call, viewer: Viewer) -> Response:
         await _checked_form(call, viewer)
         token = request.cookies.get(COOKIE)
-        await run_in_threadpool(_sessions(call.gateway).close, token)
+        await run_in_threadpool(_sessions(request).close, token)
         response = RedirectResponse("/console/login", status_code=303)
         response.delete_cookie(COOKIE, path="/console")
         return response
@@ -505,7 +507,9 @@ async def alert_action(verb: str, request: Request) -> Response:
             raise Denied("unknown action: revoke, tighten, label-only or lift", reason="not-found")
         return RedirectResponse("/console/alerts?" + urlencode({"done": done}), status_code=303)
 
-    return await _console(request, f"console.alerts.{verb[:20]}", work)
+    # the action's name goes to the metrics' labels: a closed set, never the URL's text
+    action = f"console.alerts.{verb}" if verb in _VERBS else "console.alerts.unknown"
+    return await _console(request, action, work)
 
 
 @router.get("/audit")
@@ -521,7 +525,7 @@ async def audit(request: Request) -> Response:
                 principal=filters["principal"],
                 action=filters["action"],
                 decision=filters["decision"],
-                before=int(before) if before.isdigit() else None,
+                before=int(before) if before.isdigit() and len(before) <= 18 else None,
             )
         )
         state = await run_in_threadpool(_chain_state, call.gateway, q.get("verify") == "1")

@@ -183,7 +183,11 @@ def traffic_view(
     latencies: list[float] = []
     users: dict[str, dict[str, Any]] = {}
     latest: list[dict[str, Any]] = []
-    for idx, r in log.recent(TRAFFIC_SCAN):
+    scanned = log.recent(TRAFFIC_SCAN)
+    # A busy gateway writes more than the scan reads in the window: say how much it covers.
+    oldest = scanned[-1][1].time if scanned else now
+    covered = now - oldest if len(scanned) >= TRAFFIC_SCAN and oldest > start else None
+    for idx, r in scanned:
         if r.time < min(start, day_start):
             break
         if not _served(r):
@@ -234,6 +238,8 @@ def traffic_view(
     total = sum(outcomes.values())
     return {
         "window_minutes": minutes,
+        "covered_seconds": None if covered is None else round(covered, 1),
+        "scan": TRAFFIC_SCAN,
         "total": total,
         "outcomes": dict(outcomes),
         "reasons": dict(reasons.most_common()),

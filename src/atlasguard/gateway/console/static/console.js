@@ -56,6 +56,9 @@ function render(data) {
     el.textContent = v === null || v === undefined ? "–" : String(v);
   }
   drawSeries(document.getElementById("series"), data.series, data.peak);
+  const truncated = document.getElementById("truncated");
+  truncated.hidden = data.covered_seconds === null;
+  document.getElementById("covered").textContent = String(data.covered_seconds);
   fill(document.querySelector("#reasons tbody"), Object.entries(data.reasons), (tr, [r, n]) => {
     cell(tr, r);
     cell(tr, n);
