@@ -332,13 +332,21 @@ def test_efficacy_shows_results_files(site: Site, demo_dir: object) -> None:
     results.mkdir(exist_ok=True)
     (results / "bench.json").write_text(
         json.dumps(
-            {"command": "atlasguard bench efficacy --quick", "rows": [{"attack": "a", "asr": 0.5}]}
+            {
+                "command": "atlasguard bench efficacy --quick",
+                "rows": [
+                    {"attack": "SimBA", "defence": "query monitor (default [controls.monitor])"},
+                    {"attack": "other", "defence": "output policy label"},
+                ],
+            }
         )
     )
     (results / "broken.json").write_text("{not json")
     site.sign_in(site.key("ops12", admin=True))
     page = site.client.get("/console/efficacy")
     assert "atlasguard bench efficacy --quick" in page.text and "not readable as JSON" in page.text
+    detail = site.client.get("/console/coverage?m=AML.M0004").text.split('id="detail"')[1]
+    assert "query monitor (default [controls.monitor])" in detail and "output policy" not in detail
     (results / "bench.json").unlink()
     (results / "broken.json").unlink()
 

@@ -375,11 +375,15 @@ async def coverage(request: Request) -> Response:
         cov = await run_in_threadpool(compute_coverage, gateway.policy)
         data = views.coverage_view(cov, gateway.policy, selected)
         efficacy: list[dict[str, Any]] = []
-        if data["detail"] is not None:
+        measured: list[dict[str, Any]] = []
+        detail = data["detail"]
+        if detail is not None:
             results = _results_dir(gateway)
             found = await run_in_threadpool(views.efficacy_view, gateway.deployment.audit, results)
             efficacy = [lab for lab in found["labs"] if selected in lab["mitigations"].split(",")]
-        return _page(request, viewer, "coverage", cov=data, efficacy=efficacy)
+            keys = [c["key"] for c in detail["settings"]]
+            measured = views.rows_about(found["tables"], keys)
+        return _page(request, viewer, "coverage", cov=data, efficacy=efficacy, measured=measured)
 
     return await _console(request, "console.coverage", work)
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "alerts_view",
+    "rows_about",
     "audit_page",
     "coverage_view",
     "efficacy_view",
@@ -525,6 +526,28 @@ def efficacy_view(log: AuditLog, results: Path | None) -> dict[str, Any]:
             ],
         }
     return {"tables": tables, "plots": plots, "labs": sorted(labs.values(), key=lambda x: x["lab"])}
+
+
+def rows_about(tables: list[dict[str, Any]], controls: Iterable[str]) -> list[dict[str, Any]]:
+    """The rows of the results ``tables`` whose defence names one of ``controls``
+    (``[controls.monitor]``, or "query monitor" for ``monitor``): a mitigation's
+    measured efficacy, read from what the benches wrote.
+
+    >>> table = {"name": "e.json", "command": "c", "columns": ["attack", "defence"],
+    ...          "rows": [["SimBA", "query monitor (default [controls.monitor])"], ["x", "none"]]}
+    >>> [t["rows"] for t in rows_about([table], ["monitor", "quotas"])]
+    [[['SimBA', 'query monitor (default [controls.monitor])']]]
+    """
+    stems = [key.rstrip("s").replace("_", " ") for key in controls if len(key) >= 4]
+    found = []
+    for table in tables:
+        if "defence" not in table["columns"]:
+            continue
+        at = table["columns"].index("defence")
+        rows = [r for r in table["rows"] if any(stem in r[at].lower() for stem in stems)]
+        if rows:
+            found.append({**table, "rows": rows})
+    return found
 
 
 def _lab_units(results: Path | None) -> dict[str, str]:
