@@ -57,7 +57,10 @@ def init(
         + "; "
         f"signed ({escape(str(model.signature))}); scan clean"
     )
-    err_console.print("admin key (admin API; shown only now, store it safely):", soft_wrap=True)
+    err_console.print(
+        "admin key (admin API and the console at /console; shown only now, store it safely):",
+        soft_wrap=True,
+    )
     typer.echo(project.admin_key)
     err_console.print("demo key (role 'user' on digits; shown only now):", soft_wrap=True)
     typer.echo(project.demo_key)

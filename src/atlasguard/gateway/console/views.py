@@ -33,11 +33,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "alerts_view",
-    "rows_about",
     "audit_page",
     "coverage_view",
     "efficacy_view",
     "registry_view",
+    "rows_about",
     "status_of",
     "traffic_view",
 ]
