@@ -139,6 +139,25 @@ class ServingSettings(ControlSettings):
     console_tighten_quota: str = Field(
         default="100/day", description="The daily quota the console's 'tighten quota' proposes."
     )
+    console_oidc_client_id: str = Field(
+        default="",
+        description="Console sign-in through [controls.access]'s jwt_issuer (OpenID Connect, "
+        "code flow with PKCE): this client's id; empty = admin keys only.",
+    )
+    console_oidc_authorize_url: str = Field(
+        default="", description="The issuer's authorization endpoint."
+    )
+    console_oidc_token_url: str = Field(default="", description="The issuer's token endpoint.")
+    console_oidc_redirect_url: str = Field(
+        default="",
+        description="The callback registered with the issuer; empty = this server's "
+        "/console/oidc/callback as the browser reaches it.",
+    )
+    console_oidc_admin_group: str = Field(
+        default="",
+        description="A group (in the token's jwt_groups_claim) whose members are console "
+        "admins; principals marked admin in the store (jwt:<sub>) are too.",
+    )
 
     @field_validator("console_tighten_rate")
     @classmethod

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from atlasguard.gateway.app import create_app
-from atlasguard.gateway.console.routes import COOKIE, CSP, router
+from atlasguard.gateway.console.base import COOKIE, CSP, router
 from atlasguard.gateway.console.sessions import SessionStore
 from atlasguard.gateway.service import Gateway
 from atlasguard.policy import load_policy_text
