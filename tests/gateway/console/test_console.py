@@ -448,3 +448,32 @@ def test_traffic_says_when_the_scan_covers_less_than_the_window(
         ]
         is None
     )
+
+
+def test_guessing_keys_at_the_sign_in_is_throttled_with_retry_after(site: Site) -> None:
+    page = site.client.get("/console/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+    assert nonce is not None
+    for i in range(200):
+        guess = f"agk_{i:016x}_" + "B" * 43
+        answer = site.client.post(
+            "/console/login",
+            data={"nonce": nonce[1], "credential": guess},
+            follow_redirects=False,
+        )
+        if answer.status_code == 429:
+            break
+        assert answer.status_code == 303  # back to the form, with the reason
+    assert answer.status_code == 429, "200 wrong keys from one address were never throttled"
+    assert int(answer.headers["retry-after"]) >= 1 and "throttled" in answer.text
+
+
+def test_alerts_show_an_input_detector_hit_with_its_evidence(site: Site) -> None:
+    key = site.key("prober")
+    flat = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]}
+    answer = site.client.post("/v2/models/digits/infer", json=flat, headers={"X-API-Key": key})
+    assert answer.status_code == 200  # the demo's detectors answer a detection with the label only
+    site.sign_in(site.key("ops15", admin=True))
+    page = site.client.get("/console/alerts").text
+    section = page.split('data-principal="prober"')[1].split("</section>")[0]
+    assert "detected:" in section and "1 refused or flagged" in section

@@ -222,6 +222,9 @@ def as_page(request: Request, response: Response, *, to_sign_in: bool = True) ->
     page.headers["Content-Security-Policy"] = CSP.replace(
         "style-src 'self'", f"style-src 'self' 'nonce-{nonce}'"
     )
+    for name, value in response.headers.items():  # Retry-After, RateLimit-*, X-Request-Id...
+        if name.lower() not in ("content-type", "content-length"):
+            page.headers.setdefault(name, value)
     return page
 
 
