@@ -167,8 +167,11 @@ def test_required_signature(tmp_path: Path) -> None:
         reg = make_registry(engine, tmp_path, signature_key=key.public_key())
         reg.identity.ensure_principal("ops", admin=True)
         model = _model(tmp_path)
-        with pytest.raises(VerificationError, match="signature"):
+        with pytest.raises(VerificationError, match="signature") as refused:
             reg.push("ops", "digits", model, "model")
+        # the message names the file in what was pushed, not the registry's private copy
+        assert "atlasguard-push-" not in str(refused.value)
+        assert f"{model.name}/model.sig" in str(refused.value)
         sign_model(model, key)
         assert reg.push("ops", "digits", model, "model").number == 1
         reg.audit.close()
