@@ -76,6 +76,7 @@ CONTROL_MODULES: tuple[str, ...] = (
     "atlasguard.registry.settings",
     "atlasguard.release.settings",
     "atlasguard.labs.settings",
+    "atlasguard.offline",
 )
 
 

@@ -22,6 +22,7 @@ import pytest
         "atlasguard.runtime.admin",
         "atlasguard.runtime.auditor",
         "atlasguard.runtime.deployment",
+        "atlasguard.runtime.evidence",
         "atlasguard.runtime.monitor",
         "atlasguard.runtime.suspensions",
         "atlasguard.models.attacks",

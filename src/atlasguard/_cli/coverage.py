@@ -15,6 +15,7 @@ from atlasguard._cli.console import console, err_console
 
 if TYPE_CHECKING:
     from atlasguard.catalog.coverage import Coverage
+    from atlasguard.policy import Policy
 
 __all__ = ["register"]
 
@@ -52,7 +53,13 @@ def coverage(
     from atlasguard.policy import Policy, load_policy
 
     policy = load_policy(policy_path) if policy_path else Policy.default()
-    cov = compute_coverage(policy, relation=relation.value)
+    parts = None
+    if policy_path is not None:  # commands count once their runs are on the deployment's record
+        from atlasguard.runtime.evidence import recorded_evidence
+        from atlasguard.runtime.plan import plan
+
+        parts = (*plan(policy), *recorded_evidence(policy))
+    cov = compute_coverage(policy, relation=relation.value, parts=parts)
     doc: dict[str, Any] | None = None
     if fmt is CoverageFormat.json:
         doc = coverage_json(cov)
@@ -72,13 +79,22 @@ def coverage(
         with output.open("w", encoding="utf-8") as fh:
             from rich.console import Console
 
-            _render_table(Console(file=fh, width=120, highlight=False), cov, techniques)
+            _render_table(Console(file=fh, width=120, highlight=False), cov, techniques, policy)
         err_console.print(f"wrote {escape(str(output))}")
         return
-    _render_table(console, cov, techniques)
+    _render_table(console, cov, techniques, policy)
 
 
-def _render_table(out: Any, cov: Coverage, techniques: bool) -> None:
+def _not_counted(key: str, policy: Policy | None) -> str:
+    """Why an implemented control does not count: off, or on but never run."""
+    from atlasguard.runtime.evidence import MAX_AGE_DAYS, RUNS
+
+    if policy is not None and policy.enabled(key) and key in RUNS:
+        return f"on, no run on record in {MAX_AGE_DAYS} days: {RUNS[key][1]} ... --policy FILE"
+    return f"off: [controls.{key}]"
+
+
+def _render_table(out: Any, cov: Coverage, techniques: bool, policy: Policy | None = None) -> None:
     table = Table(
         title=f"ATLAS {cov.atlas_version} mitigations under {escape(cov.policy)}",
         title_justify="left",
@@ -91,7 +107,7 @@ def _render_table(out: Any, cov: Coverage, techniques: bool) -> None:
     for m in cov.mitigations:
         evidence = "\n".join(f"{e.control}: {e.setting} ({e.location})" for e in m.evidence)
         if not evidence and m.implemented:
-            evidence = "off: " + ", ".join(f"[controls.{c}]" for c in m.controls)
+            evidence = "\n".join(_not_counted(c, policy) for c in m.controls)
         table.add_row(
             m.mitigation.id,
             escape(m.mitigation.name),

@@ -69,6 +69,12 @@ def audit_command(
         0.5, "--topic-similarity", help="Cosine similarity at which a row is about a topic."
     ),
     seed: int = typer.Option(0, "--seed", help="Random state of the models the checks train."),
+    policy: Path | None = typer.Option(
+        None,
+        "--policy",
+        help="Record the audit in this deployment's audit log (coverage counts AML.M0007 "
+        "once a run is on record).",
+    ),
 ) -> None:
     """Find what a training set should not be trained on. Exit 1 when anything is found.
 
@@ -144,6 +150,21 @@ def audit_command(
     if cleaned is not None:
         kept = write_cleaned(data, table, report, cleaned)
         err_console.print(f"wrote {kept} of {len(table.x)} rows to {escape(str(cleaned))}")
+    if policy is not None:
+        from atlasguard._cli.deployment import local_actor
+        from atlasguard._cli.runs import record_run
+
+        kinds = sorted({f.kind for f in report.findings})
+        details = {
+            "data": data.name,
+            "rows": str(len(table.x)),
+            "findings": str(len(report.findings)),
+            "kinds": ",".join(kinds),
+            "cleaned": "yes" if cleaned is not None else "no",
+        }
+        # an audit that found something did its job: the run counts either way
+        said = record_run(policy, "data.audited", local_actor(), details)
+        err_console.print(escape(said))
     if report.findings:
         raise typer.Exit(1)
 

@@ -38,6 +38,12 @@ def harden_command(
         None, "--report", help="Write the robustness report (JSON) here."
     ),
     seed: int = typer.Option(0, "--seed", help="Random state."),
+    policy: Path | None = typer.Option(
+        None,
+        "--policy",
+        help="Record the run in this deployment's audit log (coverage counts AML.M0003 "
+        "once a hardening run is on record).",
+    ),
 ) -> None:
     """Train a hardened model (PGD, TRADES, distillation) and write it as ONNX.
 
@@ -98,6 +104,22 @@ def harden_command(
     console.print(f"wrote {escape(str(output))}: {method}, best epoch {report.best_epoch}")
     for name, value in report.robustness.items():
         console.print(f"  {name:<12} {value:.3f}")
+    if policy is not None:
+        from atlasguard._cli.deployment import local_actor
+        from atlasguard._cli.runs import record_run
+
+        details = {"model": output.name, "method": method, "epsilon": f"{epsilon:g}"}
+        details |= {name: f"{value:.3f}" for name, value in report.robustness.items()}
+        # "standard" training hardens nothing: on record, but not as a hardening run
+        said = record_run(
+            policy,
+            "model.hardened",
+            local_actor(),
+            details,
+            decision="deny" if method == "standard" else "allow",
+            reason="not-hardened",
+        )
+        err_console.print(escape(said))
 
 
 def _split(x: Any, y: Any, with_test: bool, seed: int) -> tuple[Any, Any, Any, Any, Any, Any]:

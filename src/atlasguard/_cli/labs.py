@@ -207,9 +207,7 @@ def _quiz(lab: object, answers: str | None) -> int | None:
 
 def _record(details: dict[str, str], policy: Path | None) -> str:
     """Write a ``labs.completed`` record to the deployment's audit log."""
-    from atlasguard.policy import load_policy
-    from atlasguard.runtime.auditor import Outcome
-    from atlasguard.runtime.deployment import Deployment
+    from atlasguard._cli.runs import record_run
 
     if policy is None:
         found = [p for p in (Path("atlasguard.toml"), Path("demo/atlasguard.toml")) if p.is_file()]
@@ -219,13 +217,7 @@ def _record(details: dict[str, str], policy: Path | None) -> str:
                 "--policy FILE to record it in that deployment's audit log)"
             )
         policy = found[0]
-    deployment = Deployment.open(load_policy(policy))
-    try:
-        outcome = Outcome(action="labs.completed", principal=details["who"])
-        outcome.details.update(details)
-        deployment.auditor.record(outcome)
-    finally:
-        deployment.close(sign_head=True)  # `atlasguard audit verify` covers the record
+    record_run(policy, "labs.completed", details["who"], details)
     return f"completion recorded in the audit log of {policy} (atlasguard audit)"
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from atlasguard._cli.console import console
+from atlasguard._cli.console import console, err_console
 
 __all__ = ["register"]
 
@@ -71,6 +72,24 @@ def release_check_command(
         )
     else:
         console.out(text, highlight=False)
+    if policy is not None:  # the gate's run goes on the deployment's record (coverage)
+        from atlasguard._cli.deployment import local_actor
+        from atlasguard._cli.runs import record_run
+
+        details = {
+            "path": path.resolve().name,
+            "open": str(len(report.open)),
+            "accepted": str(len(report.findings) - len(report.open)),
+            "history": str(history).lower(),
+        }
+        said = record_run(
+            policy,
+            "release.checked",
+            local_actor(),
+            details,
+            decision="allow" if report.passed else "deny",
+        )
+        err_console.print(escape(said))
     if not report.passed:
         raise typer.Exit(1)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import os
 import threading
@@ -829,6 +830,32 @@ class AuditLog:
         query = query.order_by(audit_records.c.idx.desc()).limit(max(0, limit))
         with self._engine.connect().execution_options(**READ_ONLY) as conn:
             return [(int(idx), AuditRecord.from_bytes(body)) for idx, body in conn.execute(query)]
+
+    def latest(
+        self, action: str, *, since: float = 0.0, decision: str | None = None
+    ) -> tuple[int, AuditRecord] | None:
+        """The newest record of ``action`` (with ``decision``) written at or after ``since``.
+
+        The database finds candidates by the canonical text of the action field (a
+        quote inside any value is escaped, so only the field itself matches); each is
+        parsed and checked before it is returned.
+        """
+        needle = '"action":' + json.dumps(action, ensure_ascii=False)
+        query = (
+            select(audit_records.c.idx, audit_records.c.body)
+            .where(audit_records.c.created_at >= since)
+            .where(audit_records.c.body.contains(needle, autoescape=True))
+            .order_by(audit_records.c.idx.desc())
+            .limit(50)
+        )
+        with self._engine.connect().execution_options(**READ_ONLY) as conn:
+            for idx, body in conn.execute(query):
+                record = AuditRecord.from_bytes(body)
+                if record.time < since:  # the record's own time, not only when it was stored
+                    continue
+                if record.action == action and decision in (None, record.decision):
+                    return int(idx), record
+        return None
 
     def report(self, *, principal: str | None = None, since: float | None = None) -> list[UsageRow]:
         """Per-principal usage: requests, allowed, denied, by model and by reason."""

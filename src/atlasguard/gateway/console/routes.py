@@ -34,6 +34,7 @@ from starlette.responses import (
     Response,
 )
 
+from atlasguard.catalog.coverage import Coverage
 from atlasguard.gateway.calls import Call, audited
 from atlasguard.gateway.console import views
 from atlasguard.gateway.console.base import (
@@ -194,14 +195,23 @@ async def home(request: Request) -> Response:
     return await console_call(request, "console.home", work)
 
 
+def _coverage(gateway: Gateway) -> Coverage:
+    """Coverage of the live policy: what the gateway runs, and the commands on record."""
+    from atlasguard.catalog.coverage import compute_coverage
+    from atlasguard.runtime.evidence import command_evidence
+
+    deployment = gateway.deployment
+    parts = (*deployment.parts, *command_evidence(gateway.policy, deployment.audit))
+    return compute_coverage(gateway.policy, parts=parts)
+
+
 @router.get("/coverage")
 async def coverage(request: Request) -> Response:
     async def work(call: Call, viewer: Viewer) -> Response:
-        from atlasguard.catalog.coverage import compute_coverage
 
         gateway = call.gateway
         selected = request.query_params.get("m", "")[:20] or None
-        cov = await run_in_threadpool(compute_coverage, gateway.policy)
+        cov = await run_in_threadpool(_coverage, gateway)
         data = views.coverage_view(cov, gateway.policy, selected)
         efficacy: list[dict[str, Any]] = []
         measured: list[dict[str, Any]] = []
@@ -222,12 +232,11 @@ async def coverage(request: Request) -> Response:
 @router.get("/coverage/{name}.json")
 async def coverage_export(name: str, request: Request) -> Response:
     async def work(call: Call, viewer: Viewer) -> Response:
-        from atlasguard.catalog.coverage import compute_coverage
         from atlasguard.catalog.export import misp_cluster, navigator_layer
 
         if name not in ("navigator", "misp"):
             raise Denied("export navigator.json or misp.json", reason="not-found")
-        cov = await run_in_threadpool(compute_coverage, call.gateway.policy)
+        cov = await run_in_threadpool(_coverage, call.gateway)
         doc = navigator_layer(cov) if name == "navigator" else misp_cluster(cov)
         filename = f"atlasguard-{name}.json"
         return JSONResponse(

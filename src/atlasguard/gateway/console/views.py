@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atlasguard.gateway.http import STATUS
+from atlasguard.runtime.evidence import MAX_AGE_DAYS, RUNS
 
 if TYPE_CHECKING:
     from atlasguard.audit.log import AuditLog
@@ -130,6 +131,7 @@ def coverage_view(cov: Coverage, policy: Policy, selected: str | None) -> dict[s
                     "key": key,
                     "enabled": policy.enabled(key),
                     "values": {k: json.dumps(v) for k, v in values.items() if k != "enabled"},
+                    "command": RUNS[key][1] if key in RUNS else "",
                 }
             )
         detail = {
@@ -143,6 +145,7 @@ def coverage_view(cov: Coverage, policy: Policy, selected: str | None) -> dict[s
                 for e in chosen.evidence
             ],
             "settings": settings,
+            "max_age_days": MAX_AGE_DAYS,
             "techniques": list(chosen.techniques),
         }
     return {
