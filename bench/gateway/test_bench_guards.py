@@ -115,3 +115,28 @@ def test_two_processes_on_postgresql_and_redis_next_to_sqlite() -> None:
     for row in results.values():
         assert row["dense"]
         assert row["records_per_s"] >= row["rps"] * 0.9  # every answered request is recorded
+
+
+@pytest.mark.bench
+@pytest.mark.services
+def test_console_reads_stay_bounded_as_the_log_grows() -> None:
+    """The console's pages read a bounded number of the newest records: their cost at
+    100,000 records stays within twice their cost at 20,000."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, str(HERE / "console_reads.py"), "--records", "20000,100000"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1200,
+    )
+    print(out.stdout)
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for line in out.stdout.splitlines()[1:]:
+        parts = line.split()
+        cells = dict(zip(parts[3::3], map(float, parts[4::3]), strict=False))
+        rows[(parts[0], parts[1])] = cells
+    for store in ("sqlite", "postgresql"):
+        small, large = rows[(store, "20000")], rows[(store, "100000")]
+        assert large["traffic"] <= 2 * small["traffic"] + 50, (store, small, large)

@@ -477,3 +477,26 @@ def test_alerts_show_an_input_detector_hit_with_its_evidence(site: Site) -> None
     page = site.client.get("/console/alerts").text
     section = page.split('data-principal="prober"')[1].split("</section>")[0]
     assert "detected:" in section and "1 refused or flagged" in section
+
+
+def test_coverage_counts_a_command_once_its_run_is_on_record(site: Site) -> None:
+    from atlasguard.runtime.auditor import Outcome
+
+    site.sign_in(site.key("ops16", admin=True))
+
+    def status(mitigation: str) -> str:
+        page = site.client.get("/console/coverage").text
+        row = page.split(f"?m={mitigation}#detail")[1].split("</tr>")[0]
+        found = re.search(r'<span class="status">([^<]+)</span>', row)
+        assert found is not None
+        return found[1]
+
+    assert status("AML.M0018") == "available"
+    detail = site.client.get("/console/coverage?m=AML.M0018").text
+    assert "no run is on record" in detail and "atlasguard labs run" in detail
+    outcome = Outcome(action="labs.completed", principal="ops16", details={"lab": "poison"})
+    site.gateway.deployment.auditor.record(outcome)
+    site.client.app.state.console_evidence = None  # type: ignore[attr-defined]
+    assert status("AML.M0018") == "enabled"
+    detail = site.client.get("/console/coverage?m=AML.M0018").text
+    assert "`atlasguard labs run` ran on" in detail

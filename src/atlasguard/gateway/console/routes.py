@@ -195,14 +195,22 @@ async def home(request: Request) -> Response:
     return await console_call(request, "console.home", work)
 
 
-def _coverage(gateway: Gateway) -> Coverage:
+EVIDENCE_SECONDS = 60.0
+"""How long the console reuses the commands' runs it read (finding one reads the log)."""
+
+
+def _coverage(request: Request) -> Coverage:
     """Coverage of the live policy: what the gateway runs, and the commands on record."""
     from atlasguard.catalog.coverage import compute_coverage
     from atlasguard.runtime.evidence import command_evidence
 
+    gateway = gateway_of(request)
     deployment = gateway.deployment
-    parts = (*deployment.parts, *command_evidence(gateway.policy, deployment.audit))
-    return compute_coverage(gateway.policy, parts=parts)
+    cached = getattr(request.app.state, "console_evidence", None)
+    if cached is None or time.monotonic() - cached[0] > EVIDENCE_SECONDS:
+        cached = (time.monotonic(), command_evidence(gateway.policy, deployment.audit))
+        request.app.state.console_evidence = cached
+    return compute_coverage(gateway.policy, parts=(*deployment.parts, *cached[1]))
 
 
 @router.get("/coverage")
@@ -211,7 +219,7 @@ async def coverage(request: Request) -> Response:
 
         gateway = call.gateway
         selected = request.query_params.get("m", "")[:20] or None
-        cov = await run_in_threadpool(_coverage, gateway)
+        cov = await run_in_threadpool(_coverage, request)
         data = views.coverage_view(cov, gateway.policy, selected)
         efficacy: list[dict[str, Any]] = []
         measured: list[dict[str, Any]] = []
@@ -236,7 +244,7 @@ async def coverage_export(name: str, request: Request) -> Response:
 
         if name not in ("navigator", "misp"):
             raise Denied("export navigator.json or misp.json", reason="not-found")
-        cov = await run_in_threadpool(_coverage, call.gateway)
+        cov = await run_in_threadpool(_coverage, request)
         doc = navigator_layer(cov) if name == "navigator" else misp_cluster(cov)
         filename = f"atlasguard-{name}.json"
         return JSONResponse(
