@@ -84,7 +84,11 @@ def test_a_wrong_key_returns_to_the_form_with_the_reason(site: Site) -> None:
         follow_redirects=False,
     )
     assert answer.status_code == 303 and answer.headers["location"].startswith("/console/login?")
-    assert "error=" in answer.headers["location"]
+    assert answer.headers["location"] == "/console/login?error=key"
+    assert "was not accepted" in site.client.get(answer.headers["location"]).text
+    # text in the URL is never shown: a link cannot put words on the sign-in page
+    crafted = site.client.get("/console/login?error=Call+555-0100+to+restore+access")
+    assert "555-0100" not in crafted.text
 
 
 def test_the_session_cookie_is_httponly_strict_and_not_the_key(site: Site) -> None:
