@@ -56,6 +56,26 @@ def test_a_categorical_feature_uses_chi_squared() -> None:
     assert result.features[0].test == "chi-squared" and result.features[0].psi > 0.1
 
 
+def test_values_the_reference_never_took_are_one_category_so_power_grows_with_the_window() -> None:
+    """A feature the reference shows as categories (a pixel always 0): a shift that gives
+    10% of the rows new values, each different, is seen in small and large windows alike
+    (as categories of their own, new values lost power as the window grew)."""
+    rng = np.random.default_rng(0)
+    ref = np.column_stack([np.zeros(450), rng.normal(size=450)])
+    detector = DriftDetector(permutations=20).fit(ref)
+    for window in (50, 200, 400):
+        now = np.column_stack([np.zeros(window), rng.normal(size=window)])
+        chosen = rng.choice(window, size=window // 10, replace=False)  # 10% of the rows
+        now[chosen, 0] = rng.uniform(0.01, 0.3, len(chosen))  # each value new
+        result = detector.test(now)
+        assert result.drifted, (window, result.p_values)
+        assert (
+            result.features[0].test == "chi-squared" and result.features[0].feature == "feature 0"
+        )
+    clean = np.column_stack([np.zeros(200), rng.normal(size=200)])
+    assert not detector.test(clean).drifted
+
+
 def test_bad_windows_are_refused() -> None:
     detector = DriftDetector().fit(np.zeros((20, 3)) + np.arange(20)[:, None])
     with pytest.raises(ValueError, match="3 features"):

@@ -141,9 +141,17 @@ class DriftDetector:
             ref, cur = self.reference_[:, j], x[:, j]
             name = self.names[j] if j < len(self.names) else f"feature {j}"
             if self.categorical_[j]:
-                values = np.union1d(np.unique(ref), np.unique(cur))
+                # Values the reference never took are pooled into one "unseen" category:
+                # as categories of their own, each new value (noise makes every one new)
+                # adds a column worth only reference/window to the statistic, so the test
+                # lost power as the window grew (a diluted shift passed at window 200).
+                values = np.unique(ref)
+                unseen = ~np.isin(cur, values)
                 table = np.array(
-                    [[np.sum(ref == v) for v in values], [np.sum(cur == v) for v in values]]
+                    [
+                        [*(np.sum(ref == v) for v in values), 0],
+                        [*(np.sum(cur == v) for v in values), int(unseen.sum())],
+                    ]
                 )
                 table = table[:, table.sum(axis=0) > 0]
                 p = 1.0 if table.shape[1] < 2 else float(stats.chi2_contingency(table)[1])
