@@ -33,6 +33,7 @@ ALLOW = AllowList()
         ("__future__", "annotations", Severity.INFO),
         ("builtins", "len", Severity.LOW),
         ("builtins", "sorted", Severity.LOW),
+        ("pyarrow.lib", "_restore_array", Severity.MEDIUM),
     ],
 )
 def test_plain_values_and_pure_builtins_are_allowed_and_reported_low(
@@ -154,3 +155,23 @@ def test_every_pickled_value_type_loads_as_reported() -> None:
     for value in (argparse.Namespace(a=1), types.SimpleNamespace(b=2), Path("x/y")):
         findings = analyze_pickle(io.BytesIO(pickle.dumps(value, 4)))
         assert findings and max(f.severity for f in findings) is Severity.INFO
+
+
+def test_pandas_arrow_strings_pass_the_default_gate_and_not_a_medium_one(tmp_path: Path) -> None:
+    """With pyarrow installed pandas pickles string columns as Arrow arrays: the array is
+    rebuilt from unvalidated buffers (medium), its companions are plain constructors."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from atlasguard.artifacts.scan import scan_path
+
+    frame = pd.DataFrame({"name": ["a", "b"], "n": [1, 2]}).astype({"name": "string[pyarrow]"})
+    path = tmp_path / "frame.pkl"
+    path.write_bytes(pickle.dumps(frame, protocol=5))
+    findings = [f for report in scan_path(path) for f in report.findings]
+    assert findings and max(f.severity for f in findings) == Severity.MEDIUM
+    assert all("_restore_array" in f.message for f in findings)
+    for module, name in (("pyarrow.lib", "type_for_alias"), ("pyarrow.lib", "py_buffer")):
+        assert ALLOW.verdict(module, name).allowed and ALLOW.verdict(module, name).severity is None
+    # nothing else of pyarrow is allowed: its IPC readers and extension types stay high
+    assert not ALLOW.verdict("pyarrow.lib", "ipc_read_message").allowed
+    assert not ALLOW.verdict("pyarrow", "PyExtensionType").allowed

@@ -337,6 +337,15 @@ bool str NoneType Ellipsis NotImplemented
     # pandas 1.3-1.4 pickled a block as partial(new_block, ndim=...)(values, placement);
     # those versions have no wheels for the Pythons the derivation runs on.
     | {("pandas.core.internals.blocks", "new_block")}
+    # pandas with pyarrow installed keeps strings in Arrow arrays (pandas 3's default):
+    # the array class, a type named by its alias, a buffer over the pickle's own bytes.
+    # The array itself is rebuilt by _restore_array, rated below.
+    | {
+        ("pandas.arrays", "ArrowStringArray"),
+        ("pandas.core.arrays.string_arrow", "ArrowStringArray"),
+        ("pyarrow.lib", "type_for_alias"),
+        ("pyarrow.lib", "py_buffer"),
+    }
 )
 
 # Module roots that the deny table calls critical; the messages name the family.
@@ -463,6 +472,13 @@ nested_scopes with_statement generator_stop barry_as_FLUFL _Feature
 """
         )
     },
+    ("pyarrow.lib", "_restore_array"): (
+        Severity.MEDIUM,
+        "rebuilds an Arrow array from the pickle's buffers without validating them "
+        "(pyarrow's MakeArray): a crafted pickle can make an array that reads outside its "
+        "buffers when used; it runs no code. Loads pass at the default fail_on = high; "
+        "set fail_on = medium to refuse them",
+    ),
     **{
         ("builtins", n): (Severity.LOW, _PURE)
         for n in _words(
