@@ -106,3 +106,22 @@ def test_cli_fairness_across_a_group_column(models, tmp_path: Path, capsys) -> N
         )
         == 0
     )
+
+
+def test_cli_robustness_of_an_onnx_model_with_a_threshold(models, tmp_path: Path, capsys) -> None:
+    d, _, clean = models
+    path = tmp_path / "clean.onnx"
+    export_onnx(clean.net, path, (1, 8, 8))
+    data = tmp_path / "val.npz"
+    np.savez(data, x=d.x_tune, y=d.y_tune)
+    args = ["validate", str(path), "--data", str(data), "--no-backdoor", "--format", "json"]
+    args += ["--epsilon", "0.05", "--epsilon", "0.2", "--robust-rows", "60"]
+    code = run([*args, "--min-robust", "0.0"])
+    report = json.loads(capsys.readouterr().out)
+    measured = report["robustness"]["accuracy"]
+    assert code == 0 and report["robustness"]["rows"] == 60
+    assert set(measured) == {"clean", "fgsm@0.05", "pgd40@0.05", "fgsm@0.2", "pgd40@0.2"}
+    assert measured["clean"] >= measured["pgd40@0.05"] >= measured["pgd40@0.2"]
+    assert measured["pgd40@0.2"] < 0.5  # a plainly trained CNN breaks at 0.2
+    assert run([*args, "--min-robust", "0.9"]) == 1  # the same model fails a stated floor
+    assert not json.loads(capsys.readouterr().out)["robustness"]["passed"]

@@ -36,13 +36,32 @@ def validate_command(
         400, "--steps", help="Trigger search steps per label (each asks the model 20 times)."
     ),
     skip_backdoor: bool = typer.Option(False, "--no-backdoor", help="Skip the trigger search."),
+    epsilons: list[float] = typer.Option(
+        [],
+        "--epsilon",
+        help="Measure accuracy under FGSM and PGD-40 at this L-inf epsilon (repeatable), with "
+        "gradients from finite differences through the model (black box).",
+    ),
+    min_robust: float | None = typer.Option(
+        None,
+        "--min-robust",
+        help="Fail when PGD-40 accuracy at the largest --epsilon is below this.",
+    ),
+    robust_rows: int = typer.Option(
+        200,
+        "--robust-rows",
+        min=1,
+        help="Rows attacked (each costs 2 x features model calls per step).",
+    ),
     fmt: str = typer.Option("text", "--format", metavar="text|json", help="Report format."),
 ) -> None:
-    """Test a model for a backdoor and for unfair decisions. Exit 1 when either is found.
+    """Test a model for a backdoor, for fragility and for unfair decisions. Exit 1 when
+    one is found.
 
     A Neural Cleanse-style trigger search on every label (the anomaly index of the
-    smallest trigger), accuracy, and with --sensitive the demographic parity and
-    equalized odds differences across the groups."""
+    smallest trigger), accuracy; with --epsilon, accuracy under FGSM and PGD-40 (the
+    model's gradient estimated through it: any ONNX model); with --sensitive, the
+    demographic parity and equalized odds differences across the groups."""
     from atlasguard.data.load import read_table
     from atlasguard.errors import DataError, UsageError
     from atlasguard.models.onnx_scores import onnx_scores
@@ -80,6 +99,33 @@ def validate_command(
         backdoor = neural_cleanse(scores, x, shape=(x.shape[1],), classes=width, steps=steps)
         report["backdoor"] = backdoor.to_dict()
         failed |= backdoor.flagged
+    if epsilons:
+        from atlasguard.models.blackbox import blackbox_robustness
+
+        largest = max(epsilons)
+        err_console.print(
+            f"attacking {min(robust_rows, len(x))} rows with FGSM and PGD-40 at epsilon "
+            f"{', '.join(f'{e:g}' for e in sorted(epsilons))} (finite differences)"
+        )
+        measured = blackbox_robustness(
+            scores,
+            x,
+            named[y],
+            epsilons=tuple(sorted(epsilons)),
+            low=float(x.min()),
+            high=float(x.max()),
+            max_rows=robust_rows,
+        )
+        robust = measured[f"pgd40@{largest:g}"]
+        passed = min_robust is None or robust >= min_robust
+        report["robustness"] = {
+            "accuracy": measured,
+            "rows": min(robust_rows, len(x)),
+            "method": "black box: gradients by central finite differences (h 0.01)",
+            "min_robust": min_robust,
+            "passed": passed,
+        }
+        failed |= not passed
     if groups is not None:
         from atlasguard.models.fairness import fairness
 
@@ -111,6 +157,17 @@ def _render(report: dict[str, Any]) -> None:
             f"  trigger search: {verdict} (anomaly index {b['anomaly_index']:.2f}, "
             f"threshold {b['threshold']}); smallest mask per label: "
             + ", ".join(f"{n:.1f}" for n in b["norms"])
+        )
+    if "robustness" in report:
+        r = report["robustness"]
+        verdict = (
+            ""
+            if r["min_robust"] is None
+            else (f" ({'passed' if r['passed'] else 'FAILED'}: at least {r['min_robust']:g} asked)")
+        )
+        console.out(
+            f"  robustness on {r['rows']} rows{verdict}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in r["accuracy"].items())
         )
     if "fairness" in report:
         f = report["fairness"]
