@@ -26,6 +26,7 @@ import pytest
         "atlasguard.runtime.monitor",
         "atlasguard.runtime.suspensions",
         "atlasguard.models.attacks",
+        "atlasguard.models.blackbox",
         "atlasguard.models.data",
         "atlasguard.artifacts.distributed",
         "atlasguard.runtime.pipeline",
