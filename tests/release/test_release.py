@@ -252,6 +252,28 @@ def test_a_two_word_term_split_by_markup_kerning_or_compression_is_found(tmp_pat
     assert paths == {"docs/brief.docx!word/document.xml", "docs/paper.pdf", "site/about.html"}
 
 
+def test_pdf_text_the_gate_cannot_read_is_reported_not_passed(tmp_path: Path) -> None:
+    """Glyph ids (fonts with their own encoding, as most writers embed them) are not
+    characters: the gate says it did not read them, and reads literal text as before."""
+    import zlib
+
+    def pdf(content: bytes) -> bytes:
+        stream = zlib.compress(content)
+        return (
+            b"%PDF-1.7\n1 0 obj\n<< /Filter /FlateDecode >>\nstream\n"
+            + stream
+            + (b"\nendstream\nendobj\n%%EOF\n")
+        )
+
+    (tmp_path / "glyphs.pdf").write_bytes(pdf(b"BT /F1 12 Tf <0033005500520045> Tj ET"))
+    (tmp_path / "kerned.pdf").write_bytes(pdf(b"BT [<00330055> -20 <0052>] TJ ET"))
+    (tmp_path / "plain.pdf").write_bytes(pdf(b"BT /F1 12 Tf (Project Bluebird) Tj ET"))
+    report = check_release(tmp_path, ReleaseSettings(terms=["Project Bluebird"]))
+    unread = {f.path for f in report.findings if f.rule == "unexamined"}
+    assert unread == {"glyphs.pdf", "kerned.pdf"}
+    assert {f.path for f in report.findings if f.rule == "policy-term"} == {"plain.pdf"}
+
+
 def test_the_ar_reader_reads_what_binutils_ar_wrote(tmp_path: Path) -> None:
     """Differential: members and bytes as GNU ar stores them (long names included)."""
     import shutil

@@ -184,6 +184,18 @@ class _Run:
         got = detect.text_of(item)
         if got is None:
             return
+        if item.data[:5] == b"%PDF-" and detect.pdf_unread(item.data):
+            why = "PDF text in fonts with their own encoding"
+            self.add(
+                ReleaseFinding(
+                    "unexamined",
+                    Severity.MEDIUM,
+                    item.path,
+                    f"not examined: {why} (glyph ids, not characters) is not read; read the "
+                    "document, or accept it in the allow-list",
+                    why,
+                )
+            )
         text, is_text = got
         for hit in detector.text(item, text, is_text):
             self.add(hit)

@@ -178,6 +178,29 @@ _PDF_SHOW = re.compile(rb"\[(.*?)\]\s*TJ|\((.*?)(?<!\\)\)\s*Tj", re.S)
 _PDF_PART = re.compile(rb"\((.*?)(?<!\\)\)", re.S)
 
 
+_PDF_HEX_SHOW = re.compile(rb"<[0-9A-Fa-f\s]{4,}>\s*Tj|\[[^\]]*<[0-9A-Fa-f\s]{4,}>[^\]]*\]\s*TJ")
+
+
+def pdf_unread(data: bytes, budget: int = 16 << 20) -> bool:
+    """True when a PDF shows text as glyph ids (``<0012003A> Tj``: fonts with their own
+    encoding, as most PDF writers embed them), which :func:`pdf_text` cannot read."""
+    import zlib
+
+    spent = 0
+    for match in _PDF_STREAM.finditer(data[: 64 << 20]):
+        raw = match.group(1)
+        try:
+            content = zlib.decompressobj().decompress(raw, max(0, budget - spent))
+        except zlib.error:
+            content = raw
+        spent += len(content)
+        if _PDF_HEX_SHOW.search(content):
+            return True
+        if spent >= budget:
+            break
+    return False
+
+
 def pdf_text(data: bytes, budget: int = 16 << 20) -> str:
     """The text a PDF's pages show (``Tj``/``TJ`` strings of its Flate-compressed and
     plain content streams), one stream per line; bounded to ``budget`` bytes inflated."""
