@@ -87,11 +87,16 @@ def _agreement(result: Any, model: Any, x: np.ndarray) -> float:
 
 def _steal(quick: bool) -> LabResult:
     from atlasguard.models.attacks import knockoff_extraction, random_extraction
-    from atlasguard.models.efficacy import Served, _data, _knockoff, _monitor
+    from atlasguard.models.efficacy import (
+        Served,
+        default_monitor,
+        digits_setup,
+        natural_extraction,
+    )
     from atlasguard.runtime.obfuscation import OutputPolicy
 
     start = time.perf_counter()
-    d = _data()
+    d = digits_setup()
     model, x_eval = d["model"], d["eval"]
     budget = 600 if quick else 1500
 
@@ -100,10 +105,10 @@ def _steal(quick: bool) -> LabResult:
 
     bare = random_extraction(Served(model, None).client(), n_features=64, budget=budget)
     guarded = random_extraction(
-        Served(model, _monitor(d["fit"])).client(), n_features=64, budget=budget
+        Served(model, default_monitor(d["fit"])).client(), n_features=64, budget=budget
     )
-    natural_bare = _knockoff(Served(model, None).client(), x_eval, budget)
-    natural = _knockoff(Served(model, _monitor(d["fit"])).client(), x_eval, budget)
+    natural_bare = natural_extraction(Served(model, None).client(), x_eval, budget)
+    natural = natural_extraction(Served(model, default_monitor(d["fit"])).client(), x_eval, budget)
     rng = np.random.default_rng(17)
     label = OutputPolicy.parse("label", decimals=2, top_k=3, noise_scale=0.02)
     small = 50
@@ -162,14 +167,14 @@ def _steal(quick: bool) -> LabResult:
 
 def _evasion(quick: bool) -> LabResult:
     from atlasguard.models.attacks import simba
-    from atlasguard.models.efficacy import Served, _data, _monitor
+    from atlasguard.models.efficacy import Served, default_monitor, digits_setup
 
     start = time.perf_counter()
-    d = _data()
+    d = digits_setup()
     model, x_eval, y_eval = d["model"], d["eval"], d["y_eval"]
     targets = 5 if quick else 20
     bare = Served(model, None)
-    guarded = Served(model, _monitor(d["fit"]))
+    guarded = Served(model, default_monitor(d["fit"]))
     won_bare = won_guarded = stopped = 0
     asked: list[int] = []
     for i in range(targets):
@@ -333,13 +338,13 @@ def _hidden_code(quick: bool) -> LabResult:
 
 def _stolen_key(quick: bool) -> LabResult:
     from atlasguard.models.attacks import ExtractionResult, _fit
-    from atlasguard.models.efficacy import _data, _monitor
+    from atlasguard.models.efficacy import default_monitor, digits_setup
     from atlasguard.runtime.pipeline import Denied, Pipeline, Principal, Request
     from atlasguard.runtime.quotas import QuotaGuard
     from atlasguard.runtime.settings import QuotaSettings
 
     start = time.perf_counter()
-    d = _data()
+    d = digits_setup()
     model, x_eval = d["model"], d["eval"]
     seconds = 2.0 if quick else 8.0
     settings = QuotaSettings()  # the default policy's [controls.quotas]: 10/s, burst 20
@@ -374,7 +379,7 @@ def _stolen_key(quick: bool) -> LabResult:
 
     answered_bare, _, agree_bare = attack(())
     quotas = QuotaGuard.from_settings(settings)
-    answered, refused, agree = attack((quotas, _monitor(d["fit"])))
+    answered, refused, agree = attack((quotas, default_monitor(d["fit"])))
     figures = [
         Figure(f"queries answered in {seconds:g} s with the stolen key", answered_bare, answered),
         Figure("queries refused", 0, refused),

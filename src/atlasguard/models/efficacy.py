@@ -48,7 +48,17 @@ import numpy as np
 
 from atlasguard.errors import UsageError
 
-__all__ = ["COLUMNS", "Efficacy", "plot", "render_table", "run"]
+__all__ = [
+    "COLUMNS",
+    "Efficacy",
+    "Served",
+    "default_monitor",
+    "digits_setup",
+    "natural_extraction",
+    "plot",
+    "render_table",
+    "run",
+]
 
 COLUMNS = (
     "attack_success_without",
@@ -134,7 +144,9 @@ def plot(result: Efficacy, path: Path) -> None:
     plt.close(fig)
 
 
-def _data() -> dict[str, Any]:
+def digits_setup() -> dict[str, Any]:
+    """The splits of scikit-learn's digits and the logistic regression the benches and labs
+    attack (fit on ``fit``): ``fit``, ``tune``, ``eval``, ``y_eval``, ``model``."""
     from sklearn.linear_model import LogisticRegression
 
     from atlasguard.models.data import digits_splits
@@ -151,7 +163,9 @@ def _data() -> dict[str, Any]:
     }
 
 
-def _monitor(fit: np.ndarray) -> Any:
+def default_monitor(fit: np.ndarray) -> Any:
+    """The query monitor as `[controls.monitor]` builds it by default, with ``fit`` as its
+    reference inputs."""
     from atlasguard.policy import load_policy_text
     from atlasguard.runtime.monitor import QueryMonitor
 
@@ -248,7 +262,9 @@ def _evaded(model: Any, result: Any, label: int, jitter: float) -> bool:
     return int(model.predict(result.x[None])[0]) != label
 
 
-def _knockoff(scores: Callable[[np.ndarray], np.ndarray], pool: np.ndarray, budget: int) -> Any:
+def natural_extraction(
+    scores: Callable[[np.ndarray], np.ndarray], pool: np.ndarray, budget: int
+) -> Any:
     """Extraction with natural inputs of the model's own domain (the attacker's digits)."""
     from atlasguard.models.attacks import ExtractionResult, _fit
 
@@ -311,7 +327,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         restoration_rows,
     )
 
-    d = _data()
+    d = digits_setup()
     model, x_eval, y_eval = d["model"], d["eval"], d["y_eval"]
     targets = 8 if quick else 30
     benign_streams = 4 if quick else 20
@@ -334,7 +350,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         ("SimBA eps=0.2, adaptive: Gaussian noise 0.02 on every probe", 0, 0.02),
         ("SimBA eps=0.2, adaptive: Gaussian noise 0.03 on every probe", 0, 0.03),
     ):
-        guarded = Served(model, _monitor(d["fit"]))
+        guarded = Served(model, default_monitor(d["fit"]))
         runs = []
         for i in range(targets):
             x, y = x_eval[i], int(y_eval[i])
@@ -357,7 +373,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         ("HopSkipJump (labels only), adversarial within L2 1.5, 5,000 rows", 0.0),
         ("HopSkipJump, adaptive: Gaussian noise 0.03 on every query", 0.03),
     ):
-        guarded = Served(model, _monitor(d["fit"]))
+        guarded = Served(model, default_monitor(d["fit"]))
         runs = []
         for i in range(hsj_targets):
             x, y = x_eval[i], int(y_eval[i])
@@ -373,7 +389,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
     # NES: gradient estimation from Gaussian probes; a large sigma leaves no near-copies
     nes_targets = 4 if quick else 10
     for sigma, pad in ((0.05, 0), (0.1, 0), (0.1, 5)):
-        guarded = Served(model, _monitor(d["fit"]))
+        guarded = Served(model, default_monitor(d["fit"]))
         runs = []
         for i in range(nes_targets):
             x, y = x_eval[i], int(y_eval[i])
@@ -403,7 +419,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         ),
         (
             f"Knockoff-style extraction with natural digits, {budget} answers",
-            lambda c: _knockoff(c, x_eval, budget),
+            lambda c: natural_extraction(c, x_eval, budget),
         ),
         (
             f"Jacobian extraction, adaptive: lambda=0.3, {budget} answers",
@@ -412,7 +428,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
     ]
     for name, run in extraction:
         without = run(bare.client())
-        guarded = Served(model, _monitor(d["fit"]))
+        guarded = Served(model, default_monitor(d["fit"]))
         with_ = run(guarded.client())
         rows.append(
             _row(
@@ -430,7 +446,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         ("unrelated principals", ()),
         ("principals of one tenant (group)", ("group:acme",)),
     ):
-        guarded = Served(model, _monitor(d["fit"]))
+        guarded = Served(model, default_monitor(d["fit"]))
         spread = jacobian_extraction(guarded.rotating(15, groups), seeds, budget=budget, lam=0.1)
         rows.append(
             _row(
@@ -480,7 +496,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         rows.extend(section(d["splits"], model, quick=quick, say=say))
 
     # benign clients
-    guarded = Served(model, _monitor(d["fit"]))
+    guarded = Served(model, default_monitor(d["fit"]))
     rng = np.random.default_rng(5)
     stopped = 0
     for _ in range(benign_streams):
@@ -504,7 +520,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
     groups_stopped = 0
     tenants = 2 if quick else 5
     for t in range(tenants):
-        guarded = Served(model, _monitor(d["fit"]))
+        guarded = Served(model, default_monitor(d["fit"]))
         members = [guarded.client(groups=(f"group:team{t}",)) for _ in range(8)]
         try:
             for _ in range(250):  # 2,000 real digits, interleaved over 8 members
@@ -523,7 +539,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
     _say(progress, rows[-1])
 
     # cost per request with 10,000 stored queries for the principal
-    monitor = _monitor(d["fit"])
+    monitor = default_monitor(d["fit"])
     cost = Served(model, monitor)
     client = cost.client("heavy")
     pool = np.concatenate([x_eval, d["fit"]])
