@@ -274,6 +274,37 @@ def test_pdf_text_the_gate_cannot_read_is_reported_not_passed(tmp_path: Path) ->
     assert {f.path for f in report.findings if f.rule == "policy-term"} == {"plain.pdf"}
 
 
+@pytest.mark.parametrize("fonttype", [3, 42])
+def test_the_pdf_reader_reads_what_matplotlib_writes(tmp_path: Path, fonttype: int) -> None:
+    """Differential, against a real writer: the term a page shows is found whether the
+    font is embedded as single-byte Type 3 or as two-byte Type 42 (Identity-H) codes;
+    two-byte codes are also reported as possibly unread (no ToUnicode map is parsed)."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context({"pdf.fonttype": fonttype}):
+        figure = plt.figure()
+        figure.text(0.1, 0.5, "Project (Bluebird)")
+        figure.savefig(tmp_path / "chart.pdf")
+        plt.close(figure)
+    report = check_release(tmp_path, ReleaseSettings(terms=["Project Bluebird"]))
+    rules = {f.rule for f in report.findings if f.path == "chart.pdf"}
+    assert "policy-term" in rules
+    assert ("unexamined" in rules) == (fonttype == 42)
+
+
+def test_pdf_strings_are_read_as_a_reader_reads_them() -> None:
+    """Escapes undone (octal, parentheses, line continuation), hex strings decoded."""
+    import zlib
+
+    from atlasguard.release.detect import pdf_read
+
+    content = b"BT <50726f6a656374> Tj (Blue\\142ird \\(2\\)\\\nx) Tj [(Pro) -20 (ject)] TJ ET"
+    pages = pdf_read(b"%PDF-1.7\nstream\n" + zlib.compress(content) + b"\nendstream\n")
+    assert pages == ("Project Bluebird (2)x Project", False)
+
+
 def test_the_ar_reader_reads_what_binutils_ar_wrote(tmp_path: Path) -> None:
     """Differential: members and bytes as GNU ar stores them (long names included)."""
     import shutil

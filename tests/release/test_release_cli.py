@@ -205,12 +205,12 @@ def test_the_pre_commit_hook_runs_a_real_command(capsys: Capture, tmp_path: Path
 def test_pdf_text_never_crashes(body: bytes, inner: bytes) -> None:
     import zlib
 
-    from atlasguard.release.detect import pdf_text, pdf_unread
+    from atlasguard.release.detect import pdf_read
 
     for stream in (inner, zlib.compress(inner), zlib.compress(b"[(" + inner + b")] TJ")):
         data = b"%PDF-1.4\n" + body + b"stream\n" + stream + b"\nendstream\n" + body
-        assert isinstance(pdf_text(data, budget=1 << 16), str)
-        assert isinstance(pdf_unread(data, budget=1 << 16), bool)
+        pages = pdf_read(data, budget=1 << 16)
+        assert isinstance(pages.text, str) and isinstance(pages.unread, bool)
 
 
 MAGICS = [

@@ -184,7 +184,8 @@ class _Run:
         got = detect.text_of(item)
         if got is None:
             return
-        if item.data[:5] == b"%PDF-" and detect.pdf_unread(item.data):
+        text, is_text, unread = got
+        if unread:
             why = "PDF text in fonts with their own encoding"
             self.add(
                 ReleaseFinding(
@@ -196,7 +197,6 @@ class _Run:
                     why,
                 )
             )
-        text, is_text = got
         for hit in detector.text(item, text, is_text):
             self.add(hit)
         if not is_text:

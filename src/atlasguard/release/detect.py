@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from atlasguard.artifacts.findings import Severity
 from atlasguard.release.findings import ReleaseFinding
@@ -26,10 +27,12 @@ from atlasguard.release.walk import Item, archive_kind
 __all__ = [
     "IMAGE_SUFFIXES",
     "Detector",
+    "PdfText",
     "base64_blobs",
     "image_metadata",
     "model_kind",
     "notebook_outputs",
+    "pdf_read",
     "text_of",
 ]
 
@@ -157,35 +160,79 @@ def _printable(data: bytes) -> bool:
 _TAG = re.compile(r"<[^<>]{0,2000}>")
 
 
-def text_of(item: Item) -> tuple[str, bool] | None:
-    """``(text, is_text)``: the text of a text file, or the printable strings of a binary
-    one (``is_text`` False), with a PDF's page text added; ``None`` for an item too large
-    to read whole."""
+def text_of(item: Item) -> tuple[str, bool, bool] | None:
+    """``(text, is_text, unread)``: the text of a text file, or the printable strings of
+    a binary one (``is_text`` False), with a PDF's page text added (``unread`` when some
+    of it is glyph ids it cannot read); ``None`` for an item too large to read whole."""
     data = item.data
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return data.decode("utf-16", errors="replace"), True
+        return data.decode("utf-16", errors="replace"), True, False
     if _printable(data):
-        return data.decode("utf-8", errors="replace"), True
+        return data.decode("utf-8", errors="replace"), True, False
     strings = re.findall(rb"[\x20-\x7e\t]{6,}", data[: 16 << 20])
     text = b"\n".join(strings).decode("ascii")
     if data[:5] == b"%PDF-":
-        text += "\n" + pdf_text(data)
-    return text, False
+        pages = pdf_read(data)
+        return text + "\n" + pages.text, False, pages.unread
+    return text, False, False
 
 
 _PDF_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.S)
-_PDF_SHOW = re.compile(rb"\[(.*?)\]\s*TJ|\((.*?)(?<!\\)\)\s*Tj", re.S)
-_PDF_PART = re.compile(rb"\((.*?)(?<!\\)\)", re.S)
+# A shown run: [ ... ] TJ (kerned parts), or one literal (...) or hex <...> string, then Tj
+_PDF_SHOW = re.compile(rb"\[(.*?)\]\s*TJ|(\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>)\s*Tj", re.S)
+_PDF_STRING = re.compile(rb"\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>", re.S)
+_PDF_ESCAPE = re.compile(rb"\\([0-7]{1,3}|\r\n|[\s\S])")
+_PDF_ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
 
 
-_PDF_HEX_SHOW = re.compile(rb"<[0-9A-Fa-f\s]{4,}>\s*Tj|\[[^\]]*<[0-9A-Fa-f\s]{4,}>[^\]]*\]\s*TJ")
+class PdfText(NamedTuple):
+    """What a PDF's pages show, and whether some of it was glyph ids, not characters."""
+
+    text: str
+    unread: bool
 
 
-def pdf_unread(data: bytes, budget: int = 16 << 20) -> bool:
-    """True when a PDF shows text as glyph ids (``<0012003A> Tj``: fonts with their own
-    encoding, as most PDF writers embed them), which :func:`pdf_text` cannot read."""
+def _pdf_bytes(token: bytes) -> bytes:
+    """The bytes of a literal ``(...)`` string (escapes undone) or a hex ``<...>`` one."""
+    if token[:1] == b"<":
+        digits = re.sub(rb"\s", b"", token[1:-1])
+        return bytes.fromhex((digits + b"0" * (len(digits) % 2)).decode("ascii"))
+
+    def undo(match: re.Match[bytes]) -> bytes:
+        code = match.group(1)
+        if code[:1].isdigit():
+            return bytes([int(code, 8) & 0xFF])
+        if code in (b"\n", b"\r", b"\r\n"):
+            return b""  # a line continuation
+        return _PDF_ESCAPES.get(code, code)
+
+    return _PDF_ESCAPE.sub(undo, token[1:-1])
+
+
+def _shown(raw: bytes) -> tuple[str, bool]:
+    """A shown string's characters, and whether they may be glyph ids instead.
+
+    Control bytes mean codes of a font with its own encoding (two-byte Identity-H glyph
+    ids, most often), which only the font's ToUnicode map, not parsed here, turns into
+    characters. When they are two-byte codes whose high bytes are all 0 they are read as
+    characters too (matplotlib and others write the characters themselves), and still
+    reported as possibly unread."""
+    if not any(b < 0x20 and b not in (9, 10, 13) for b in raw):
+        return raw.decode("latin-1"), False
+    # control bytes: codes of a font's own, not characters
+    if len(raw) % 2 == 0 and not any(raw[0::2]):
+        return raw[1::2].decode("latin-1"), True
+    return "", True
+
+
+def pdf_read(data: bytes, budget: int = 16 << 20) -> PdfText:
+    """The text a PDF's pages show (``Tj``/``TJ`` literal and hex strings of its
+    Flate-compressed and plain content streams, escapes undone), one stream per line,
+    bounded to ``budget`` bytes inflated; ``unread`` when some runs may be glyph ids."""
     import zlib
 
+    out: list[str] = []
+    unread = False
     spent = 0
     for match in _PDF_STREAM.finditer(data[: 64 << 20]):
         raw = match.group(1)
@@ -194,39 +241,22 @@ def pdf_unread(data: bytes, budget: int = 16 << 20) -> bool:
         except zlib.error:
             content = raw
         spent += len(content)
-        if _PDF_HEX_SHOW.search(content):
-            return True
-        if spent >= budget:
-            break
-    return False
-
-
-def pdf_text(data: bytes, budget: int = 16 << 20) -> str:
-    """The text a PDF's pages show (``Tj``/``TJ`` strings of its Flate-compressed and
-    plain content streams), one stream per line; bounded to ``budget`` bytes inflated."""
-    import zlib
-
-    out: list[str] = []
-    spent = 0
-    for match in _PDF_STREAM.finditer(data[: 64 << 20]):
-        raw = match.group(1)
-        try:
-            inflater = zlib.decompressobj()
-            content = inflater.decompress(raw, max(0, budget - spent))
-        except zlib.error:
-            content = raw
-        spent += len(content)
         words = []
         for shown in _PDF_SHOW.finditer(content):
-            if shown.group(1) is not None:  # [(Pro) -20 (ject)] TJ: kerned parts of one run
-                words.append(b"".join(_PDF_PART.findall(shown.group(1))))
-            else:
-                words.append(shown.group(2))
-        if words:
-            out.append(b" ".join(words).decode("latin-1"))
+            # [(Pro) -20 (ject)] TJ: the kerned parts of one run
+            parts = (
+                _PDF_STRING.findall(shown.group(1))
+                if shown.group(1) is not None
+                else [shown.group(2)]
+            )
+            read = [_shown(_pdf_bytes(part)) for part in parts]
+            unread |= any(glyphs for _, glyphs in read)
+            words.append("".join(text for text, _ in read))
+        if any(words):
+            out.append(" ".join(w for w in words if w))
         if spent >= budget:
             break
-    return "\n".join(out)
+    return PdfText("\n".join(out), unread)
 
 
 # -- models ------------------------------------------------------------------------------
