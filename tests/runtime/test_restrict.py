@@ -114,3 +114,25 @@ def test_recent_reads_the_newest_records_first(engine: Engine) -> None:
     assert [idx for idx, _ in log.recent(3)] == [6, 5, 4]
     assert [r.principal for _, r in log.recent(2, before=2)] == ["p1", "p0"]
     assert log.recent(5, before=0) == []
+
+
+def test_console_audit_pages_cover_the_log_once_across_read_chunks(engine: Engine) -> None:
+    from atlasguard.audit.records import AuditRecord
+    from atlasguard.gateway.console.views import audit_page
+
+    log = AuditLog.create(engine)
+    for i in range(1300):
+        log.submit(
+            AuditRecord(time=float(i), principal=f"p{i % 3}", action="infer", decision="allow")
+        )
+    log.append(AuditRecord(time=2000.0, principal="p0", action="infer", decision="allow"))
+    seen: list[int] = []
+    before = None
+    while True:
+        page = audit_page(log, principal="p1", before=before, size=100)
+        seen += [r["idx"] for r in page["records"]]
+        if page["next"] is None:
+            break
+        before = page["next"]
+    assert seen == sorted((i for i in range(1300) if i % 3 == 1), reverse=True)
+    assert [i for i, _ in log.newest_first(chunk=7)][:3] == [1300, 1299, 1298]

@@ -831,6 +831,18 @@ class AuditLog:
         with self._engine.connect().execution_options(**READ_ONLY) as conn:
             return [(int(idx), AuditRecord.from_bytes(body)) for idx, body in conn.execute(query)]
 
+    def newest_first(
+        self, *, before: int | None = None, chunk: int = 1000
+    ) -> Iterator[tuple[int, AuditRecord]]:
+        """Every record (with an index below ``before``), newest first, read ``chunk`` at a
+        time: stop iterating and no more is read."""
+        while True:
+            rows = self.recent(chunk, before=before)
+            if not rows:
+                return
+            yield from rows
+            before = rows[-1][0]
+
     def latest(
         self, action: str, *, since: float = 0.0, decision: str | None = None
     ) -> tuple[int, AuditRecord] | None:

@@ -13,6 +13,7 @@ Nothing here writes; the console's actions go through
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -268,6 +269,18 @@ def _clock(t: float) -> str:
 # -- alerts ----------------------------------------------------------------------------
 
 
+def _alert(principal: str, last: float) -> dict[str, Any]:
+    return {
+        "principal": principal,
+        "alarms": 0,
+        "refused": 0,
+        "models": set(),
+        "last": last,
+        "evidence": [],
+        "refusals": [],
+    }
+
+
 def alerts_view(
     log: AuditLog,
     suspended: Iterable[tuple[str, str, str, float]],
@@ -297,18 +310,9 @@ def alerts_view(
         )
         if not (alarm or detected) or r.principal in ("-", "atlasguard"):
             continue
-        entry = by_principal.setdefault(
-            r.principal,
-            {
-                "principal": r.principal,
-                "alarms": 0,
-                "refused": 0,
-                "models": set(),
-                "last": r.time,
-                "evidence": [],
-                "refusals": [],
-            },
-        )
+        entry = by_principal.get(r.principal)
+        if entry is None:
+            entry = by_principal[r.principal] = _alert(r.principal, r.time)
         entry["alarms" if alarm else "refused"] += 1
         if r.model:
             entry["models"].add(r.model)
@@ -321,18 +325,8 @@ def alerts_view(
     for principal, model, why, until in suspended:
         live.setdefault(principal, []).append(f"{model} until {_clock(until)} ({why})")
     for principal in live:
-        by_principal.setdefault(
-            principal,
-            {
-                "principal": principal,
-                "alarms": 0,
-                "refused": 0,
-                "models": set(),
-                "last": now,
-                "evidence": [],
-                "refusals": [],
-            },
-        )
+        if principal not in by_principal:
+            by_principal[principal] = _alert(principal, now)
     alerts = []
     for entry in sorted(by_principal.values(), key=lambda e: -e["last"]):
         entry["models"] = ", ".join(sorted(entry["models"]))
@@ -368,22 +362,17 @@ def audit_page(
 ) -> dict[str, Any]:
     """One page of the log, newest first, filtered; ``next`` continues below it."""
     found: list[dict[str, Any]] = []
-    cursor = before
+    last = None
     scanned = 0
-    while len(found) < size and scanned < scan:
-        chunk = log.recent(500, before=cursor)
-        if not chunk:
-            cursor = None
+    for idx, r in log.newest_first(before=before, chunk=500):
+        scanned += 1
+        last = idx
+        if _matches(r, principal, action, decision):
+            found.append({"idx": idx, "time": _clock(r.time), **_fields(r)})
+        if len(found) >= size or scanned >= scan:
             break
-        for idx, r in chunk:
-            cursor = idx
-            if _matches(r, principal, action, decision):
-                found.append({"idx": idx, "time": _clock(r.time), **_fields(r)})
-                if len(found) >= size:
-                    break
-        scanned += len(chunk)
-    more = cursor is not None and cursor > 0
-    return {"records": found, "next": cursor if more else None, "scanned": scanned}
+    more = last is not None and last > 0
+    return {"records": found, "next": last if more else None, "scanned": scanned}
 
 
 def _fields(r: AuditRecord) -> dict[str, Any]:
@@ -585,17 +574,10 @@ def _shown(value: float, unit: str) -> str:
 def _records_of(
     log: AuditLog, action: str, scan: int = 50_000
 ) -> Iterator[tuple[int, AuditRecord]]:
-    cursor = None
-    seen = 0
-    while seen < scan:
-        chunk = log.recent(1000, before=cursor)
-        if not chunk:
-            return
-        for idx, r in chunk:
-            cursor = idx
-            if r.action == action:
-                yield idx, r
-        seen += len(chunk)
+    """The records of ``action`` among the newest ``scan``, newest first."""
+    for idx, r in itertools.islice(log.newest_first(), scan):
+        if r.action == action:
+            yield idx, r
 
 
 def _table_of(path: Path) -> dict[str, Any] | None:
