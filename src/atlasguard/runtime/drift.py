@@ -121,9 +121,12 @@ class DriftDetector:
             raise ValueError("the reference needs at least 10 rows of features")
         self.reference_ = rows
         self.scores_ = None if scores is None else np.asarray(scores, np.float64)
-        self.categorical_ = np.array(
-            [len(np.unique(rows[:, j])) <= self.categorical_max for j in range(rows.shape[1])]
-        )
+        # per feature: its values and their counts in the reference (one unique per fit)
+        levels = [np.unique(rows[:, j], return_counts=True) for j in range(rows.shape[1])]
+        self.categorical_ = np.array([len(v) <= self.categorical_max for v, _ in levels])
+        self.levels_ = [
+            (v, c) if cat else None for (v, c), cat in zip(levels, self.categorical_, strict=True)
+        ]
         rng = np.random.default_rng(self.random_state)
         take = min(len(rows), self.reference_size)
         self.sample_ = rows[rng.choice(len(rows), size=take, replace=False)]
@@ -140,19 +143,17 @@ class DriftDetector:
         for j in range(x.shape[1]):
             ref, cur = self.reference_[:, j], x[:, j]
             name = self.names[j] if j < len(self.names) else f"feature {j}"
-            if self.categorical_[j]:
+            level = self.levels_[j]
+            if level is not None:  # a categorical feature
                 # Values the reference never took are pooled into one "unseen" category:
                 # as categories of their own, each new value (noise makes every one new)
                 # adds a column worth only reference/window to the statistic, so the test
                 # lost power as the window grew (a diluted shift passed at window 200).
-                values = np.unique(ref)
-                unseen = ~np.isin(cur, values)
-                table = np.array(
-                    [
-                        [*(np.sum(ref == v) for v in values), 0],
-                        [*(np.sum(cur == v) for v in values), int(unseen.sum())],
-                    ]
-                )
+                values, counts = level
+                seen = np.searchsorted(values, cur).clip(0, len(values) - 1)
+                known = values[seen] == cur
+                now = np.bincount(seen[known], minlength=len(values))
+                table = np.array([[*counts, 0], [*now, int((~known).sum())]])
                 table = table[:, table.sum(axis=0) > 0]
                 p = 1.0 if table.shape[1] < 2 else float(stats.chi2_contingency(table)[1])
                 share = np.clip(table / table.sum(axis=1, keepdims=True), 1e-4, None)
