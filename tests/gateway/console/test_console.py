@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -325,12 +326,20 @@ def test_exports_and_pages_render(site: Site) -> None:
     assert "digits" in registry.text and "verified" in registry.text
     efficacy = site.client.get("/console/efficacy")
     assert efficacy.status_code == 200
-    assert site.client.get("/console/results/../atlasguard.toml").status_code in (403, 404)
+    # a path out of the folder never reaches the route (a name has no "/")...
+    escape = site.client.get("/console/results/..%2Fatlasguard.toml")
+    assert escape.status_code == 404 and "[controls" not in escape.text
+    # ...and the route serves only plain .png names of the folder
+    results = site.project.policy_path.parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / ".hidden.png").write_bytes(b"\x89PNG")
+    assert site.client.get("/console/results/.hidden.png").status_code == 404
+    assert site.gateway.deployment.audit.recent(1)[0][1].action == "console.plot"
     assert site.client.get("/console/results/x.toml").status_code == 404
+    assert site.client.get("/console/results/missing.png").status_code == 404
 
 
 def test_efficacy_shows_results_files(site: Site, demo_dir: object) -> None:
-    from pathlib import Path
 
     results = Path(str(demo_dir)) / "results"
     results.mkdir(exist_ok=True)
@@ -356,7 +365,6 @@ def test_efficacy_shows_results_files(site: Site, demo_dir: object) -> None:
 
 
 def test_the_console_can_be_switched_off(project: object, tmp_path: object) -> None:
-    from pathlib import Path
 
     policy_path = Path(str(project.policy_path))
     text = policy_path.read_text().replace("\nconsole = true\n", "\nconsole = false\n", 1)
@@ -368,7 +376,6 @@ def test_the_console_can_be_switched_off(project: object, tmp_path: object) -> N
 
 @pytest.mark.services
 def test_sessions_live_in_postgresql(tmp_path: object) -> None:
-    from pathlib import Path
 
     from atlasguard.db.migrate import migrate
     from tests.dbfixtures import database
