@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import socket
 import threading
 import time
 from typing import Any
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from tests.gateway.jwtdemo import ISSUER, TestIdp
+from tests.gateway.test_http import _free_port
 
 CLIENT_ID = "atlasguard-console"
 
@@ -116,9 +116,3 @@ class Provider:
             assert f'{name} = ""' in text, name
             text = text.replace(f'{name} = ""', f'{name} = "{value}"', 1)
         return text
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 from atlasguard.gateway.demo import Project, init_project  # noqa: E402
 from tests.gateway.console.conftest import digit  # noqa: E402
+from tests.gateway.test_http import _start  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(
@@ -34,12 +34,6 @@ SHOTS = Path(
         "ATLASGUARD_SCREENSHOTS", Path(__file__).parents[3] / "build" / "console-screenshots"
     )
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -97,44 +91,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         cwd=directory,
     )
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
-    port = _free_port()
-    log = (directory / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "atlasguard",
-            "serve",
-            "--config",
-            "atlasguard.toml",
-            "--port",
-            str(port),
-        ],
-        cwd=directory,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("the server did not start: " + (directory / "serve.log").read_text()[-2000:])
-    assert proc.poll() is None, (directory / "serve.log").read_text()[-2000:]
+    proc, port = _start(directory)
     try:
-        yield Server(url, project, directory)
+        yield Server(f"http://127.0.0.1:{port}", project, directory)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

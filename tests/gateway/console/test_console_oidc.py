@@ -125,7 +125,8 @@ def test_chromium_signs_in_through_the_provider(provider: Provider, tmp_path: Pa
     import uvicorn
 
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tests.gateway.console.test_console_e2e import CHROMIUM, SHOTS, _free_port
+    from tests.gateway.console.test_console_e2e import CHROMIUM, SHOTS
+    from tests.gateway.test_http import _free_port
 
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed: `make test` installs it")
