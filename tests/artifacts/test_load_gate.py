@@ -66,3 +66,22 @@ def test_load_verified_end_to_end(model: Path, tmp_path: Path) -> None:
     (model / "notes.txt").write_text("changed")
     with pytest.raises(FileChangedError, match="notes"):
         load_verified(model, "weights.pkl", public_key=KEY.public_key())
+
+
+def test_the_gates_signature_refusals_name_no_private_copy(model: Path, tmp_path: Path) -> None:
+    """A refused signature names the file within what was pushed or staged, never the
+    directory the server keeps its private copy in (as the scan's findings do)."""
+    from atlasguard.artifacts.load_gate import LoadGate
+    from atlasguard.errors import VerificationError
+
+    gate = LoadGate(signature_key=KEY.public_key())
+    with pytest.raises(VerificationError) as pushed:
+        gate.screen(model, name="digits")
+    assert str(tmp_path) not in str(pushed.value) and "model/model.sig" in str(pushed.value)
+    staging = tmp_path / "staging"
+    pulled = staging / "pulled"
+    pulled.mkdir(parents=True)
+    (pulled / "weights.pkl").write_bytes((model / "weights.pkl").read_bytes())
+    with pytest.raises(VerificationError) as staged:
+        gate.stage(pulled / "weights.pkl", staging, name="digits")
+    assert str(staging) not in str(staged.value) and "pulled/model.sig" in str(staged.value)

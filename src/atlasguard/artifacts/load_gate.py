@@ -41,7 +41,12 @@ from atlasguard.artifacts.encryption import KeySource, decrypt_path
 from atlasguard.artifacts.findings import FileReport, Finding, Severity
 from atlasguard.artifacts.manifest import Manifest, ManifestDiff, ManifestError, hash_model
 from atlasguard.artifacts.signing import DEFAULT_SIGNATURE_NAME, verify_model
-from atlasguard.errors import ConfigurationError, UnsafeArtifactError, UsageError
+from atlasguard.errors import (
+    ConfigurationError,
+    UnsafeArtifactError,
+    UsageError,
+    VerificationError,
+)
 
 if TYPE_CHECKING:
     from atlasguard.artifacts.keys import Keyring
@@ -202,7 +207,10 @@ class LoadGate:
         self.scan(path, name=name)
         if self.signature_key is not None:
             signature = path / self.signature_name if path.is_dir() else None
-            verify_model(path, self.signature_key, signature=signature)
+            try:
+                verify_model(path, self.signature_key, signature=signature)
+            except VerificationError as exc:
+                raise _worded(exc, path.parent) from None
 
     def stage(self, path: Path, staging: Path, *, name: str) -> Path:
         """For a model about to be loaded: verify, copy, decrypt, scan; return the copy.
@@ -219,7 +227,10 @@ class LoadGate:
         if encrypted and self.keyring is None:
             raise ConfigurationError(f"models.{name} is encrypted; set [keys] keyring")
         key = self.keyring if encrypted else None
-        manifest = self.verify(path.parent)
+        try:
+            manifest = self.verify(path.parent)
+        except VerificationError as exc:  # a model pulled from the registry sits in staging
+            raise _worded(exc, staging) from None
         if manifest is not None:
             checked = stage_verified(path.parent, path.name, manifest, staging, key=key)
         elif key is not None:
@@ -230,6 +241,19 @@ class LoadGate:
             shutil.copyfile(path, checked)
         self.scan(checked, name=name)
         return checked
+
+
+def _worded(exc: VerificationError, root: Path) -> VerificationError:
+    """The same refusal, naming files relative to ``root``: the private copy's directory
+    is never in a message (the scan's findings are worded the same way)."""
+    prefix = f"{root}{os.sep}"
+    text = str(exc)
+    if prefix not in text:
+        return exc
+    try:
+        return type(exc)(text.replace(prefix, ""))
+    except TypeError:  # an exception type that takes more than a message
+        return VerificationError(text.replace(prefix, ""))
 
 
 def _relative(report: FileReport, root: Path) -> str:

@@ -527,12 +527,7 @@ class Registry:
             self.load_gate.screen(source, name=name)
         except UnsafeArtifactError as exc:
             raise self._refuse(principal, action, name, "unsafe", exc) from None
-        except VerificationError as exc:
-            # Say where the file is in what was pushed, never where the private copy sits.
-            where = f"{source.parent}{os.sep}"
-            message = str(exc).replace(where, "")
-            if message != str(exc):
-                exc = VerificationError(message)
+        except VerificationError as exc:  # worded by the gate: no private path in it
             raise self._refuse(principal, action, name, "signature", exc) from None
 
     def promote(self, principal: str, ref: ObjectRef | str, alias: str) -> Version:
