@@ -87,3 +87,62 @@ def test_cli_refuses_unlabelled_data(tmp_path: Path, capsys: pytest.CaptureFixtu
     np.save(data, np.zeros((20, 4)))
     assert run(["harden", str(data), "-o", str(tmp_path / "m.onnx")]) == 2
     assert "needs labels" in capsys.readouterr().err
+
+
+def test_a_network_with_batch_norm_is_averaged_and_trained(digits) -> None:
+    """Weight averaging takes a batch norm's float statistics and copies its counter (an
+    integer tensor cannot be averaged in place)."""
+    from torch import nn
+
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 64, 10),
+    )
+    settings = hardening.HardeningSettings(method="pgd", epochs=2, steps=1)
+    trained, report = hardening.harden(
+        net,
+        digits.x_fit,
+        digits.y_fit,
+        digits.x_tune,
+        digits.y_tune,
+        settings=settings,
+        shape=SHAPE,
+    )
+    norm = trained[1]
+    batches = -(-len(digits.x_fit) // settings.batch_size)
+    # copied, not averaged: two training forwards (clean and PGD) per batch, two epochs
+    assert int(norm.num_batches_tracked) == 2 * 2 * batches
+    assert torch.isfinite(norm.running_var).all() and float(norm.running_var.min()) > 0
+    assert report.validation_clean > 0.5
+
+
+def test_the_one_cycle_schedule_ends_near_zero(digits) -> None:
+    """The learning rate rises to its peak and is annealed: the last steps barely move the
+    weights, so the epoch kept is a settled one."""
+    seen: list[float] = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    settings = hardening.HardeningSettings(method="standard", epochs=3)
+    try:
+        torch.optim.Adam.step = spy  # type: ignore[method-assign]
+        _, report = hardening.harden(
+            hardening.small_cnn(8, width=8),
+            digits.x_fit,
+            digits.y_fit,
+            digits.x_tune,
+            digits.y_tune,
+            settings=settings,
+            shape=SHAPE,
+        )
+    finally:
+        torch.optim.Adam.step = original  # type: ignore[method-assign]
+    assert max(seen) == pytest.approx(settings.learning_rate, rel=0.05)
+    assert seen[0] < settings.learning_rate / 10 and seen[-1] < settings.learning_rate / 1000
+    assert report.epochs_run == 3
