@@ -127,13 +127,15 @@ def test_training_defences() -> None:
     assert strip["detection"] >= 0.95 and strip["false_rejection"] <= 0.02
     clean_windows = [r for r in result.drift if r["shift"].startswith("none")]
     assert all(r["alarm_rate"] <= 0.05 for r in clean_windows)  # issue 14: false alarms <= 5%
-    if result.backdoor:  # with torch; the 9/10 target is missed (docs/mitigations/AML.M0008.md)
+    if result.backdoor:  # with torch; issue 14: >= 9/10 found on the right label, <= 1/10 clean
         bad = [r for r in result.backdoor if r["planted"] != "-"]
         assert sum(str(r["label"]) == r["planted"] for r in bad) >= 9
         assert sum(r["flagged"] for r in result.backdoor if r["planted"] == "-") <= 1
-    if result.hardening:  # with torch; the 0.65 target is missed (docs/mitigations/AML.M0003.md)
-        by = {h["method"]: h["robustness"] for h in result.hardening}
-        assert by["pgd"]["pgd40@0.2"] >= by["standard"]["pgd40@0.2"] + 0.4
-        assert by["pgd"]["clean"] >= 0.97
-        art_pgd = next(v for k, v in by.items() if k.startswith("anchor"))
-        assert by["pgd"]["pgd40@0.2"] >= art_pgd["pgd40@0.2"] - 0.03  # not worse than ART
+    if result.hardening:  # with torch
+        by = {h["method"]: h for h in result.hardening}
+        pgd = by["pgd"]
+        anchor = next(h for k, h in by.items() if k.startswith("anchor"))
+        # issue 14: >= 0.65 under PGD-40 at 0.2, clean >= 0.97, within 2x ART's time
+        assert pgd["robustness"]["pgd40@0.2"] >= 0.65 and pgd["robustness"]["clean"] >= 0.97
+        assert pgd["seconds"] <= 2 * anchor["seconds"]
+        assert pgd["robustness"]["pgd40@0.2"] >= anchor["robustness"]["pgd40@0.2"]

@@ -38,6 +38,9 @@ def test_the_planted_label_is_found_and_the_clean_model_passes(models) -> None:
     assert found.flagged and found.label == 6
     quiet = neural_cleanse(clean.net, d.x_tune, shape=(1, 8, 8), classes=10, steps=300)
     assert not quiet.flagged and quiet.anomaly_index < found.anomaly_index
+    # both figures must hold: the planted label's mask is under half the median label's
+    assert found.ratio < found.ratio_threshold and found.anomaly_index > found.threshold
+    assert quiet.ratio > found.ratio
 
 
 def test_cli_validate_an_onnx_model_black_box(models, tmp_path: Path, capsys) -> None:

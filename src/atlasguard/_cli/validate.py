@@ -155,7 +155,8 @@ def _render(report: dict[str, Any]) -> None:
         verdict = f"BACKDOOR on label {b['label']}" if b["flagged"] else "no backdoor found"
         console.out(
             f"  trigger search: {verdict} (anomaly index {b['anomaly_index']:.2f}, "
-            f"threshold {b['threshold']}); smallest mask per label: "
+            f"flagged above {b['threshold']:g}; smallest mask / median {b['ratio']:.2f}, "
+            f"flagged below {b['ratio_threshold']:g}; both must hold); smallest mask per label: "
             + ", ".join(f"{n:.1f}" for n in b["norms"])
         )
     if "robustness" in report:

@@ -380,14 +380,24 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
     hardening = [] if quick else _hardening(d, progress)
     strip = _strip(d, quick, progress)
     drift = _drift(d, quick, progress)
-    backdoor = [] if quick else _backdoors(d, progress)
+    backdoor = [] if quick else backdoor_models(d, progress)
     return Training(rows, hardening, strip, drift, backdoor)
 
 
-def _backdoors(d: Any, progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
-    """Neural Cleanse (white box) on 10 CNNs trained on ``fit`` with a BadNets patch (random
-    size 2-3, position and target; seed 2026, not the tuning seed 7) and 10 trained on clean
-    ``fit`` (other seeds); the search runs on ``tune``."""
+def backdoor_models(
+    d: Any,
+    progress: Callable[[str], None] | None,
+    *,
+    seed: int = 2026,
+    count: int = 10,
+    first_model_seed: int = 100,
+) -> list[dict[str, Any]]:
+    """Neural Cleanse (white box) on ``count`` CNNs trained on ``fit`` with a BadNets patch
+    (random size 2-3, position and target, drawn with ``seed``: 2026 for the bench, 7 for
+    the tuning models of ``bench/training/backdoor_tuning.py``) and ``count`` trained on
+    clean ``fit``, model ``i`` of each kind with training seed ``first_model_seed + i``
+    (the tuning models start elsewhere, so no clean model is in both sets); the search
+    runs on ``tune``."""
     try:
         import torch
     except ImportError:
@@ -397,16 +407,16 @@ def _backdoors(d: Any, progress: Callable[[str], None] | None) -> list[dict[str,
     from atlasguard.models.validation import neural_cleanse
 
     torch.set_num_threads(2)
-    rng = np.random.default_rng(2026)
+    rng = np.random.default_rng(seed)
     out = []
-    for i in range(10):
+    for i in range(count):
         target, size = int(rng.integers(10)), int(rng.integers(2, 4))
         row, col = (int(v) for v in rng.integers(0, 8 - size + 1, size=2))
         attack = poisoning.badnets(
             d.x_fit, d.y_fit, rate=0.1, target=target, size=size, row=row, col=col, random_state=i
         )
         for planted, (x, y) in ((str(target), (attack.x, attack.y)), ("-", (d.x_fit, d.y_fit))):
-            net = train_cnn(x, y, epochs=30, random_state=100 + i).net
+            net = train_cnn(x, y, epochs=30, random_state=first_model_seed + i).net
             report = neural_cleanse(net, d.x_tune, shape=(1, 8, 8), classes=10)
             entry = {
                 "model": f"{'backdoored' if planted != '-' else 'clean'} #{i}",
@@ -415,6 +425,7 @@ def _backdoors(d: Any, progress: Callable[[str], None] | None) -> list[dict[str,
                 "flagged": report.flagged,
                 "label": report.label,
                 "anomaly_index": report.anomaly_index,
+                "ratio": report.ratio,
                 "seconds": report.seconds,
             }
             out.append(entry)

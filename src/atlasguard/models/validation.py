@@ -3,13 +3,23 @@
 :func:`neural_cleanse` (Wang et al., 2019) reverse-engineers, for every label, the
 smallest trigger (a mask and a pattern, ``x' = (1 - m) x + m p``) that sends clean
 inputs to that label. A backdoored label needs a much smaller mask than the others.
-The anomaly index is the distance of the smallest mask norm below the median, in
-units of the median absolute deviation times 1.4826, taken on the *logarithm* of
-the norms: a trigger is a multiplicatively smaller mask, and on digits the
-natural labels' norms spread so that the paper's index on raw norms, with its
-threshold of 2, flagged half of the clean models. ``threshold`` = 5 was chosen on
-8 tuning models (4 clean, 4 backdoored, seed 7 in ``bench/training``): clean
-ones scored 2.1–3.5, backdoored 7.1–9.8; the bench measures it on 20 others.
+Two figures judge the smallest mask. The anomaly index is its distance below the
+median, in units of the median absolute deviation times 1.4826, taken on the
+*logarithm* of the norms (a trigger is a multiplicatively smaller mask); the
+ratio is the smallest norm over the median norm. A model is flagged when both
+say so: ratio below ``ratio_threshold`` (0.55) *and* index above ``threshold``
+(3). The index alone, with the 5 chosen on 8 tuning models earlier, found 6-8 of 10
+backdoored bench models: with ten labels the deviation is itself a noisy
+estimate, and on digits one label (3) is always the easiest to reach, so a
+clean model's index reached 4.4 while a backdoored one's sat at 3.1. The ratio
+does not divide by that noisy estimate. Both thresholds were set on 20 tuning
+models (``python bench/training/backdoor_tuning.py``: 10 backdoored with triggers
+drawn with seed 7, 10 clean, training seeds 7000-7009; the bench's models use
+seed 2026 and training seeds 100-109): clean models' ratios were 0.66–0.80
+(mean 0.73, sd 0.05), backdoored ones 0.24–0.50; clean indices 1.4–4.4,
+backdoored 3.6–11.2. The index condition keeps a model
+whose labels differ widely in how easy they are to reach from being flagged
+on the ratio alone.
 
 Gradients come from the model itself: a PyTorch module (autograd), or any
 function from rows to probabilities (an ONNX model through ONNX Runtime),
@@ -45,7 +55,9 @@ class BackdoorReport:
     label: int  # the label with the smallest norm
     flagged: bool
     threshold: float
-    seconds: float
+    ratio: float = 1.0  # the smallest norm over the median norm
+    ratio_threshold: float = 0.55
+    seconds: float = 0.0
     masks: list[list[float]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,7 +182,8 @@ def neural_cleanse(
     steps: int = 500,
     samples: int = 128,
     target_success: float = 0.95,
-    threshold: float = 5.0,
+    threshold: float = 3.0,
+    ratio_threshold: float = 0.55,
     random_state: int = 0,
 ) -> BackdoorReport:
     """Search every label's smallest trigger on clean inputs ``x`` (rows, flat) and judge.
@@ -196,14 +209,18 @@ def neural_cleanse(
         norms.append(round(found[0], 3))
         success.append(round(found[1], 3))
         masks.append([round(v, 3) for v in found[2].tolist()])
-    index, smallest = _anomaly(np.log(np.maximum(np.asarray(norms), 1e-6)))
+    positive = np.maximum(np.asarray(norms), 1e-6)
+    index, smallest = _anomaly(np.log(positive))
+    ratio = float(positive[smallest] / np.median(positive))
     return BackdoorReport(
-        norms,
-        success,
-        round(index, 3),
-        smallest,
-        index > threshold,
-        threshold,
-        round(time.perf_counter() - start, 2),
-        masks,
+        norms=norms,
+        success=success,
+        anomaly_index=round(index, 3),
+        label=smallest,
+        flagged=index > threshold and ratio < ratio_threshold,
+        threshold=threshold,
+        ratio=round(ratio, 3),
+        ratio_threshold=ratio_threshold,
+        seconds=round(time.perf_counter() - start, 2),
+        masks=masks,
     )
