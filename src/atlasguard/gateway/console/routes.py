@@ -35,7 +35,7 @@ from starlette.responses import (
 
 from atlasguard.catalog.coverage import Coverage
 from atlasguard.gateway.calls import Call, audited
-from atlasguard.gateway.console import views
+from atlasguard.gateway.console import efficacy_page, views
 from atlasguard.gateway.console.base import (
     COOKIE,
     HERE,
@@ -224,10 +224,12 @@ async def coverage(request: Request) -> Response:
         detail = data["detail"]
         if detail is not None:
             results = results_dir(gateway)
-            found = await run_in_threadpool(views.efficacy_view, gateway.deployment.audit, results)
+            found = await run_in_threadpool(
+                efficacy_page.efficacy_view, gateway.deployment.audit, results
+            )
             efficacy = [lab for lab in found["labs"] if selected in lab["mitigations"].split(",")]
             keys = [c["key"] for c in detail["settings"]]
-            measured = views.rows_about(found["tables"], keys)
+            measured = efficacy_page.rows_about(found["tables"], keys)
         return render_page(
             request, viewer, "coverage", cov=data, efficacy=efficacy, measured=measured
         )
@@ -375,7 +377,9 @@ async def registry(request: Request) -> Response:
 async def efficacy(request: Request) -> Response:
     async def work(call: Call, viewer: Viewer) -> Response:
         results = results_dir(call.gateway)
-        data = await run_in_threadpool(views.efficacy_view, call.gateway.deployment.audit, results)
+        data = await run_in_threadpool(
+            efficacy_page.efficacy_view, call.gateway.deployment.audit, results
+        )
         where = call.gateway.policy.settings("serving")
         folder = where.console_results if isinstance(where, ServingSettings) else "results"
         return render_page(request, viewer, "efficacy", eff=data, folder=folder)
