@@ -48,7 +48,8 @@ def harden_command(
     """Train a hardened model (PGD, TRADES, distillation) and write it as ONNX.
 
     Early stopping on robust validation accuracy. Image data (square rows) gets a small
-    CNN, other data an MLP. The ONNX model takes flat rows and returns probabilities; the
+    CNN, other data an MLP, each behind a fixed layer that standardizes its input (so
+    columns in different units train alike; epsilon stays in the data's units). The ONNX model takes flat rows and returns probabilities; the
     report gives clean, FGSM and PGD-40 accuracy on held-out data."""
     from atlasguard.data.load import read_table
     from atlasguard.errors import DataError, UsageError
@@ -77,10 +78,12 @@ def harden_command(
     classes = len(table.classes)
     if side * side == x.shape[1] and side >= 4:
         shape: tuple[int, ...] = (1, side, side)
-        net = hardening.small_cnn(side, classes)
+        net = hardening.standardized(hardening.small_cnn(side, classes), x_train, per_feature=False)
     else:
         shape = (x.shape[1],)
-        net = hardening.small_mlp(x.shape[1], classes)
+        net = hardening.standardized(
+            hardening.small_mlp(x.shape[1], classes), x_train, per_feature=True
+        )
     settings = hardening.HardeningSettings(
         method=method,  # type: ignore[arg-type]
         epsilon=epsilon,

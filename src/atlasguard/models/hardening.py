@@ -51,6 +51,7 @@ __all__ = [
     "robustness",
     "small_cnn",
     "small_mlp",
+    "standardized",
 ]
 
 Method = Literal["pgd", "trades", "distillation", "standard"]
@@ -128,6 +129,34 @@ def small_mlp(features: int, classes: int, width: int = 256) -> Any:
         nn.ReLU(),
         nn.Linear(width, classes),
     )
+
+
+def standardized(net: Any, x: npt.ArrayLike, *, per_feature: bool) -> Any:
+    """``net`` behind a fixed layer that standardizes its input with ``x``'s mean and
+    spread, per feature (tables, whose columns have their own units) or over all values
+    (images). The layer is part of the network, so attacks, epsilons and the exported
+    ONNX model stay in the data's own units; its statistics are buffers, not trained.
+    A constant feature is divided by 1."""
+    import torch
+    from torch import nn
+
+    rows = np.asarray(x, np.float64).reshape(len(np.asarray(x)), -1)
+    if per_feature:
+        mean, spread = rows.mean(axis=0), rows.std(axis=0)
+    else:
+        mean, spread = np.asarray(rows.mean()), np.asarray(rows.std())
+    spread = np.where(spread > 1e-12, spread, 1.0)
+
+    class Standardize(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+            self.register_buffer("spread", torch.as_tensor(spread, dtype=torch.float32))
+
+        def forward(self, inputs: Any) -> Any:
+            return (inputs - self.mean) / self.spread
+
+    return nn.Sequential(Standardize(), net)
 
 
 def _tensor(x: npt.ArrayLike, shape: tuple[int, ...]) -> Any:
