@@ -161,7 +161,9 @@ def test_cli_trains_on_columns_in_different_units(tmp_path: Path) -> None:
     with data.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*wine.feature_names, "label"])
-        writer.writerows([*row, int(label)] for row, label in zip(wine.data, wine.target))
+        writer.writerows(
+            [*row, int(label)] for row, label in zip(wine.data, wine.target, strict=True)
+        )
     model, report = tmp_path / "wine.onnx", tmp_path / "r.json"
     args = ["harden", str(data), "--labels", "label", "-o", str(model), "--report", str(report)]
     assert run([*args, "--method", "standard", "--epochs", "15", "--epsilon", "0.05"]) == 0

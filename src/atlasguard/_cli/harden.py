@@ -49,8 +49,9 @@ def harden_command(
 
     Early stopping on robust validation accuracy. Image data (square rows) gets a small
     CNN, other data an MLP, each behind a fixed layer that standardizes its input (so
-    columns in different units train alike; epsilon stays in the data's units). The ONNX model takes flat rows and returns probabilities; the
-    report gives clean, FGSM and PGD-40 accuracy on held-out data."""
+    columns in different units train alike; epsilon stays in the data's units). The
+    ONNX model takes flat rows and returns probabilities; the report gives clean, FGSM
+    and PGD-40 accuracy on held-out data."""
     from atlasguard.data.load import read_table
     from atlasguard.errors import DataError, UsageError
     from atlasguard.models import hardening
