@@ -17,10 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
-from typing import NamedTuple
 
 from atlasguard.artifacts.findings import Severity
 from atlasguard.release.findings import ReleaseFinding
+from atlasguard.release.pdf import PdfText, pdf_read
 from atlasguard.release.settings import ReleaseSettings
 from atlasguard.release.walk import Item, archive_kind
 
@@ -175,88 +175,6 @@ def text_of(item: Item) -> tuple[str, bool, bool] | None:
         pages = pdf_read(data)
         return text + "\n" + pages.text, False, pages.unread
     return text, False, False
-
-
-_PDF_STREAM = re.compile(rb"stream\r?\n(.*?)\r?\nendstream", re.S)
-# A shown run: [ ... ] TJ (kerned parts), or one literal (...) or hex <...> string, then Tj
-_PDF_SHOW = re.compile(rb"\[(.*?)\]\s*TJ|(\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>)\s*Tj", re.S)
-_PDF_STRING = re.compile(rb"\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>", re.S)
-_PDF_ESCAPE = re.compile(rb"\\([0-7]{1,3}|\r\n|[\s\S])")
-_PDF_ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f"}
-
-
-class PdfText(NamedTuple):
-    """What a PDF's pages show, and whether some of it was glyph ids, not characters."""
-
-    text: str
-    unread: bool
-
-
-def _pdf_bytes(token: bytes) -> bytes:
-    """The bytes of a literal ``(...)`` string (escapes undone) or a hex ``<...>`` one."""
-    if token[:1] == b"<":
-        digits = re.sub(rb"\s", b"", token[1:-1])
-        return bytes.fromhex((digits + b"0" * (len(digits) % 2)).decode("ascii"))
-
-    def undo(match: re.Match[bytes]) -> bytes:
-        code = match.group(1)
-        if code[:1].isdigit():
-            return bytes([int(code, 8) & 0xFF])
-        if code in (b"\n", b"\r", b"\r\n"):
-            return b""  # a line continuation
-        return _PDF_ESCAPES.get(code, code)
-
-    return _PDF_ESCAPE.sub(undo, token[1:-1])
-
-
-def _shown(raw: bytes) -> tuple[str, bool]:
-    """A shown string's characters, and whether they may be glyph ids instead.
-
-    Control bytes mean codes of a font with its own encoding (two-byte Identity-H glyph
-    ids, most often), which only the font's ToUnicode map, not parsed here, turns into
-    characters. When they are two-byte codes whose high bytes are all 0 they are read as
-    characters too (matplotlib and others write the characters themselves), and still
-    reported as possibly unread."""
-    if not any(b < 0x20 and b not in (9, 10, 13) for b in raw):
-        return raw.decode("latin-1"), False
-    # control bytes: codes of a font's own, not characters
-    if len(raw) % 2 == 0 and not any(raw[0::2]):
-        return raw[1::2].decode("latin-1"), True
-    return "", True
-
-
-def pdf_read(data: bytes, budget: int = 16 << 20) -> PdfText:
-    """The text a PDF's pages show (``Tj``/``TJ`` literal and hex strings of its
-    Flate-compressed and plain content streams, escapes undone), one stream per line,
-    bounded to ``budget`` bytes inflated; ``unread`` when some runs may be glyph ids."""
-    import zlib
-
-    out: list[str] = []
-    unread = False
-    spent = 0
-    for match in _PDF_STREAM.finditer(data[: 64 << 20]):
-        raw = match.group(1)
-        try:
-            content = zlib.decompressobj().decompress(raw, max(0, budget - spent))
-        except zlib.error:
-            content = raw
-        spent += len(content)
-        words = []
-        for shown in _PDF_SHOW.finditer(content):
-            # [(Pro) -20 (ject)] TJ: the kerned parts of one run
-            parts = (
-                _PDF_STRING.findall(shown.group(1))
-                if shown.group(1) is not None
-                else [shown.group(2)]
-            )
-            read = [_shown(_pdf_bytes(part)) for part in parts]
-            unread |= any(glyphs for _, glyphs in read)
-            words.append("".join(text for text, _ in read))
-        if any(words):
-            out.append(" ".join(w for w in words if w))
-        if spent >= budget:
-            break
-    return PdfText("\n".join(out), unread)
 
 
 # -- models ------------------------------------------------------------------------------
