@@ -197,3 +197,20 @@ def test_runs_of_openers_are_read_in_one_pass(run: bytes) -> None:
         b"%PDF-1.7\n" + content,
     ):
         assert pdf_read(data).text == ""
+
+
+def test_codes_of_a_font_not_traced_to_a_map_are_tried_on_every_map() -> None:
+    """Resources this reader does not follow (inherited from the page tree, say): the
+    file's maps are tried, and a reading that covers every code is taken."""
+    codes = {ch: 0x300 + i for i, ch in enumerate("secret")}
+    data = _pdf(
+        {2: b"<< /Subtype /Type0 /ToUnicode 3 0 R >>"},
+        {3: _cmap(codes, False), 4: b"BT /F3 9 Tf %s Tj ET" % _shown("secret", codes)},
+    )
+    assert pdf_read(data) == ("secret", False)
+
+
+def test_a_files_maps_share_one_allowance() -> None:
+    entry = b"<0001> <0041>\n"
+    big = b"beginbfchar\n" + entry * 10 + b"endbfchar"
+    assert CMap(big, allowance=4).entries == 4 and CMap(big).entries == 10

@@ -58,6 +58,8 @@ def harden_command(
 
     if method not in ("pgd", "trades", "distillation", "standard"):
         raise UsageError("--method takes pgd, trades, distillation or standard")
+    if epochs < 1 or (patience is not None and patience < 1):
+        raise UsageError("--epochs and --patience take a whole number of at least 1")
     try:
         import torch  # noqa: F401
     except ImportError:

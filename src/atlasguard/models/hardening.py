@@ -249,7 +249,7 @@ def _fit(
         torch.optim.lr_scheduler.OneCycleLR(
             optimiser, max_lr=s.learning_rate, total_steps=s.epochs * batches, pct_start=0.3
         )
-        if s.schedule == "onecycle"
+        if s.schedule == "onecycle" and s.epochs > 0
         else None
     )
     train_eps = s.train_epsilon if s.train_epsilon is not None else 1.25 * s.epsilon

@@ -35,6 +35,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -391,9 +392,12 @@ def backdoor_models(
     seed: int = 2026,
     count: int = 10,
     first_model_seed: int = 100,
+    black_box: bool = False,
 ) -> list[dict[str, Any]]:
-    """Neural Cleanse (white box) on ``count`` CNNs trained on ``fit`` with a BadNets patch
-    (random size 2-3, position and target, drawn with ``seed``: 2026 for the bench, 7 for
+    """Neural Cleanse (white box; ``black_box``: through each model written as ONNX,
+    as ``atlasguard validate`` searches, 400 steps) on ``count`` CNNs trained on ``fit``
+    with a BadNets patch (random size 2-3, position and target, drawn with ``seed``: 2026
+    for the bench, 7 for
     the tuning models of ``bench/training/backdoor_tuning.py``) and ``count`` trained on
     clean ``fit``, model ``i`` of each kind with training seed ``first_model_seed + i``
     (the tuning models start elsewhere, so no clean model is in both sets); the search
@@ -417,7 +421,10 @@ def backdoor_models(
         )
         for planted, (x, y) in ((str(target), (attack.x, attack.y)), ("-", (d.x_fit, d.y_fit))):
             net = train_cnn(x, y, epochs=30, random_state=first_model_seed + i).net
-            report = neural_cleanse(net, d.x_tune, shape=(1, 8, 8), classes=10)
+            if black_box:
+                report = _black_box_search(net, d.x_tune)
+            else:
+                report = neural_cleanse(net, d.x_tune, shape=(1, 8, 8), classes=10)
             entry = {
                 "model": f"{'backdoored' if planted != '-' else 'clean'} #{i}",
                 "planted": planted,
@@ -432,6 +439,21 @@ def backdoor_models(
             if progress is not None:
                 progress(json.dumps(entry))
     return out
+
+
+def _black_box_search(net: Any, x: np.ndarray) -> Any:
+    """Neural Cleanse as ``atlasguard validate MODEL.onnx`` runs it: the network written as
+    ONNX, asked through ONNX Runtime, gradients estimated."""
+    import tempfile
+
+    from atlasguard.models.hardening import export_onnx
+    from atlasguard.models.onnx_scores import onnx_scores
+    from atlasguard.models.validation import neural_cleanse
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        export_onnx(net, path, (1, 8, 8))
+        return neural_cleanse(onnx_scores(path), x, shape=(64,), classes=10, steps=400)
 
 
 def _rotate(x: np.ndarray, degrees: float) -> np.ndarray:

@@ -35,7 +35,8 @@ from typing import NamedTuple
 
 __all__ = ["PdfText", "pdf_read"]
 
-MAX_CMAP_ENTRIES = 50_000  # bfchar pairs and bfrange lines per map
+MAX_CMAP_ENTRIES = 200_000  # bfchar pairs and bfrange lines, over all of a file's maps
+MAX_GUESS_BYTES = 4 << 20  # of shown strings tried against every map, per file
 MAX_OBJECTS = 200_000
 MAX_BODY_BYTES = 32 << 20  # of objects' dictionary text kept per file
 
@@ -107,7 +108,7 @@ def _utf16(raw: bytes) -> str:
 class CMap:
     """A ToUnicode map: codes (1 to 4 bytes) to text; ranges are kept as ranges."""
 
-    def __init__(self, source: bytes) -> None:
+    def __init__(self, source: bytes, allowance: int = MAX_CMAP_ENTRIES) -> None:
         self.lengths: set[int] = set()
         self.single: dict[bytes, str] = {}
         ranges: list[tuple[int, int, int, str | list[str]]] = []  # length, lo, hi, dst
@@ -117,14 +118,14 @@ class CMap:
         spaced = bool(self.lengths)
         entries = 0
         for _, block in _blocks(source, b"beginbfchar", b"endbfchar"):
-            for src, target in _PAIR.findall(block)[: MAX_CMAP_ENTRIES - entries]:
+            for src, target in _PAIR.findall(block)[: max(0, allowance - entries)]:
                 entries += 1
                 code = _hex(src)
                 self.single[code] = _utf16(_hex(target))
                 if not spaced:
                     self.lengths.add(len(code))
         for _, block in _blocks(source, b"beginbfrange", b"endbfrange"):
-            for lo, hi, start, array in _RANGE.findall(block)[: MAX_CMAP_ENTRIES - entries]:
+            for lo, hi, start, array in _RANGE.findall(block)[: max(0, allowance - entries)]:
                 entries += 1
                 low, high = _hex(lo), _hex(hi)
                 if not low or len(low) != len(high) or len(low) > 4:
@@ -139,6 +140,7 @@ class CMap:
                     ranges.append((len(low), first, last, dst))
                 if not spaced:
                     self.lengths.add(len(low))
+        self.entries = entries
         self.lengths = {n for n in self.lengths if 1 <= n <= 4} or {2}
         ranges.sort(key=lambda r: (r[0], r[1]))
         self.ranges = ranges
@@ -231,7 +233,9 @@ class _Reader:
             while at + 1 < len(starts) and starts[at + 1][0] < offset:
                 at += 1
             number = starts[at][1] if starts and starts[at][0] < offset else None
-            head = data[starts[at][0] : min(offset, starts[at][0] + 4096)] if number else b""
+            head = b""
+            if number is not None:
+                head = data[starts[at][0] : min(offset, starts[at][0] + 4096)]
             content = self._inflate(raw)
             if number is not None:
                 self._keep(number, head)
@@ -274,10 +278,17 @@ class _Reader:
             if int(number) not in self.bodies:
                 self._keep(int(number), content[begin : min(end, begin + 4096)])
 
-    def maps(self) -> dict[bytes, list[CMap]]:
-        """Each font resource name, with the ToUnicode maps of the fonts it names."""
-        cmaps = {n: CMap(c) for n, c in self.streams if n is not None and _is_cmap(c)}
-        cmaps = {n: m for n, m in cmaps.items() if m}
+    def maps(self) -> tuple[dict[bytes, list[CMap]], list[CMap]]:
+        """Each font resource name with the ToUnicode maps of the fonts it names, and
+        every map of the file."""
+        cmaps: dict[int, CMap] = {}
+        allowance = MAX_CMAP_ENTRIES
+        for number, content in self.streams:
+            if number is not None and _is_cmap(content) and allowance > 0:
+                cmap = CMap(content, allowance)
+                allowance -= cmap.entries
+                if cmap:
+                    cmaps[number] = cmap
         unicode_of = {}
         for number, body in self.bodies.items():
             found = _TO_UNICODE.search(body)
@@ -289,14 +300,14 @@ class _Reader:
             tables += [self.bodies.get(int(ref), b"") for ref in _FONT_REF.findall(body)[:64]]
             for table in tables:
                 for name, ref in _NAMED_REF.findall(table):
-                    cmap = unicode_of.get(int(ref))
-                    if cmap is not None and all(cmap is not m for m in names[name]):
-                        names[name].append(cmap)
-        return names
+                    used = unicode_of.get(int(ref))
+                    if used is not None and all(used is not m for m in names[name]):
+                        names[name].append(used)
+        return names, list(cmaps.values())
 
     def read(self) -> PdfText:
-        names = self.maps()
-        every = [m for ms in names.values() for m in ms]
+        names, every = self.maps()
+        spare = MAX_GUESS_BYTES
         out: list[str] = []
         unread = False
         for _, content in self.streams:
@@ -315,9 +326,10 @@ class _Reader:
                     else [shown.group(2)]
                 )
                 raw = b"".join(_literal(part) for part in parts)
-                text, glyphs = self._decode(raw, names.get(font, []) if font else every, font)
-                if glyphs and font:  # its font's name did not lead to a map: any map
-                    text, glyphs = self._decode(raw, every, None)
+                text, glyphs = self._decode(raw, names.get(font, []) if font else [])
+                if glyphs and every and spare > 0:  # no map of its font reads it: any map
+                    spare -= len(raw)
+                    text, glyphs = self._decode(raw, every)
                 unread |= glyphs
                 words.append(text)
             if any(words):
@@ -325,18 +337,14 @@ class _Reader:
         return PdfText("\n".join(out), unread)
 
     @staticmethod
-    def _decode(raw: bytes, candidates: list[CMap], font: bytes | None) -> tuple[str, bool]:
+    def _decode(raw: bytes, candidates: list[CMap]) -> tuple[str, bool]:
         """What ``raw`` shows: through the maps that cover every code (each distinct
-        reading kept: a font name used for several fonts, or no font known), else as
-        characters, ``unread`` when it may be codes. With no font known, characters
-        that read as text are kept beside the maps' readings."""
+        reading kept, when a font's name stands for several fonts or its font is not
+        known), else as characters, ``unread`` when they may be codes."""
         readings = list(dict.fromkeys(t for m in candidates if (t := m.decode(raw)) is not None))
-        plain, glyphs = _plain(raw)
-        if not readings:
-            return plain, glyphs
-        if font is None and not glyphs:
-            readings = list(dict.fromkeys([plain, *readings]))
-        return " ".join(readings), False
+        if readings:
+            return " ".join(readings), False
+        return _plain(raw)
 
 
 def pdf_read(data: bytes, budget: int = 16 << 20) -> PdfText:
