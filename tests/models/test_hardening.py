@@ -24,12 +24,16 @@ def digits():
     return digits_splits()
 
 
-def _train(method: str, d, epochs: int = 12):
-    settings = hardening.HardeningSettings(method=method, epsilon=0.2, epochs=epochs, steps=3)
-    net = hardening.small_cnn(8, width=16)
+def _fit(net, d, settings: hardening.HardeningSettings):
+    """``net`` hardened on ``fit``, stopped on ``tune``."""
     return hardening.harden(
         net, d.x_fit, d.y_fit, d.x_tune, d.y_tune, settings=settings, shape=SHAPE
     )
+
+
+def _train(method: str, d, epochs: int = 12):
+    settings = hardening.HardeningSettings(method=method, epsilon=0.2, epochs=epochs, steps=3)
+    return _fit(hardening.small_cnn(8, width=16), d, settings)
 
 
 def test_adversarial_training_is_more_robust_than_plain_training(digits) -> None:
@@ -102,15 +106,7 @@ def test_a_network_with_batch_norm_is_averaged_and_trained(digits) -> None:
         nn.Linear(8 * 64, 10),
     )
     settings = hardening.HardeningSettings(method="pgd", epochs=2, steps=1)
-    trained, report = hardening.harden(
-        net,
-        digits.x_fit,
-        digits.y_fit,
-        digits.x_tune,
-        digits.y_tune,
-        settings=settings,
-        shape=SHAPE,
-    )
+    trained, report = _fit(net, digits, settings)
     norm = trained[1]
     batches = -(-len(digits.x_fit) // settings.batch_size)
     # copied, not averaged: two training forwards (clean and PGD) per batch, two epochs
@@ -132,15 +128,7 @@ def test_the_one_cycle_schedule_ends_near_zero(digits) -> None:
     settings = hardening.HardeningSettings(method="standard", epochs=3)
     try:
         torch.optim.Adam.step = spy  # type: ignore[method-assign]
-        _, report = hardening.harden(
-            hardening.small_cnn(8, width=8),
-            digits.x_fit,
-            digits.y_fit,
-            digits.x_tune,
-            digits.y_tune,
-            settings=settings,
-            shape=SHAPE,
-        )
+        _, report = _fit(hardening.small_cnn(8, width=8), digits, settings)
     finally:
         torch.optim.Adam.step = original  # type: ignore[method-assign]
     assert max(seen) == pytest.approx(settings.learning_rate, rel=0.05)
