@@ -19,7 +19,10 @@ source class. Three source-aware scores were tried on `tune` + `eval` (never
 One line per data set, with the best score per class and how many of that
 cluster's rows are poison. On clean data, natural groups (9s that look like 3s)
 reach scores that true all-to-all clusters do not exceed, so no score gives a
-threshold (3 minutes on 2 cores).
+threshold. A last line per data set gives step 6's figure instead (the
+detector's cross-class test): the cosine of a group's offset with its best
+match in the median other class, over groups that are mostly poison and the
+top over the rest (3 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ class _Probe(PoisonDetector):
         super().__init__(random_state=0)
         self.truth = truth
         self.best: dict[str, dict[str, Any]] = {}
+        self.groups: list[tuple[int, float, np.ndarray]] = []  # label, poison share, offset
 
     def _test(self, x, y, rows, label, predict, low, high):  # type: ignore[no-untyped-def]
-        cluster, trigger = super()._test(x, y, rows, label, predict, low, high)
+        cluster, trigger, offset = super()._test(x, y, rows, label, predict, low, high)
+        self.groups.append((label, float(np.isin(rows, self.truth).mean()), offset))
         if trigger is None:
-            return cluster, trigger
+            return cluster, trigger, offset
         rest = np.ones(len(y), bool)
         rest[rows] = False
         others = np.flatnonzero(rest & (y != label))
@@ -70,7 +75,7 @@ class _Probe(PoisonDetector):
             key = f"{label}:{name}"
             if key not in self.best or value > self.best[key]["score"]:
                 self.best[key] = {"score": value, "rows": len(rows), "poison": poison}
-        return cluster, trigger
+        return cluster, trigger, offset
 
 
 def main() -> None:
@@ -92,6 +97,25 @@ def main() -> None:
         for score in ("source", "changed", "consistent"):
             best = {k.split(":")[0]: v for k, v in probe.best.items() if k.endswith(score)}
             print(json.dumps({"data": name, "score": score, "flagged": len(probe.rows_)} | best))
+        print(json.dumps({"data": name, "score": "shared"} | _shared(probe.groups)))
+
+
+def _shared(groups: list[tuple[int, float, np.ndarray]]) -> dict[str, Any]:
+    """Step 6's figure: each group's best offset cosine in the median other class; its
+    range over groups that are at least half poison, and its top over the rest."""
+    labels = np.array([g[0] for g in groups])
+    unit = np.array([g[2] / (np.linalg.norm(g[2]) + 1e-12) for g in groups])
+    cosine = unit @ unit.T
+    scores = [
+        float(np.median([cosine[i, labels == c].max() for c in set(labels) if c != labels[i]]))
+        for i in range(len(groups))
+    ]
+    poison = [s for s, g in zip(scores, groups, strict=True) if g[1] >= 0.5]
+    rest = [s for s, g in zip(scores, groups, strict=True) if g[1] < 0.5]
+    return {
+        "poison_groups": [round(min(poison), 3), round(max(poison), 3)] if poison else None,
+        "other_groups_top": round(max(rest), 3) if rest else None,
+    }
 
 
 if __name__ == "__main__":

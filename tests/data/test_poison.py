@@ -42,6 +42,21 @@ def test_a_blended_trigger_at_another_target_is_found(fit_part) -> None:
     assert {c.label for c in detector.clusters_ if c.poisoned} == {6}
 
 
+def test_an_all_to_all_trigger_is_found_across_classes(fit_part) -> None:
+    """y -> y + 1 moves only each poisoned row's own source class, so the transplant test
+    cannot see it; the offset the poison of every class shares can (a 2x2 patch, not the
+    3x3 corner the setting was chosen with)."""
+    x, y = fit_part
+    attack = poisoning.badnets(x, y, rate=0.1, mode="all-to-all", size=2, random_state=4)
+    detector = PoisonDetector(random_state=0).fit(attack.x, attack.y)
+    precision, recall = _precision_recall(detector.rows_, attack.rows)
+    assert precision >= 0.95 and recall >= 0.85
+    assert len({c.label for c in detector.clusters_ if c.poisoned}) >= 3
+    # without the cross-class step the same data passes as clean
+    alone = PoisonDetector(random_state=0, min_shared=1.01).fit(attack.x, attack.y)
+    assert len(alone.rows_) == 0
+
+
 def test_clean_data_and_label_noise_are_not_called_poison(fit_part) -> None:
     x, y = fit_part
     assert len(PoisonDetector(random_state=0).fit(x, y).rows_) == 0

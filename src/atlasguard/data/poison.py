@@ -22,9 +22,21 @@
    those of the class that hold the patch, or whose answer changes when the
    trigger is taken off.
 
-What it does not find: triggers that work only for one source class
-(all-to-all, source-specific backdoors), since the estimate moves only that
-source; ``bench/training`` reports the figures.
+A trigger that works only for its own source class (all-to-all, ``y -> y + 1``)
+fails step 3: its estimate moves one class, not all. Such a trigger is one
+pattern shared by the poison of every class, so, across classes:
+
+5. each group's mean offset from its sources is compared with every other
+   class's groups; a group whose best match in the median other class has a
+   cosine of at least ``min_shared`` (0.6) is shared. With shared groups in
+   three classes or more, their mean offset is the shared trigger, and the rows
+   of those groups whose answer changes when it is taken off are flagged.
+   ``min_shared`` was chosen on digits' ``tune`` + ``eval`` parts
+   (``bench/training/all_to_all_probe.py``): groups on clean data reached at
+   most 0.48, groups that are mostly all-to-all poison up to 0.76. A 2x2 patch
+   in the middle of the image (0.51) and a faint blend stay unfound.
+
+``bench/training`` reports the figures.
 
 >>> import numpy as np
 >>> from atlasguard.models.data import digits_splits
@@ -104,6 +116,7 @@ class PoisonDetector:
         components: int = 10,
         tails: Sequence[float] = (0.1, 0.25, 0.4),
         min_success: float = 2 / 3,
+        min_shared: float = 0.6,
         min_cluster: int = 3,
         predict: Callable[[FloatArray], npt.NDArray[np.int64]] | None = None,
         embed: Embed | None = None,
@@ -113,6 +126,7 @@ class PoisonDetector:
         self.components = components
         self.tails = tails
         self.min_success = min_success
+        self.min_shared = min_shared
         self.min_cluster = min_cluster
         self.predict = predict
         self.embed = embed
@@ -132,6 +146,7 @@ class PoisonDetector:
         hidden = embed(rows_x)
         low, high = rows_x.min(axis=0), rows_x.max(axis=0)
         tested: list[PoisonCluster] = []
+        offsets: list[FloatArray] = []
         flagged: list[npt.NDArray[np.intp]] = []
         for label in np.unique(labels):
             members = np.flatnonzero(labels == label)
@@ -141,8 +156,11 @@ class PoisonDetector:
                 rows = members[group]
                 if not self.min_cluster <= len(rows) < len(members):
                     continue
-                cluster, trigger = self._test(rows_x, labels, rows, int(label), predict, low, high)
+                cluster, trigger, offset = self._test(
+                    rows_x, labels, rows, int(label), predict, low, high
+                )
                 tested.append(cluster)
+                offsets.append(offset)
                 if best is None or cluster.success > tested[best].success:
                     best, best_trigger = len(tested) - 1, trigger
             if best is None or best_trigger is None or tested[best].success < self.min_success:
@@ -153,9 +171,49 @@ class PoisonDetector:
             )
             # a row carries the trigger when taking the estimate off changes the decision
             flagged.append(members[best_trigger.carries(rows_x[members], predict, label)])
+        flagged += self._shared(rows_x, tested, offsets, predict, low, high)
         self.clusters_ = tested
-        self.rows_ = np.sort(np.concatenate(flagged)) if flagged else np.empty(0, np.intp)
+        self.rows_ = np.unique(np.concatenate(flagged)) if flagged else np.empty(0, np.intp)
         return self
+
+    def _shared(
+        self,
+        x: FloatArray,
+        tested: list[PoisonCluster],
+        offsets: list[FloatArray],
+        predict: Callable[[FloatArray], npt.NDArray[np.int64]],
+        low: FloatArray,
+        high: FloatArray,
+    ) -> list[npt.NDArray[np.intp]]:
+        """Step 5: groups of several classes whose offsets from their sources agree (one
+        trigger shared by every class's poison), and their rows that carry it."""
+        labels = np.array([c.label for c in tested])
+        if len(np.unique(labels)) < 3:
+            return []
+        vectors = np.array(offsets)
+        unit = vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
+        cosine = unit @ unit.T
+        classes = np.unique(labels)
+        shared = np.array(
+            [
+                np.median([cosine[i, labels == c].max() for c in classes if c != labels[i]])
+                for i in range(len(tested))
+            ]
+        )
+        chosen = shared >= self.min_shared
+        if len(np.unique(labels[chosen])) < 3:
+            return []
+        trigger = _Trigger.offset(vectors[chosen].mean(axis=0), low, high)
+        out = []
+        for label in np.unique(labels[chosen]):
+            picked = np.flatnonzero(chosen & (labels == label))
+            rows = np.unique(np.concatenate([tested[i].rows for i in picked]))
+            carriers = rows[np.asarray(predict(trigger.remove(x[rows]))) != label]
+            for i in picked:
+                c = tested[i]
+                tested[i] = PoisonCluster(c.label, c.rows, c.success, c.looks_like, True)
+            out.append(carriers)
+        return out
 
     def _groups(self, activations: FloatArray) -> list[npt.NDArray[np.bool_]]:
         from sklearn.cluster import KMeans
@@ -188,12 +246,14 @@ class PoisonDetector:
         predict: Callable[[FloatArray], npt.NDArray[np.int64]],
         low: FloatArray,
         high: FloatArray,
-    ) -> tuple[PoisonCluster, _Trigger | None]:
+    ) -> tuple[PoisonCluster, _Trigger | None, FloatArray]:
+        """The transplant test of one group, its best trigger estimate, and the group's
+        mean offset from its sources."""
         rest = np.ones(len(y), bool)
         rest[rows] = False
         others = np.flatnonzero(rest & (y != label))
         if len(np.unique(y[rest])) < 2 or len(others) == 0:
-            return PoisonCluster(label, rows, 0.0, {}, False), None
+            return PoisonCluster(label, rows, 0.0, {}, False), None, np.zeros(x.shape[1])
         plain = _plain(x[rest], y[rest])
         sources = np.asarray(plain.predict(x[rows]), np.int64)
         looks = np.unique(sources, return_counts=True)
@@ -203,7 +263,7 @@ class PoisonDetector:
         offsets = x[rows] - np.array([centres[int(s)] for s in sources])
         # the sources' own spread at each feature, to find the features the cluster holds fixed
         spread = np.mean([source_rows[int(s)].var(axis=0) for s in sources], axis=0)
-        candidates = [_Trigger.offset(offsets.mean(axis=0), low, high)]
+        candidates = [_Trigger.offset(offsets.mean(axis=0), low, high)]  # step 3's offset
         fixed = (x[rows].var(axis=0) < 0.1 * spread) & (spread > 1e-3 * (high - low) ** 2)
         if fixed.any():
             fill = x[rest].mean(axis=0)
@@ -215,7 +275,8 @@ class PoisonDetector:
             damage = float(np.mean(np.asarray(predict(trigger.remove(x[others]))) != before))
             if sent - damage > best[0]:
                 best = (sent - damage, trigger)
-        return PoisonCluster(label, rows, best[0], looks_like, False), best[1]
+        mean = offsets.mean(axis=0)
+        return PoisonCluster(label, rows, best[0], looks_like, False), best[1], mean
 
 
 @dataclass(frozen=True)

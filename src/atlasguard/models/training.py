@@ -307,7 +307,7 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
     detect(
         "BadNets 3x3 corner, 10%, all-to-all (y -> y+1)",
         poisoning.badnets(x, y, rate=0.1, mode="all-to-all"),
-        reference="report (the detector looks for one target; see the docs)",
+        reference="issue 14: report (found by the shared-offset step; see the docs)",
     )
     detect(
         "blended random pattern alpha 0.2, 5%, target 7",
@@ -331,6 +331,18 @@ def run(*, quick: bool = False, progress: Callable[[str], None] | None = None) -
         detect(
             "BadNets 4x4 at (0, 4), 3%, target 1",
             poisoning.badnets(x, y, rate=0.03, target=1, size=4, row=0, col=4),
+        )
+        detect(
+            "BadNets 3x3 at (5, 0), 8%, all-to-all",
+            poisoning.badnets(x, y, rate=0.08, mode="all-to-all", row=5, col=0),
+        )
+        detect(
+            "BadNets 4x4 at (0, 4), 5%, all-to-all",
+            poisoning.badnets(x, y, rate=0.05, mode="all-to-all", size=4, row=0, col=4),
+        )
+        detect(
+            "blended alpha 0.15, 10%, all-to-all",
+            poisoning.blended(x, y, rate=0.1, mode="all-to-all", alpha=0.15, random_state=21),
         )
     if not quick:
         detect(
