@@ -36,6 +36,20 @@ def test_flipped_labels_are_reported_as_label_errors() -> None:
     assert all("looks like" in f.reason for f in report.findings)
 
 
+def test_an_all_to_all_poison_is_one_finding_per_row_that_says_so() -> None:
+    """Every class's poison group is marked; the report still names each row once."""
+    d = digits_splits()
+    attack = poisoning.badnets(
+        d.x_fit, d.y_fit, rate=0.1, mode="all-to-all", row=5, col=0, random_state=9
+    )
+    report = audit(attack.x, attack.y, checks=("poison",))
+    rows = [f.row for f in report.findings]
+    assert len(rows) == len(set(rows))
+    hits = len(np.intersect1d(rows, attack.rows))
+    assert hits / len(rows) >= 0.95 and hits / len(attack.rows) >= 0.85
+    assert all("all-to-all" in f.reason and 0.6 <= f.score <= 1 for f in report.findings)
+
+
 def test_incremental_mode_reports_only_the_new_batch() -> None:
     d = digits_splits()
     new_x = np.vstack([d.x_eval[:40], d.x_fit[3:4]])  # the last one was accepted already

@@ -286,24 +286,30 @@ def _poisons(
     embed: Callable[[FloatArray], FloatArray] | None,
     random_state: int,
 ) -> Iterable[Finding]:
-    from atlasguard.data.poison import PoisonDetector
+    from atlasguard.data.poison import PoisonCluster, PoisonDetector
 
     detector = PoisonDetector(predict=predict, embed=embed, random_state=random_state)
     detector.fit(x[usable], y[usable])
-    for cluster in detector.clusters_:
-        if not cluster.poisoned:
-            continue
+
+    def preferred(c: PoisonCluster) -> tuple[bool, float]:  # a one-target group first
+        return c.shared == 0.0, c.success if c.shared == 0.0 else c.shared
+
+    chosen: dict[int, PoisonCluster] = {}  # per class, the group its findings name
+    for c in detector.clusters_:
+        if c.poisoned and (c.label not in chosen or preferred(c) > preferred(chosen[c.label])):
+            chosen[c.label] = c
+    for r in detector.rows_:
+        cluster = chosen[int(y[usable[r]])]
         label = _name(cluster.label, classes)
-        for r in detector.rows_:
-            if y[usable[r]] != cluster.label:
-                continue
-            yield Finding(
-                int(usable[r]),
-                "poison",
-                cluster.success,
-                f"carries a trigger that sends {cluster.success:.0%} of other rows to {label}",
-                {"target": label},
+        if cluster.shared:
+            reason = (
+                f"carries a trigger shared by the poison of {detector.shared_classes_} classes "
+                f"(all-to-all), labelled {label}"
             )
+            yield Finding(int(usable[r]), "poison", cluster.shared, reason, {"target": label})
+        else:
+            reason = f"carries a trigger that sends {cluster.success:.0%} of other rows to {label}"
+            yield Finding(int(usable[r]), "poison", cluster.success, reason, {"target": label})
 
 
 def _balance(

@@ -74,6 +74,7 @@ class PoisonCluster:
     success: float  # share of other rows the trigger sends to ``label``, less those it harms
     looks_like: dict[int, int]  # the classes its rows look like without it, with counts
     poisoned: bool
+    shared: float = 0.0  # step 6: how well its offset matches other classes' (when poisoned)
 
 
 def mlp_hidden(model: Any) -> Embed:
@@ -188,6 +189,7 @@ class PoisonDetector:
         """Step 5: groups of several classes whose offsets from their sources agree (one
         trigger shared by every class's poison), and their rows that carry it."""
         labels = np.array([c.label for c in tested])
+        self.shared_classes_ = 0
         if len(np.unique(labels)) < 3:
             return []
         vectors = np.array(offsets)
@@ -201,7 +203,8 @@ class PoisonDetector:
             ]
         )
         chosen = shared >= self.min_shared
-        if len(np.unique(labels[chosen])) < 3:
+        self.shared_classes_ = len(np.unique(labels[chosen]))
+        if self.shared_classes_ < 3:
             return []
         trigger = _Trigger.offset(vectors[chosen].mean(axis=0), low, high)
         out = []
@@ -211,7 +214,9 @@ class PoisonDetector:
             carriers = rows[np.asarray(predict(trigger.remove(x[rows]))) != label]
             for i in picked:
                 c = tested[i]
-                tested[i] = PoisonCluster(c.label, c.rows, c.success, c.looks_like, True)
+                tested[i] = PoisonCluster(
+                    c.label, c.rows, c.success, c.looks_like, True, round(float(shared[i]), 3)
+                )
             out.append(carriers)
         return out
 
