@@ -9,6 +9,7 @@ race either happens on a given run or does not.
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -49,20 +50,24 @@ def test_output_policies_cut_extraction_fidelity() -> None:
     assert rows["noise@0.02"]["fidelity_logit"] < rows["full"]["fidelity_logit"] - 0.3
 
 
+def _script(name: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run one of this folder's bench scripts; its output is printed and returned."""
+    out = subprocess.run(
+        [sys.executable, str(HERE / name), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    )
+    print(out.stdout)
+    return out
+
+
 @pytest.mark.bench
 @pytest.mark.services
 def test_audit_rate_prints_sqlite_and_postgresql() -> None:
     _load("audit_rate")
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, str(HERE / "audit_rate.py"), "--records", "2000"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    print(out.stdout)
+    out = _script("audit_rate.py", "--records", "2000", timeout=600)
     assert "PostgreSQL" in out.stdout and "SQLite" in out.stdout
 
 
@@ -122,16 +127,7 @@ def test_two_processes_on_postgresql_and_redis_next_to_sqlite() -> None:
 def test_console_reads_stay_bounded_as_the_log_grows() -> None:
     """The console's pages read a bounded number of the newest records: their cost at
     100,000 records stays within twice their cost at 20,000."""
-    import subprocess
-
-    out = subprocess.run(
-        [sys.executable, str(HERE / "console_reads.py"), "--records", "20000,100000"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=1200,
-    )
-    print(out.stdout)
+    out = _script("console_reads.py", "--records", "20000,100000", timeout=1200)
     rows: dict[tuple[str, str], dict[str, float]] = {}
     for line in out.stdout.splitlines()[1:]:
         parts = line.split()

@@ -20,6 +20,7 @@ from atlasguard.models import hardening
 from atlasguard.models.blackbox import blackbox_robustness
 from atlasguard.models.data import digits_splits
 from atlasguard.models.onnx_scores import onnx_scores
+from atlasguard.models.training import harden_digits
 
 SHAPE = (1, 8, 8)
 
@@ -34,15 +35,7 @@ def main() -> None:
     x, y = d.x_eval[:rows], d.y_eval[:rows]
     for method in ("standard", "pgd"):
         settings = hardening.HardeningSettings(method=method, epsilon=0.2, epochs=6, steps=3)
-        net, _ = hardening.harden(
-            hardening.small_cnn(8, width=16),
-            d.x_fit,
-            d.y_fit,
-            d.x_tune,
-            d.y_tune,
-            settings=settings,
-            shape=SHAPE,
-        )
+        net, _ = harden_digits(d, settings, width=16)
         path = Path(tempfile.mkdtemp()) / "model.onnx"
         hardening.export_onnx(net, path, SHAPE)
         white = hardening.robustness(net, x, y, shape=SHAPE, epsilons=(0.1, 0.2))

@@ -15,6 +15,7 @@ from atlasguard.models import hardening  # noqa: E402
 from atlasguard.models.blackbox import blackbox_robustness  # noqa: E402
 from atlasguard.models.data import digits_splits  # noqa: E402
 from atlasguard.models.onnx_scores import onnx_scores  # noqa: E402
+from atlasguard.models.training import harden_digits  # noqa: E402
 
 SHAPE = (1, 8, 8)
 
@@ -23,15 +24,7 @@ SHAPE = (1, 8, 8)
 def test_finite_differences_find_what_autograd_finds(method: str, tmp_path: Path) -> None:
     d = digits_splits()
     settings = hardening.HardeningSettings(method=method, epsilon=0.2, epochs=6, steps=3)
-    net, _ = hardening.harden(
-        hardening.small_cnn(8, width=16),
-        d.x_fit,
-        d.y_fit,
-        d.x_tune,
-        d.y_tune,
-        settings=settings,
-        shape=SHAPE,
-    )
+    net, _ = harden_digits(d, settings, width=16)
     path = tmp_path / "m.onnx"
     hardening.export_onnx(net, path, SHAPE)
     rows, labels = d.x_eval[:120], d.y_eval[:120]

@@ -32,6 +32,14 @@ def models():
     )
 
 
+def _as_files(model, d, folder: Path) -> tuple[Path, Path]:
+    """``model`` as ONNX, and ``tune`` as the held-out data, as a user hands them over."""
+    path, data = folder / "model.onnx", folder / "val.npz"
+    export_onnx(model.net, path, (1, 8, 8))
+    np.savez(data, x=d.x_tune, y=d.y_tune)
+    return path, data
+
+
 def test_the_planted_label_is_found_and_the_clean_model_passes(models) -> None:
     d, backdoored, clean = models
     found = neural_cleanse(backdoored.net, d.x_tune, shape=(1, 8, 8), classes=10, steps=300)
@@ -45,10 +53,7 @@ def test_the_planted_label_is_found_and_the_clean_model_passes(models) -> None:
 
 def test_cli_validate_an_onnx_model_black_box(models, tmp_path: Path, capsys) -> None:
     d, backdoored, _ = models
-    path = tmp_path / "m.onnx"
-    export_onnx(backdoored.net, path, (1, 8, 8))
-    data = tmp_path / "val.npz"
-    np.savez(data, x=d.x_tune, y=d.y_tune)
+    path, data = _as_files(backdoored, d, tmp_path)
     code = run(["validate", str(path), "--data", str(data), "--format", "json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1 and report["backdoor"]["flagged"] and report["backdoor"]["label"] == 6
@@ -113,10 +118,7 @@ def test_cli_fairness_across_a_group_column(models, tmp_path: Path, capsys) -> N
 
 def test_cli_robustness_of_an_onnx_model_with_a_threshold(models, tmp_path: Path, capsys) -> None:
     d, _, clean = models
-    path = tmp_path / "clean.onnx"
-    export_onnx(clean.net, path, (1, 8, 8))
-    data = tmp_path / "val.npz"
-    np.savez(data, x=d.x_tune, y=d.y_tune)
+    path, data = _as_files(clean, d, tmp_path)
     args = ["validate", str(path), "--data", str(data), "--no-backdoor", "--format", "json"]
     args += ["--epsilon", "0.05", "--epsilon", "0.2", "--robust-rows", "60"]
     code = run([*args, "--min-robust", "0.0"])

@@ -600,6 +600,22 @@ HARDENING_REFERENCES = {
 }
 
 
+def harden_digits(d: Any, settings: Any, *, width: int = 32) -> tuple[Any, Any]:
+    """``hardening.small_cnn(8, width)`` hardened as ``settings`` say on digits' ``fit``,
+    stopped on ``tune`` (``eval`` is left for attacks); the network and its report."""
+    from atlasguard.models import hardening
+
+    return hardening.harden(
+        hardening.small_cnn(8, width=width),
+        d.x_fit,
+        d.y_fit,
+        d.x_tune,
+        d.y_tune,
+        settings=settings,
+        shape=(1, 8, 8),
+    )
+
+
 def _hardening(d: Any, progress: Callable[[str], None] | None) -> list[dict[str, Any]]:
     """Each method on the same small CNN: trained on ``fit``, stopped on ``tune``, measured
     on ``eval``."""
@@ -612,11 +628,7 @@ def _hardening(d: Any, progress: Callable[[str], None] | None) -> list[dict[str,
     torch.set_num_threads(2)
     out = []
     for method in ("standard", "pgd", "trades", "distillation"):
-        settings = hardening.HardeningSettings(method=method)
-        net = hardening.small_cnn(8)
-        net, report = hardening.harden(
-            net, d.x_fit, d.y_fit, d.x_tune, d.y_tune, settings=settings, shape=(1, 8, 8)
-        )
+        net, report = harden_digits(d, hardening.HardeningSettings(method=method))
         robust = hardening.robustness(net, d.x_eval, d.y_eval, shape=(1, 8, 8))
         row = {
             "method": method,
